@@ -1,0 +1,87 @@
+//! Service errors → HTTP status + `{"error":{"code","message"}}`. Exhaustive: a new error
+//! variant does not compile until it has a status. Internal errors get a generic message;
+//! the detail goes to the log (which never holds secrets either).
+
+use super::dto::{ErrorBody, ErrorDetail};
+use crate::chains::ChainError;
+use crate::service::ServiceError;
+use crate::session::SessionError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        use StatusCode as S;
+        let msg = err.to_string();
+        let (status, code) = match &err {
+            ServiceError::Unauthenticated(_) => (S::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ServiceError::WrongPassword => (S::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ServiceError::Session(e) => match e {
+                SessionError::Invalid | SessionError::WrongAudience | SessionError::Superseded => {
+                    (S::UNAUTHORIZED, "SESSION_INVALID")
+                }
+                SessionError::Expired | SessionError::LifetimeExceeded => {
+                    (S::UNAUTHORIZED, "SESSION_EXPIRED")
+                }
+                SessionError::Revoked => (S::UNAUTHORIZED, "SESSION_REVOKED"),
+                SessionError::RenewalsExhausted(_) => (S::FORBIDDEN, "RENEWALS_EXHAUSTED"),
+            },
+            ServiceError::RateLimited => (S::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ServiceError::Forbidden(_) => (S::FORBIDDEN, "FORBIDDEN"),
+            ServiceError::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND"),
+            ServiceError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
+            ServiceError::Conflict(_) => (S::CONFLICT, "CONFLICT"),
+            ServiceError::Chain(e) => match e {
+                ChainError::Unreachable { .. } | ChainError::ChainIdMismatch { .. } => {
+                    (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE")
+                }
+                ChainError::NotAToken(_) | ChainError::InvalidInput(_) => {
+                    (S::BAD_REQUEST, "INVALID_INPUT")
+                }
+                ChainError::NotSupported(_) => (S::NOT_IMPLEMENTED, "NOT_SUPPORTED"),
+            },
+            ServiceError::NotInitialised(_)
+            | ServiceError::Keystore(_)
+            | ServiceError::Store(_)
+            | ServiceError::Config(_) => {
+                tracing::error!(error = %msg, "internal error");
+                return Self::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "internal error; see the daemon log",
+                );
+            }
+        };
+        Self::new(status, code, msg)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,322 @@
+//! REST routes. [`routes`] is the only source of the router and every entry must name its
+//! auth kind, so a route without declared auth does not compile; `tests/it/routes.rs`
+//! walks this table and proves each entry rejects missing, wrong-kind, bad, expired and
+//! revoked credentials. Handlers are thin: extract, one service call, convert.
+
+use super::dto::{self, ApiJsonBody};
+use super::error::ApiError;
+use super::server::AppState;
+use crate::service::{MasterAuth, SessionAuth};
+use crate::store::AuditFilter;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, request::Parts};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::{Extension, Json};
+use serde::de::DeserializeOwned;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No credentials (`/health`). Each one is listed in `PUBLIC_ROUTES` of the route test.
+    Public,
+    /// `X-Master-Password`.
+    Master,
+    /// `Authorization: Bearer <session token>`.
+    Session,
+}
+
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub auth: Auth,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, auth: Auth, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("standard method");
+    Route {
+        method,
+        path,
+        auth,
+        handler: on(filter, handler),
+    }
+}
+
+/// Every REST route, with its auth kind.
+pub fn routes() -> Vec<Route> {
+    use Auth::*;
+    vec![
+        route(Method::GET, "/health", Public, health),
+        route(Method::POST, "/v1/wallets", Master, wallet_create),
+        route(Method::GET, "/v1/wallets", Master, wallet_list),
+        route(Method::GET, "/v1/wallets/{id}", Master, wallet_show),
+        route(Method::POST, "/v1/sessions", Master, session_create),
+        route(Method::GET, "/v1/sessions", Master, session_list),
+        route(Method::DELETE, "/v1/sessions/{id}", Master, session_revoke),
+        route(
+            Method::PUT,
+            "/v1/sessions/{id}/renew",
+            Session,
+            session_renew,
+        ),
+        route(Method::GET, "/v1/wallet/address", Session, wallet_address),
+        route(Method::GET, "/v1/wallet/balance", Session, wallet_balance),
+        route(Method::GET, "/v1/audit", Master, audit_list),
+        route(Method::GET, "/v1/audit/verify", Master, audit_verify),
+        route(Method::GET, "/v1/admin/status", Master, admin_status),
+        route(Method::POST, "/v1/admin/shutdown", Master, admin_shutdown),
+        route(
+            Method::PUT,
+            "/v1/admin/master-password",
+            Master,
+            admin_set_master,
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/rotate-session-secret",
+            Master,
+            admin_rotate_session_secret,
+        ),
+    ]
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+type Master = Extension<MasterAuth>;
+type Session = Extension<SessionAuth>;
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn wallet_create(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiJson(body): ApiJson<dto::CreateWallet>,
+) -> Result<(StatusCode, Json<dto::Wallet>), ApiError> {
+    let (name, chain) = body.parse()?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.create_wallet(&m, name, chain)?.into()),
+    ))
+}
+
+async fn wallet_list(
+    State(s): State<AppState>,
+    Extension(m): Master,
+) -> ApiResult<Vec<dto::Wallet>> {
+    Ok(Json(
+        s.service
+            .list_wallets(&m)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+async fn wallet_show(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    Id(id): Id,
+) -> ApiResult<dto::Wallet> {
+    Ok(Json(
+        s.service
+            .get_wallet(&m, id.parse().map_err(invalid_id)?)?
+            .into(),
+    ))
+}
+
+async fn session_create(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiJson(body): ApiJson<dto::CreateSession>,
+) -> Result<(StatusCode, Json<dto::SessionToken>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.create_session(&m, body.parse()?)?.into()),
+    ))
+}
+
+async fn session_list(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiQuery(q): ApiQuery<dto::SessionFilter>,
+) -> ApiResult<Vec<dto::Session>> {
+    Ok(Json(
+        s.service
+            .list_sessions(&m, q.parse()?)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+async fn session_revoke(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    Id(id): Id,
+) -> ApiResult<dto::Session> {
+    Ok(Json(
+        s.service
+            .revoke_session(&m, id.parse().map_err(invalid_id)?)?
+            .into(),
+    ))
+}
+
+async fn session_renew(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    Id(id): Id,
+) -> ApiResult<dto::SessionToken> {
+    Ok(Json(
+        s.service
+            .renew_session(&a, id.parse().map_err(invalid_id)?)?
+            .into(),
+    ))
+}
+
+async fn wallet_address(
+    State(s): State<AppState>,
+    Extension(a): Session,
+) -> ApiResult<dto::WalletAddress> {
+    Ok(Json(s.service.session_wallet(&a)?.into()))
+}
+
+async fn wallet_balance(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    ApiQuery(q): ApiQuery<dto::BalanceQuery>,
+) -> ApiResult<dto::BalanceDto> {
+    Ok(Json(
+        s.service.balance(&a, q.token.as_deref()).await?.into(),
+    ))
+}
+
+async fn audit_list(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiQuery(q): ApiQuery<dto::AuditQuery>,
+) -> ApiResult<Vec<crate::store::AuditEntry>> {
+    let filter = AuditFilter {
+        kind: q.kind,
+        wallet_id: q.wallet_id,
+        after_seq: q.after_seq,
+        limit: q.limit,
+    };
+    Ok(Json(s.service.audit_list(&m, &filter)?))
+}
+
+async fn audit_verify(
+    State(s): State<AppState>,
+    Extension(m): Master,
+) -> ApiResult<crate::store::AuditVerification> {
+    Ok(Json(s.service.audit_verify(&m)?))
+}
+
+async fn admin_status(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::Status> {
+    Ok(Json(s.service.status(&m)?.into()))
+}
+
+async fn admin_shutdown(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::Ok> {
+    s.service.request_shutdown(&m)?;
+    Ok(Json(dto::Ok { ok: true }))
+}
+
+async fn admin_set_master(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiJson(body): ApiJson<dto::SetMaster>,
+) -> ApiResult<dto::Ok> {
+    let new = crate::secret::Passphrase::from(body.new_password);
+    let service = s.service.clone();
+    // The KDF takes tens of milliseconds: keep it off the async workers.
+    tokio::task::spawn_blocking(move || service.set_master(&m, &new))
+        .await
+        .map_err(|_| internal())??;
+    Ok(Json(dto::Ok { ok: true }))
+}
+
+async fn admin_rotate_session_secret(
+    State(s): State<AppState>,
+    Extension(m): Master,
+) -> ApiResult<dto::Ok> {
+    s.service.rotate_session_secret(&m)?;
+    Ok(Json(dto::Ok { ok: true }))
+}
+
+fn internal() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "internal error; see the daemon log",
+    )
+}
+
+fn invalid_id(err: crate::domain::DomainError) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", err.to_string())
+}
+
+/// `Json<T>` whose rejections are our JSON errors (400/413/415), bounded in length.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + ApiJsonBody> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rej) => {
+                let status = rej.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+                    _ => "INVALID_INPUT",
+                };
+                let message = if T::ECHO_ERRORS {
+                    crate::domain::sanitize::chain_string(&rej.body_text(), 300)
+                } else {
+                    "request body is not valid for this route".to_owned()
+                };
+                Err(ApiError::new(status, code, message))
+            }
+        }
+    }
+}
+
+/// Query string with JSON errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|rej| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_INPUT",
+                    crate::domain::sanitize::chain_string(&rej.body_text(), 300),
+                )
+            })
+    }
+}
+
+/// The single `{id}` path segment.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| Id(p.0))
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "malformed path"))
+    }
+}

@@ -1,0 +1,205 @@
+//! The HTTP server: one axum router for every surface, auth middleware per route from the
+//! route table, `Host`/`Origin` validation and security headers on every response, body
+//! limits, JSON 404/405, and graceful shutdown.
+
+use super::error::ApiError;
+use super::rest::{self, Auth};
+use crate::service::{Service, ServiceError};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    guard: Arc<HostGuard>,
+}
+
+/// Accepted `Host` and `Origin` values: the loopback names of the bound address plus the
+/// configured extras. Anything else is DNS rebinding or a cross-site page: 403.
+struct HostGuard {
+    hosts: HashSet<String>,
+    origins: HashSet<String>,
+}
+
+impl HostGuard {
+    fn new(addr: SocketAddr, extra_hosts: &[String], extra_origins: &[String]) -> Self {
+        let port = addr.port();
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "[::1]".to_owned(),
+        ];
+        if !addr.ip().is_unspecified() {
+            names.push(match addr {
+                SocketAddr::V4(a) => a.ip().to_string(),
+                SocketAddr::V6(a) => format!("[{}]", a.ip()),
+            });
+        }
+        let mut hosts: HashSet<String> = names
+            .iter()
+            .flat_map(|n| [n.clone(), format!("{n}:{port}")])
+            .collect();
+        hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        let mut origins: HashSet<String> =
+            names.iter().map(|n| format!("http://{n}:{port}")).collect();
+        origins.extend(
+            extra_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
+        );
+        Self { hosts, origins }
+    }
+
+    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if !host.is_some_and(|h| self.hosts.contains(&h)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN_HOST",
+                "Host header is not allowed",
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let ok = origin
+                .to_str()
+                .is_ok_and(|o| self.origins.contains(&o.to_ascii_lowercase()));
+            if !ok {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN_ORIGIN",
+                    "Origin is not allowed",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds the full router for a server bound at `addr`.
+pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
+    let cfg = &service.config().server;
+    let guard = Arc::new(HostGuard::new(
+        addr,
+        &cfg.allowed_hosts,
+        &cfg.allowed_origins,
+    ));
+    let max_body = cfg.max_body_bytes;
+    let state = AppState { service, guard };
+    let mut router = Router::new();
+    for r in rest::routes() {
+        let handler = match r.auth {
+            Auth::Public => r.handler,
+            Auth::Master => r
+                .handler
+                .route_layer(from_fn_with_state(state.clone(), require_master)),
+            Auth::Session => r
+                .handler
+                .route_layer(from_fn_with_state(state.clone(), require_session)),
+        };
+        router = router.route(r.path, handler);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn_with_state(state.clone(), guard_and_headers))
+        .with_state(state)
+}
+
+async fn guard_and_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut res = match state.guard.check(req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(err) => err.into_response(),
+    };
+    let h = res.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+async fn require_master(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get("x-master-password")
+        .map(|v| v.as_bytes().to_vec());
+    match state.service.authenticate_master(presented.as_deref()) {
+        Ok(auth) => {
+            req.extensions_mut().insert(auth);
+            next.run(req).await
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn require_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let result = match token {
+        Some(token) => state.service.authenticate_session(token.trim()),
+        None => Err(ServiceError::Unauthenticated(
+            "Authorization: Bearer <session token> header missing",
+        )),
+    };
+    match result {
+        Ok(auth) => {
+            req.extensions_mut().insert(auth);
+            next.run(req).await
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
+}
+
+/// Serves until SIGINT, SIGTERM or `POST /v1/admin/shutdown`.
+pub async fn serve(
+    service: Arc<Service>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let app = router(service.clone(), addr);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = service.shutdown_requested() => tracing::info!("shutdown requested over the API"),
+        }
+    })
+    .await
+}

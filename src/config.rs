@@ -1,0 +1,662 @@
+//! Configuration: `<data>/config.toml`, then `BURSAR_<SECTION>_<KEY>` environment overrides,
+//! validated once into [`Config`]. Also the rules for secret inputs (`_FILE` wins, both is an
+//! error, plain env warns) and for data-directory permissions.
+
+use crate::domain::{ChainKind, ChainName};
+use crate::keystore::KdfParams;
+use crate::secret::Passphrase;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const RECOVERY_KEY_FILE: &str = "recovery.key";
+pub const STORE_DIR: &str = "store";
+pub const DEFAULT_URL: &str = "http://127.0.0.1:3100";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("invalid config {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid value for {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    #[error("both {0}_FILE and {0} are set; give the secret one way only")]
+    BothSecretForms(String),
+    #[error(
+        "{path} is accessible by group or others (mode {mode:04o})\nfix: chmod {want:o} {path}   (or run `bursar doctor --fix`)"
+    )]
+    Permissions { path: PathBuf, mode: u32, want: u32 },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub keystore: KeystoreConfig,
+    pub sessions: SessionConfig,
+    pub log: LogConfig,
+    pub chains: BTreeMap<String, ChainConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address. Anything but loopback logs a warning and is flagged by `doctor`.
+    pub bind: SocketAddr,
+    /// Extra `Host` header values accepted besides the loopback names of `bind`.
+    pub allowed_hosts: Vec<String>,
+    /// Extra `Origin` values accepted besides the daemon's own loopback origins.
+    pub allowed_origins: Vec<String>,
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// Failed master-password attempts allowed per minute before every attempt gets 429.
+    pub master_auth_failures_per_minute: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 3100)),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            master_auth_failures_per_minute: 10,
+        }
+    }
+}
+
+/// Argon2id cost for new keystores (`init`, `set-master`); existing ones keep theirs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeystoreConfig {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+impl Default for KeystoreConfig {
+    fn default() -> Self {
+        let r = KdfParams::RECOMMENDED;
+        Self {
+            argon2_memory_kib: r.m_cost_kib,
+            argon2_iterations: r.t_cost,
+            argon2_parallelism: r.p_cost,
+        }
+    }
+}
+
+impl KeystoreConfig {
+    pub fn kdf(&self) -> KdfParams {
+        KdfParams {
+            m_cost_kib: self.argon2_memory_kib,
+            t_cost: self.argon2_iterations,
+            p_cost: self.argon2_parallelism,
+        }
+    }
+}
+
+/// Session defaults and ceilings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub default_ttl_seconds: u64,
+    pub default_max_renewals: u32,
+    pub default_absolute_lifetime_seconds: u64,
+    pub max_ttl_seconds: u64,
+    pub max_absolute_lifetime_seconds: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_seconds: 24 * 3600,
+            default_max_renewals: 30,
+            default_absolute_lifetime_seconds: 30 * 24 * 3600,
+            max_ttl_seconds: 30 * 24 * 3600,
+            max_absolute_lifetime_seconds: 365 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `bursar=debug`, `trace`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub kind: String,
+    pub rpc_url: String,
+    /// Required for EVM chains; checked against the node before first use.
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    #[serde(default)]
+    pub native_symbol: Option<String>,
+    #[serde(default = "one")]
+    pub confirmations: u64,
+    /// Solana commitment (`processed`, `confirmed`, `finalized`).
+    #[serde(default)]
+    pub commitment: Option<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A chain as the rest of bursar sees it: validated.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    pub name: ChainName,
+    pub kind: ChainKind,
+    pub rpc_url: String,
+    pub chain_id: Option<u64>,
+    pub native_symbol: String,
+    pub native_decimals: u8,
+    pub confirmations: u64,
+}
+
+const CHAIN_KEYS: [&str; 6] = [
+    "rpc_url",
+    "chain_id",
+    "native_symbol",
+    "confirmations",
+    "commitment",
+    "kind",
+];
+
+/// `BURSAR_*` variables that are not config overrides.
+const NON_CONFIG_VARS: [&str; 7] = [
+    "BURSAR_LOG",
+    "BURSAR_DATA_DIR",
+    "BURSAR_URL",
+    "BURSAR_MASTER_PASSWORD",
+    "BURSAR_MASTER_PASSWORD_FILE",
+    "BURSAR_SESSION_TOKEN",
+    "BURSAR_SESSION_TOKEN_FILE",
+];
+
+impl Config {
+    /// Loads `<data>/config.toml` (absent = defaults) and applies env overrides.
+    /// Returns the config and warnings to log once logging is up.
+    pub fn load(data_dir: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => {
+                return Err(ConfigError::Read {
+                    path,
+                    reason: err.to_string(),
+                });
+            }
+        };
+        Self::from_parts(&path, &text, std::env::vars())
+    }
+
+    /// The pure part of [`Config::load`]: file text plus an environment.
+    pub fn from_parts(
+        path: &Path,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        let parse_err = |reason: String| ConfigError::Parse {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        let mut warnings = Vec::new();
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialise");
+        let mut env: Vec<_> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("BURSAR_"))
+            .collect();
+        env.sort();
+        for (var, value) in env {
+            if NON_CONFIG_VARS.contains(&var.as_str()) || var.starts_with("BURSAR_TEST_") {
+                continue;
+            }
+            match override_path(&var, &defaults) {
+                Some((section, sub, key)) => {
+                    let section_table = table
+                        .entry(section)
+                        .or_insert_with(|| toml::Value::Table(Default::default()))
+                        .as_table_mut()
+                        .ok_or_else(|| parse_err(format!("[{}] must be a table", var)))?;
+                    let target = match sub {
+                        Some(name) => section_table
+                            .entry(name)
+                            .or_insert_with(|| toml::Value::Table(Default::default()))
+                            .as_table_mut()
+                            .ok_or_else(|| {
+                                parse_err(format!("{var}: chain entry must be a table"))
+                            })?,
+                        None => section_table,
+                    };
+                    target.insert(key, env_value(&value));
+                }
+                None => warnings.push(format!("ignoring unknown configuration variable {var}")),
+            }
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        config.validate()?;
+        if !config.server.bind.ip().is_loopback() {
+            warnings.push(format!(
+                "binding {} which is not loopback: anyone who can reach it can try credentials",
+                config.server.bind
+            ));
+        }
+        Ok((config, warnings))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.keystore
+            .kdf()
+            .check_bounds()
+            .map_err(|e| ConfigError::Invalid(format!("[keystore] {e}")))?;
+        self.chains()?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(
+                "[log] format must be \"text\" or \"json\"".into(),
+            ));
+        }
+        let s = &self.sessions;
+        if s.default_ttl_seconds == 0 || s.default_ttl_seconds > s.max_ttl_seconds {
+            return Err(ConfigError::Invalid(
+                "[sessions] default_ttl_seconds must be in 1..=max_ttl_seconds".into(),
+            ));
+        }
+        if s.default_absolute_lifetime_seconds > s.max_absolute_lifetime_seconds {
+            return Err(ConfigError::Invalid(
+                "[sessions] default_absolute_lifetime_seconds exceeds the maximum".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured chains, validated.
+    pub fn chains(&self) -> Result<Vec<Chain>, ConfigError> {
+        self.chains
+            .iter()
+            .map(|(name, c)| {
+                let bad = |what: &str| ConfigError::Invalid(format!("[chains.{name}] {what}"));
+                let name: ChainName = name
+                    .parse()
+                    .map_err(|e: crate::domain::DomainError| bad(&e.to_string()))?;
+                let kind: ChainKind = c
+                    .kind
+                    .parse()
+                    .map_err(|e: crate::domain::DomainError| bad(&e.to_string()))?;
+                if !(c.rpc_url.starts_with("http://") || c.rpc_url.starts_with("https://")) {
+                    return Err(bad("rpc_url must be an http:// or https:// URL"));
+                }
+                let (default_symbol, native_decimals) = match kind {
+                    ChainKind::Evm => ("ETH", 18),
+                    ChainKind::Solana => ("SOL", 9),
+                };
+                if kind == ChainKind::Evm && c.chain_id.is_none() {
+                    return Err(bad("chain_id is required for EVM chains"));
+                }
+                let native_symbol = c
+                    .native_symbol
+                    .clone()
+                    .unwrap_or_else(|| default_symbol.to_owned());
+                if native_symbol.is_empty()
+                    || native_symbol.len() > 16
+                    || !native_symbol.chars().all(|ch| ch.is_ascii_alphanumeric())
+                {
+                    return Err(bad("native_symbol must be 1-16 ASCII letters or digits"));
+                }
+                if c.confirmations == 0 || c.confirmations > 1000 {
+                    return Err(bad("confirmations must be in 1..=1000"));
+                }
+                Ok(Chain {
+                    name,
+                    kind,
+                    rpc_url: c.rpc_url.clone(),
+                    chain_id: c.chain_id,
+                    native_symbol,
+                    native_decimals,
+                    confirmations: c.confirmations,
+                })
+            })
+            .collect()
+    }
+
+    /// The config file written by `init`: commented defaults plus a local anvil chain.
+    pub fn initial_file() -> String {
+        r#"# bursar configuration. Every key can be overridden by BURSAR_<SECTION>_<KEY>,
+# e.g. BURSAR_SERVER_BIND=127.0.0.1:3200 or BURSAR_CHAINS_ANVIL_RPC_URL=http://127.0.0.1:8545.
+
+[server]
+bind = "127.0.0.1:3100"
+
+[keystore]
+# Argon2id cost for new keystores (RFC 9106 second option). Existing stores keep theirs.
+argon2_memory_kib = 65536
+argon2_iterations = 3
+argon2_parallelism = 4
+
+[log]
+level = "info"
+format = "text"
+
+# A local development chain (anvil's default port and chain id).
+[chains.anvil]
+kind = "evm"
+rpc_url = "http://127.0.0.1:8545"
+chain_id = 31337
+native_symbol = "ETH"
+confirmations = 1
+"#
+        .to_owned()
+    }
+}
+
+/// Maps `BURSAR_SERVER_BIND` to (`server`, None, `bind`) and
+/// `BURSAR_CHAINS_MY_NODE_RPC_URL` to (`chains`, Some(`my_node`), `rpc_url`).
+fn override_path(var: &str, defaults: &toml::Table) -> Option<(String, Option<String>, String)> {
+    let rest = var.strip_prefix("BURSAR_")?.to_ascii_lowercase();
+    if let Some(chain) = rest.strip_prefix("chains_") {
+        return CHAIN_KEYS.iter().find_map(|key| {
+            let name = chain.strip_suffix(key)?.strip_suffix('_')?;
+            (!name.is_empty()).then(|| {
+                (
+                    "chains".to_owned(),
+                    Some(name.to_owned()),
+                    (*key).to_owned(),
+                )
+            })
+        });
+    }
+    defaults.iter().find_map(|(section, keys)| {
+        let key = rest.strip_prefix(section.as_str())?.strip_prefix('_')?;
+        keys.as_table()?
+            .contains_key(key)
+            .then(|| (section.clone(), None, key.to_owned()))
+    })
+}
+
+/// An env value as TOML: numbers, booleans and arrays keep their type; anything else is a string.
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+/// Where a secret came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env,
+}
+
+/// Reads a secret from `<NAME>_FILE` (wins) or `<NAME>`; both set is an error. The plain
+/// env form returns a warning, because env is visible to `docker inspect` and
+/// `/proc/*/environ`.
+pub fn secret_from_env(
+    name: &str,
+) -> Result<Option<(Passphrase, SecretSource, Option<String>)>, ConfigError> {
+    let file_var = format!("{name}_FILE");
+    let file = std::env::var_os(&file_var).filter(|v| !v.is_empty());
+    let plain = std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (file, plain) {
+        (Some(_), Some(_)) => Err(ConfigError::BothSecretForms(name.to_owned())),
+        (Some(path), None) => {
+            let path = PathBuf::from(path);
+            let secret = read_secret_file(&path)?;
+            Ok(Some((secret, SecretSource::File(path), None)))
+        }
+        (None, Some(value)) => Ok(Some((
+            Passphrase::from(value),
+            SecretSource::Env,
+            Some(format!(
+                "{name} is set in the environment, which `docker inspect` and /proc/*/environ expose; prefer {file_var}"
+            )),
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads a one-line secret file, dropping the trailing newline editors and `echo` add.
+pub fn read_secret_file(path: &Path) -> Result<Passphrase, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    if trimmed.is_empty() {
+        return Err(ConfigError::Read {
+            path: path.to_owned(),
+            reason: "file is empty".into(),
+        });
+    }
+    Ok(Passphrase::from(trimmed.to_owned()))
+}
+
+/// The data directory: `--data-dir` > `BURSAR_DATA_DIR` > `~/.bursar`.
+pub fn data_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| {
+        std::env::var_os("BURSAR_DATA_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+    .unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".bursar")
+    })
+}
+
+/// A path bursar checks, with the mode it must not exceed.
+pub struct Guarded {
+    pub path: PathBuf,
+    pub want: u32,
+    /// Mode bits that must be clear.
+    pub forbid: u32,
+}
+
+/// The paths under the data dir that must not be group/world accessible.
+pub fn guarded_paths(data_dir: &Path) -> Vec<Guarded> {
+    vec![
+        Guarded {
+            path: data_dir.to_owned(),
+            want: 0o700,
+            forbid: 0o077,
+        },
+        Guarded {
+            path: data_dir.join(STORE_DIR),
+            want: 0o700,
+            forbid: 0o077,
+        },
+        Guarded {
+            path: data_dir.join(RECOVERY_KEY_FILE),
+            want: 0o600,
+            forbid: 0o077,
+        },
+        // Not secret, but whoever can write it chooses the RPC endpoints.
+        Guarded {
+            path: data_dir.join(CONFIG_FILE),
+            want: 0o600,
+            forbid: 0o022,
+        },
+    ]
+}
+
+/// Refuses a data dir whose secrets are readable by others. Missing paths are fine.
+pub fn check_permissions(data_dir: &Path) -> Result<(), ConfigError> {
+    for g in guarded_paths(data_dir) {
+        if let Ok(meta) = std::fs::metadata(&g.path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & g.forbid != 0 {
+                return Err(ConfigError::Permissions {
+                    path: g.path,
+                    mode,
+                    want: g.want,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new file with mode 0600 from creation on (no window where it is readable),
+/// fsyncs it, and fsyncs the directory. Fails if the file exists.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Creates the data dir (0700) if missing.
+pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<(Config, Vec<String>), ConfigError> {
+        Config::from_parts(
+            Path::new("config.toml"),
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn env_overrides_sections_and_chains() {
+        let (cfg, warnings) = load(
+            &Config::initial_file(),
+            &[
+                ("BURSAR_SERVER_BIND", "127.0.0.1:3999"),
+                ("BURSAR_KEYSTORE_ARGON2_ITERATIONS", "4"),
+                ("BURSAR_CHAINS_ANVIL_RPC_URL", "http://127.0.0.1:9999"),
+                ("BURSAR_CHAINS_MY_L2_KIND", "evm"),
+                ("BURSAR_CHAINS_MY_L2_RPC_URL", "https://l2.example"),
+                ("BURSAR_CHAINS_MY_L2_CHAIN_ID", "8453"),
+                ("BURSAR_SERVER_BND", "typo"),
+                ("BURSAR_DATA_DIR", "/ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.server.bind.port(), 3999);
+        assert_eq!(cfg.keystore.argon2_iterations, 4);
+        assert_eq!(cfg.chains["anvil"].rpc_url, "http://127.0.0.1:9999");
+        assert_eq!(cfg.chains["my_l2"].chain_id, Some(8453));
+        assert_eq!(
+            warnings,
+            vec!["ignoring unknown configuration variable BURSAR_SERVER_BND".to_owned()]
+        );
+    }
+
+    #[test]
+    fn invalid_configs_are_refused_with_the_reason() {
+        let cases = [
+            ("[server]\nbnd = 1", "unknown field"),
+            (
+                "[chains.x]\nkind = \"evm\"\nrpc_url = \"http://a\"",
+                "chain_id is required",
+            ),
+            (
+                "[chains.x]\nkind = \"btc\"\nrpc_url = \"http://a\"",
+                "unknown chain kind",
+            ),
+            (
+                "[chains.X]\nkind = \"evm\"\nrpc_url = \"http://a\"\nchain_id = 1",
+                "chain names",
+            ),
+            (
+                "[chains.x]\nkind = \"evm\"\nrpc_url = \"ftp://a\"\nchain_id = 1",
+                "rpc_url",
+            ),
+            (
+                "[keystore]\nargon2_memory_kib = 4294967295",
+                "out of bounds",
+            ),
+            ("[log]\nformat = \"xml\"", "format"),
+            ("not toml at all", "invalid config"),
+        ];
+        for (text, needle) in cases {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let err = load("", &[("BURSAR_SERVER_BIND", "nonsense")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_bind_warns() {
+        let (_, warnings) = load("[server]\nbind = \"0.0.0.0:3100\"", &[]).unwrap();
+        assert!(warnings[0].contains("not loopback"));
+    }
+
+    #[test]
+    fn permissions_are_enforced() {
+        let dir = tempfile::tempdir().unwrap();
+        create_data_dir(dir.path()).unwrap();
+        check_permissions(dir.path()).unwrap();
+        write_private_file(&dir.path().join(RECOVERY_KEY_FILE), b"x").unwrap();
+        check_permissions(dir.path()).unwrap();
+        std::fs::set_permissions(
+            dir.path().join(RECOVERY_KEY_FILE),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let err = check_permissions(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("chmod 600") && err.contains("doctor --fix"),
+            "{err}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            check_permissions(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("chmod 700")
+        );
+    }
+}

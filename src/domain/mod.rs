@@ -1,0 +1,285 @@
+//! The typed vocabulary: ids, chains, addresses, amounts. No IO, no async, no serde, no
+//! providers, no store. Inner code never sees raw strings: edges parse into these once.
+
+pub mod amount;
+pub mod sanitize;
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use amount::{Amount, AmountError};
+
+/// The two chain families bursar signs for. One wallet = one key on one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChainKind {
+    Evm,
+    Solana,
+}
+
+impl ChainKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainKind::Evm => "evm",
+            ChainKind::Solana => "solana",
+        }
+    }
+}
+
+impl FromStr for ChainKind {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "evm" => Ok(ChainKind::Evm),
+            "solana" => Ok(ChainKind::Solana),
+            other => Err(DomainError::UnknownChainKind(sanitize::for_message(other))),
+        }
+    }
+}
+
+impl fmt::Display for ChainKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("unknown chain kind {0:?} (expected \"evm\" or \"solana\")")]
+    UnknownChainKind(String),
+    #[error("invalid {kind} address: {reason}")]
+    InvalidAddress {
+        kind: ChainKind,
+        reason: &'static str,
+    },
+    #[error("invalid id {0:?}")]
+    InvalidId(String),
+    #[error("invalid name: {0}")]
+    InvalidName(&'static str),
+}
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(uuid::Uuid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self(uuid::Uuid::new_v4())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DomainError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                uuid::Uuid::try_parse(s)
+                    .map(Self)
+                    .map_err(|_| DomainError::InvalidId(sanitize::for_message(s)))
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A wallet: one key on one configured chain.
+    WalletId
+);
+uuid_id!(
+    /// A session: one agent's bounded access to one wallet.
+    SessionId
+);
+
+/// A configured chain's name (`[chains.<name>]`): 1–32 of `[a-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChainName(String);
+
+impl ChainName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ChainName {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DomainError::InvalidName(
+                "chain names are 1-32 characters of a-z, 0-9, '_' and '-'",
+            ))
+        }
+    }
+}
+
+impl fmt::Display for ChainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A human label for a wallet: 1–64 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletName(String);
+
+impl WalletName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for WalletName {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 64 {
+            return Err(DomainError::InvalidName("wallet names are 1-64 characters"));
+        }
+        if s.chars()
+            .any(|c| c.is_control() || sanitize::is_invisible(c))
+        {
+            return Err(DomainError::InvalidName(
+                "wallet names must not contain control or invisible characters",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// An on-chain account address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Address {
+    Evm(alloy_primitives::Address),
+    Solana([u8; 32]),
+}
+
+impl Address {
+    pub fn kind(&self) -> ChainKind {
+        match self {
+            Address::Evm(_) => ChainKind::Evm,
+            Address::Solana(_) => ChainKind::Solana,
+        }
+    }
+
+    pub fn parse(kind: ChainKind, s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        match kind {
+            ChainKind::Evm => {
+                let hex = s.strip_prefix("0x").ok_or(DomainError::InvalidAddress {
+                    kind,
+                    reason: "expected 0x followed by 40 hex digits",
+                })?;
+                if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(DomainError::InvalidAddress {
+                        kind,
+                        reason: "expected 0x followed by 40 hex digits",
+                    });
+                }
+                let addr = alloy_primitives::Address::from_str(s).map_err(|_| {
+                    DomainError::InvalidAddress {
+                        kind,
+                        reason: "not a valid hex address",
+                    }
+                })?;
+                // Mixed case means the sender claims an EIP-55 checksum: hold them to it.
+                let mixed = hex.bytes().any(|b| b.is_ascii_lowercase())
+                    && hex.bytes().any(|b| b.is_ascii_uppercase());
+                if mixed && addr.to_checksum(None) != s {
+                    return Err(DomainError::InvalidAddress {
+                        kind,
+                        reason: "EIP-55 checksum mismatch",
+                    });
+                }
+                Ok(Address::Evm(addr))
+            }
+            ChainKind::Solana => {
+                let bytes =
+                    bs58::decode(s)
+                        .into_vec()
+                        .map_err(|_| DomainError::InvalidAddress {
+                            kind,
+                            reason: "not base58",
+                        })?;
+                let arr: [u8; 32] = bytes.try_into().map_err(|_| DomainError::InvalidAddress {
+                    kind,
+                    reason: "expected 32 bytes",
+                })?;
+                Ok(Address::Solana(arr))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Evm(a) => f.write_str(&a.to_checksum(None)),
+            Address::Solana(b) => f.write_str(&bs58::encode(b).into_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evm_address_checksum_is_enforced_when_mixed_case() {
+        let good = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+        assert_eq!(
+            Address::parse(ChainKind::Evm, good).unwrap().to_string(),
+            good
+        );
+        let lower = good.to_lowercase();
+        assert_eq!(
+            Address::parse(ChainKind::Evm, &lower).unwrap().to_string(),
+            good
+        );
+        let bad = "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+        assert!(Address::parse(ChainKind::Evm, bad).is_err());
+        for junk in [
+            "",
+            "0x",
+            "f39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+            "0x123",
+            "0xzz9Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+        ] {
+            assert!(Address::parse(ChainKind::Evm, junk).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn solana_address_round_trips() {
+        let s = "11111111111111111111111111111111";
+        assert_eq!(Address::parse(ChainKind::Solana, s).unwrap().to_string(), s);
+        assert!(Address::parse(ChainKind::Solana, "0OIl").is_err());
+        assert!(Address::parse(ChainKind::Solana, "1111").is_err());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!("anvil".parse::<ChainName>().is_ok());
+        assert!("Anvil".parse::<ChainName>().is_err());
+        assert!("".parse::<ChainName>().is_err());
+        assert!("a b".parse::<ChainName>().is_err());
+        assert!("ops wallet".parse::<WalletName>().is_ok());
+        assert!("bad\u{202e}name".parse::<WalletName>().is_err());
+        assert!("".parse::<WalletName>().is_err());
+    }
+}

@@ -1,0 +1,427 @@
+//! The keystore: Argon2id KDF, AES-256-GCM sealing, lock state, signing. The only code that
+//! ever sees a plaintext key. It does no IO, knows no policy, and never holds a key across
+//! an `.await`: every decrypt → use → zeroize happens inside one synchronous call.
+//!
+//! Layout: the master password derives (once, at unlock) a 32-byte root with Argon2id; HMAC
+//! splits it into the key-encryption key (KEK) and the master-auth key. Each sealed item is
+//! AES-256-GCM with a fresh 96-bit nonce and an AAD that binds what it belongs to (format
+//! version, purpose, wallet id, chain, address, KDF parameters and salt).
+
+mod kdf;
+
+use crate::domain::{Address, ChainKind, ChainName, WalletId};
+use crate::secret::{Key32, KeyBytes, Passphrase, ct_eq, random_bytes};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+pub use kdf::KdfParams;
+
+/// Format version of keystore records.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    #[error("wrong master password")]
+    WrongPassword,
+    #[error("KDF parameters out of bounds: {0}")]
+    KdfOutOfBounds(String),
+    #[error("unsupported keystore format version {0}")]
+    UnsupportedVersion(u32),
+    /// Deliberately coarse: which byte was wrong helps only an attacker.
+    #[error("key record failed its integrity check")]
+    Corrupt,
+    #[error("wallet kind {0} does not match the key's address")]
+    KindMismatch(ChainKind),
+    #[error("key derivation failed")]
+    Kdf,
+}
+
+/// An AEAD-sealed blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    #[serde(with = "hex::serde")]
+    pub nonce: [u8; 12],
+    #[serde(with = "hex::serde")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// The stored, public part of a keystore: how to derive its keys, and a verifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeystoreMeta {
+    pub version: u32,
+    pub kdf: KdfParams,
+    #[serde(with = "hex::serde")]
+    pub salt: [u8; 16],
+    /// A known plaintext sealed under the KEK: opening it proves the password.
+    pub verifier: Sealed,
+}
+
+/// What a sealed wallet key is bound to. Changing any field breaks decryption.
+#[derive(Debug, Clone, Copy)]
+pub struct WalletKeyRef<'a> {
+    pub wallet_id: WalletId,
+    pub chain: &'a ChainName,
+    pub address: Address,
+    pub sealed: &'a Sealed,
+}
+
+/// An ECDSA secp256k1 signature over a 32-byte prehash, low-S normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvmSignature {
+    pub r: [u8; 32],
+    pub s: [u8; 32],
+    pub y_parity: bool,
+}
+
+/// An unlocked keystore. Signing exists only on this type: "sign while locked" does not
+/// compile. Dropping it zeroizes the KEK and the auth key.
+pub struct Unlocked {
+    kek: Key32,
+    auth_key: Key32,
+    master_tag: [u8; 32],
+    meta: KeystoreMeta,
+}
+
+impl std::fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Unlocked([REDACTED])")
+    }
+}
+
+const VERIFIER_PLAINTEXT: &[u8] = b"bursar keystore verifier v1";
+
+impl Unlocked {
+    /// Creates a new keystore for `password` with fresh salt. Runs the KDF once.
+    pub fn create(
+        password: &Passphrase,
+        kdf: KdfParams,
+    ) -> Result<(Self, KeystoreMeta), KeystoreError> {
+        kdf.check_bounds()?;
+        let salt = random_bytes::<16>();
+        let (kek, auth_key) = derive(password, &kdf, &salt)?;
+        let mut meta = KeystoreMeta {
+            version: FORMAT_VERSION,
+            kdf,
+            salt,
+            verifier: Sealed {
+                nonce: [0; 12],
+                ciphertext: Vec::new(),
+            },
+        };
+        meta.verifier = seal(&kek, &meta_aad(&meta), VERIFIER_PLAINTEXT);
+        let master_tag = master_tag(&auth_key, password.expose_secret().as_bytes());
+        Ok((
+            Self {
+                kek,
+                auth_key,
+                master_tag,
+                meta: meta.clone(),
+            },
+            meta,
+        ))
+    }
+
+    /// Unlocks a stored keystore. Runs the KDF once; the parameters are bounded first so a
+    /// tampered record cannot make us allocate gigabytes or spin for minutes.
+    pub fn unlock(meta: &KeystoreMeta, password: &Passphrase) -> Result<Self, KeystoreError> {
+        if meta.version != FORMAT_VERSION {
+            return Err(KeystoreError::UnsupportedVersion(meta.version));
+        }
+        meta.kdf.check_bounds()?;
+        let (kek, auth_key) = derive(password, &meta.kdf, &meta.salt)?;
+        let verified = open(&kek, &meta_aad(meta), &meta.verifier)
+            .map_err(|_| KeystoreError::WrongPassword)?;
+        if !ct_eq(&verified, VERIFIER_PLAINTEXT) {
+            return Err(KeystoreError::WrongPassword);
+        }
+        let master_tag = master_tag(&auth_key, password.expose_secret().as_bytes());
+        Ok(Self {
+            kek,
+            auth_key,
+            master_tag,
+            meta: meta.clone(),
+        })
+    }
+
+    pub fn meta(&self) -> &KeystoreMeta {
+        &self.meta
+    }
+
+    /// Per-request master check: a keyed MAC compared in constant time. No KDF per request
+    /// (a 64 MiB Argon2id per request would be a denial-of-service lever).
+    pub fn check_master(&self, candidate: &[u8]) -> bool {
+        ct_eq(&master_tag(&self.auth_key, candidate), &self.master_tag)
+    }
+
+    /// A keyed, non-reversible fingerprint for values that must not be stored in clear
+    /// (e.g. an audited argument): HMAC under a key derived from the master-auth key.
+    pub fn redact(&self, value: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.auth_key.expose_secret())
+            .expect("any key length");
+        mac.update(b"bursar/v1/redact\0");
+        mac.update(value);
+        hex::encode(&mac.finalize().into_bytes()[..12])
+    }
+
+    /// Seals a daemon secret (e.g. the JWT key) for `purpose`.
+    pub fn seal_secret(&self, purpose: &str, secret: &[u8]) -> Sealed {
+        seal(&self.kek, &self.secret_aad(purpose), secret)
+    }
+
+    pub fn open_secret(&self, purpose: &str, sealed: &Sealed) -> Result<KeyBytes, KeystoreError> {
+        open(&self.kek, &self.secret_aad(purpose), sealed)
+    }
+
+    /// Generates a key of `kind` for a new wallet and seals it. Returns its address.
+    pub fn generate_wallet_key(
+        &self,
+        wallet_id: WalletId,
+        chain: &ChainName,
+        kind: ChainKind,
+    ) -> (Address, Sealed) {
+        let (secret, address) = match kind {
+            ChainKind::Evm => loop {
+                let bytes = Zeroizing::new(random_bytes::<32>());
+                // Retry in the ~2^-128 case of a value outside the curve order.
+                if let Ok(key) = k256::ecdsa::SigningKey::from_slice(bytes.as_ref()) {
+                    break (Zeroizing::new(bytes.to_vec()), evm_address(&key));
+                }
+            },
+            ChainKind::Solana => {
+                let seed = Zeroizing::new(random_bytes::<32>());
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                (
+                    Zeroizing::new(seed.to_vec()),
+                    Address::Solana(key.verifying_key().to_bytes()),
+                )
+            }
+        };
+        let aad = self.wallet_aad(wallet_id, chain, &address);
+        (address, seal(&self.kek, &aad, &secret))
+    }
+
+    /// Opens a wallet key and checks that it still derives the recorded address.
+    pub fn verify_wallet_key(&self, key: WalletKeyRef<'_>) -> Result<(), KeystoreError> {
+        self.with_key(key, |_| Ok(()))
+    }
+
+    /// Re-seals a wallet key under another unlocked keystore (set-master).
+    pub fn reseal_wallet_key(
+        &self,
+        key: WalletKeyRef<'_>,
+        to: &Unlocked,
+    ) -> Result<Sealed, KeystoreError> {
+        let secret = self.open_checked(key)?;
+        let aad = to.wallet_aad(key.wallet_id, key.chain, &key.address);
+        Ok(seal(&to.kek, &aad, &secret))
+    }
+
+    /// Re-seals a daemon secret under another unlocked keystore (set-master).
+    pub fn reseal_secret(
+        &self,
+        purpose: &str,
+        sealed: &Sealed,
+        to: &Unlocked,
+    ) -> Result<Sealed, KeystoreError> {
+        let secret = self.open_secret(purpose, sealed)?;
+        Ok(to.seal_secret(purpose, &secret))
+    }
+
+    /// Signs a 32-byte prehash (an EVM transaction's signing hash) with an EVM wallet key.
+    pub fn sign_evm_prehash(
+        &self,
+        key: WalletKeyRef<'_>,
+        prehash: &[u8; 32],
+    ) -> Result<EvmSignature, KeystoreError> {
+        self.with_key(key, |secret| match secret {
+            OpenKey::Evm(k) => {
+                let (sig, recid) = k
+                    .sign_prehash_recoverable(prehash)
+                    .map_err(|_| KeystoreError::Corrupt)?;
+                let (r, s) = sig.split_bytes();
+                Ok(EvmSignature {
+                    r: r.into(),
+                    s: s.into(),
+                    y_parity: recid.is_y_odd(),
+                })
+            }
+            OpenKey::Solana(_) => Err(KeystoreError::KindMismatch(ChainKind::Solana)),
+        })
+    }
+
+    /// Signs a message (a serialized Solana transaction message) with a Solana wallet key.
+    pub fn sign_ed25519(
+        &self,
+        key: WalletKeyRef<'_>,
+        message: &[u8],
+    ) -> Result<[u8; 64], KeystoreError> {
+        use ed25519_dalek::Signer;
+        self.with_key(key, |secret| match secret {
+            OpenKey::Solana(k) => Ok(k.sign(message).to_bytes()),
+            OpenKey::Evm(_) => Err(KeystoreError::KindMismatch(ChainKind::Evm)),
+        })
+    }
+
+    fn with_key<T>(
+        &self,
+        key: WalletKeyRef<'_>,
+        f: impl FnOnce(&OpenKey) -> Result<T, KeystoreError>,
+    ) -> Result<T, KeystoreError> {
+        let secret = self.open_checked(key)?;
+        let open = OpenKey::from_bytes(key.address.kind(), &secret)?;
+        f(&open)
+    }
+
+    /// Decrypts and re-derives the address; a mismatch is corruption, not a wallet.
+    fn open_checked(&self, key: WalletKeyRef<'_>) -> Result<KeyBytes, KeystoreError> {
+        let aad = self.wallet_aad(key.wallet_id, key.chain, &key.address);
+        let secret = open(&self.kek, &aad, key.sealed)?;
+        let derived = OpenKey::from_bytes(key.address.kind(), &secret)?.address();
+        if derived != key.address {
+            return Err(KeystoreError::Corrupt);
+        }
+        Ok(secret)
+    }
+
+    fn wallet_aad(&self, wallet_id: WalletId, chain: &ChainName, address: &Address) -> Vec<u8> {
+        let mut aad = self.base_aad("wallet-key");
+        for field in [
+            wallet_id.to_string().as_str(),
+            chain.as_str(),
+            address.kind().as_str(),
+            &address.to_string(),
+        ] {
+            aad.extend_from_slice(field.as_bytes());
+            aad.push(0);
+        }
+        aad
+    }
+
+    fn secret_aad(&self, purpose: &str) -> Vec<u8> {
+        let mut aad = self.base_aad("secret");
+        aad.extend_from_slice(purpose.as_bytes());
+        aad.push(0);
+        aad
+    }
+
+    fn base_aad(&self, purpose: &str) -> Vec<u8> {
+        let mut aad = meta_aad(&self.meta);
+        aad.extend_from_slice(purpose.as_bytes());
+        aad.push(0);
+        aad
+    }
+}
+
+/// A decrypted key, typed by chain family. Both inner types zeroize on drop.
+enum OpenKey {
+    Evm(k256::ecdsa::SigningKey),
+    Solana(ed25519_dalek::SigningKey),
+}
+
+impl OpenKey {
+    fn from_bytes(kind: ChainKind, secret: &[u8]) -> Result<Self, KeystoreError> {
+        match kind {
+            ChainKind::Evm => k256::ecdsa::SigningKey::from_slice(secret)
+                .map(OpenKey::Evm)
+                .map_err(|_| KeystoreError::Corrupt),
+            ChainKind::Solana => {
+                let seed: &[u8; 32] = secret.try_into().map_err(|_| KeystoreError::Corrupt)?;
+                Ok(OpenKey::Solana(ed25519_dalek::SigningKey::from_bytes(seed)))
+            }
+        }
+    }
+
+    fn address(&self) -> Address {
+        match self {
+            OpenKey::Evm(k) => evm_address(k),
+            OpenKey::Solana(k) => Address::Solana(k.verifying_key().to_bytes()),
+        }
+    }
+}
+
+fn evm_address(key: &k256::ecdsa::SigningKey) -> Address {
+    let point = key.verifying_key().to_encoded_point(false);
+    let raw: &[u8; 64] = point.as_bytes()[1..]
+        .try_into()
+        .expect("uncompressed point is 65 bytes");
+    Address::Evm(alloy_primitives::Address::from_raw_public_key(raw))
+}
+
+/// AAD prefix binding the keystore header: format version, KDF parameters, salt.
+fn meta_aad(meta: &KeystoreMeta) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(96);
+    aad.extend_from_slice(b"bursar/keystore\0");
+    aad.extend_from_slice(&meta.version.to_be_bytes());
+    aad.extend_from_slice(&meta.kdf.m_cost_kib.to_be_bytes());
+    aad.extend_from_slice(&meta.kdf.t_cost.to_be_bytes());
+    aad.extend_from_slice(&meta.kdf.p_cost.to_be_bytes());
+    aad.extend_from_slice(&meta.salt);
+    aad
+}
+
+fn derive(
+    password: &Passphrase,
+    kdf: &KdfParams,
+    salt: &[u8; 16],
+) -> Result<(Key32, Key32), KeystoreError> {
+    let root = kdf.derive(password.expose_secret().as_bytes(), salt)?;
+    Ok((
+        prf(&root, b"bursar/v1/kek"),
+        prf(&root, b"bursar/v1/master-auth"),
+    ))
+}
+
+fn prf(key: &Key32, label: &[u8]) -> Key32 {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret()).expect("any key length");
+    mac.update(label);
+    let mut out = Box::new([0u8; 32]);
+    out.copy_from_slice(&mac.finalize().into_bytes());
+    SecretBox::new(out)
+}
+
+fn master_tag(auth_key: &Key32, candidate: &[u8]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(auth_key.expose_secret()).expect("any key length");
+    mac.update(candidate);
+    mac.finalize().into_bytes().into()
+}
+
+fn cipher(kek: &Key32) -> Aes256Gcm {
+    Aes256Gcm::new(&(*kek.expose_secret()).into())
+}
+
+fn seal(kek: &Key32, aad: &[u8], plaintext: &[u8]) -> Sealed {
+    let nonce = random_bytes::<12>();
+    let ciphertext = cipher(kek)
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encryption of a short message cannot fail");
+    Sealed { nonce, ciphertext }
+}
+
+fn open(kek: &Key32, aad: &[u8], sealed: &Sealed) -> Result<KeyBytes, KeystoreError> {
+    cipher(kek)
+        .decrypt(
+            &Nonce::from(sealed.nonce),
+            Payload {
+                msg: &sealed.ciphertext,
+                aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| KeystoreError::Corrupt)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,271 @@
+use super::*;
+
+const FAST: KdfParams = KdfParams {
+    m_cost_kib: 64,
+    t_cost: 1,
+    p_cost: 1,
+};
+
+fn pw(s: &str) -> Passphrase {
+    Passphrase::from(s.to_owned())
+}
+
+struct Fixture {
+    keys: Unlocked,
+    meta: KeystoreMeta,
+    chain: ChainName,
+    wallet_id: WalletId,
+    address: Address,
+    sealed: Sealed,
+}
+
+fn fixture(kind: ChainKind) -> Fixture {
+    let (keys, meta) = Unlocked::create(&pw("correct horse battery"), FAST).unwrap();
+    let chain: ChainName = "anvil".parse().unwrap();
+    let wallet_id = WalletId::new();
+    let (address, sealed) = keys.generate_wallet_key(wallet_id, &chain, kind);
+    Fixture {
+        keys,
+        meta,
+        chain,
+        wallet_id,
+        address,
+        sealed,
+    }
+}
+
+impl Fixture {
+    fn key_ref(&self) -> WalletKeyRef<'_> {
+        WalletKeyRef {
+            wallet_id: self.wallet_id,
+            chain: &self.chain,
+            address: self.address,
+            sealed: &self.sealed,
+        }
+    }
+}
+
+#[test]
+fn round_trip_unlock_and_sign_both_kinds() {
+    let evm = fixture(ChainKind::Evm);
+    let again = Unlocked::unlock(&evm.meta, &pw("correct horse battery")).unwrap();
+    again.verify_wallet_key(evm.key_ref()).unwrap();
+    let sig = again.sign_evm_prehash(evm.key_ref(), &[7u8; 32]).unwrap();
+    // Recover the signer and compare with the wallet's address.
+    let recovered = alloy_primitives::Signature::from_scalars_and_parity(
+        sig.r.into(),
+        sig.s.into(),
+        sig.y_parity,
+    )
+    .recover_address_from_prehash(&[7u8; 32].into())
+    .unwrap();
+    assert_eq!(Address::Evm(recovered), evm.address);
+    assert!(matches!(
+        again.sign_ed25519(evm.key_ref(), b"m"),
+        Err(KeystoreError::KindMismatch(_))
+    ));
+
+    let sol = fixture(ChainKind::Solana);
+    let sig = sol.keys.sign_ed25519(sol.key_ref(), b"hello").unwrap();
+    let Address::Solana(pk) = sol.address else {
+        panic!("solana address expected")
+    };
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+    vk.verify_strict(b"hello", &ed25519_dalek::Signature::from_bytes(&sig))
+        .unwrap();
+}
+
+#[test]
+fn wrong_password_is_refused() {
+    let f = fixture(ChainKind::Evm);
+    assert!(matches!(
+        Unlocked::unlock(&f.meta, &pw("wrong")),
+        Err(KeystoreError::WrongPassword)
+    ));
+    assert!(f.keys.check_master(b"correct horse battery"));
+    assert!(!f.keys.check_master(b"correct horse batter"));
+    assert!(!f.keys.check_master(b""));
+}
+
+#[test]
+fn flipping_any_byte_of_ciphertext_or_nonce_is_detected() {
+    let f = fixture(ChainKind::Evm);
+    for idx in 0..f.sealed.ciphertext.len() {
+        let mut sealed = f.sealed.clone();
+        sealed.ciphertext[idx] ^= 0x01;
+        let key = WalletKeyRef {
+            sealed: &sealed,
+            ..f.key_ref()
+        };
+        assert!(
+            matches!(f.keys.verify_wallet_key(key), Err(KeystoreError::Corrupt)),
+            "ciphertext byte {idx}"
+        );
+    }
+    for idx in 0..12 {
+        let mut sealed = f.sealed.clone();
+        sealed.nonce[idx] ^= 0x80;
+        let key = WalletKeyRef {
+            sealed: &sealed,
+            ..f.key_ref()
+        };
+        assert!(
+            matches!(f.keys.verify_wallet_key(key), Err(KeystoreError::Corrupt)),
+            "nonce byte {idx}"
+        );
+    }
+}
+
+#[test]
+fn header_fields_are_bound_as_aad() {
+    let f = fixture(ChainKind::Evm);
+    let other_chain: ChainName = "mainnet".parse().unwrap();
+    let tampered = [
+        WalletKeyRef {
+            wallet_id: WalletId::new(),
+            ..f.key_ref()
+        },
+        WalletKeyRef {
+            chain: &other_chain,
+            ..f.key_ref()
+        },
+    ];
+    for key in tampered {
+        assert!(matches!(
+            f.keys.verify_wallet_key(key),
+            Err(KeystoreError::Corrupt)
+        ));
+    }
+    // Tampering the keystore header (KDF params, salt, version) breaks every key too.
+    for mutate in [
+        (|m: &mut KeystoreMeta| m.salt[0] ^= 1) as fn(&mut KeystoreMeta),
+        |m| m.kdf.t_cost += 1,
+        |m| m.verifier.ciphertext[0] ^= 1,
+    ] {
+        let mut meta = f.meta.clone();
+        mutate(&mut meta);
+        assert!(matches!(
+            Unlocked::unlock(&meta, &pw("correct horse battery")),
+            Err(KeystoreError::WrongPassword)
+        ));
+    }
+    let mut meta = f.meta.clone();
+    meta.version = 9;
+    assert!(matches!(
+        Unlocked::unlock(&meta, &pw("correct horse battery")),
+        Err(KeystoreError::UnsupportedVersion(9))
+    ));
+}
+
+#[test]
+fn address_swap_is_detected() {
+    let a = fixture(ChainKind::Evm);
+    let (b_address, _) = a
+        .keys
+        .generate_wallet_key(WalletId::new(), &a.chain, ChainKind::Evm);
+    let swapped = WalletKeyRef {
+        address: b_address,
+        ..a.key_ref()
+    };
+    assert!(matches!(
+        a.keys.verify_wallet_key(swapped),
+        Err(KeystoreError::Corrupt)
+    ));
+    assert!(a.keys.sign_evm_prehash(swapped, &[1; 32]).is_err());
+    // Another wallet's sealed key under this wallet's header: refused as well.
+    let b_id = WalletId::new();
+    let (_, b_sealed) = a.keys.generate_wallet_key(b_id, &a.chain, ChainKind::Evm);
+    let foreign = WalletKeyRef {
+        sealed: &b_sealed,
+        ..a.key_ref()
+    };
+    assert!(matches!(
+        a.keys.verify_wallet_key(foreign),
+        Err(KeystoreError::Corrupt)
+    ));
+}
+
+#[test]
+fn absurd_kdf_parameters_are_refused_before_deriving() {
+    let f = fixture(ChainKind::Evm);
+    for kdf in [
+        KdfParams {
+            m_cost_kib: u32::MAX,
+            t_cost: 3,
+            p_cost: 4,
+        },
+        KdfParams {
+            m_cost_kib: 65536,
+            t_cost: 1_000_000,
+            p_cost: 4,
+        },
+        KdfParams {
+            m_cost_kib: 65536,
+            t_cost: 3,
+            p_cost: 255,
+        },
+        KdfParams {
+            m_cost_kib: 65536,
+            t_cost: 0,
+            p_cost: 4,
+        },
+        KdfParams {
+            m_cost_kib: 1,
+            t_cost: 1,
+            p_cost: 1,
+        },
+    ] {
+        let meta = KeystoreMeta {
+            kdf,
+            ..f.meta.clone()
+        };
+        assert!(
+            matches!(
+                Unlocked::unlock(&meta, &pw("correct horse battery")),
+                Err(KeystoreError::KdfOutOfBounds(_))
+            ),
+            "{kdf:?}"
+        );
+    }
+    assert!(KdfParams::RECOMMENDED.check_bounds().is_ok());
+    assert!(!KdfParams::RECOMMENDED.is_weak());
+    assert!(FAST.is_weak());
+}
+
+#[test]
+fn reseal_moves_keys_to_a_new_password() {
+    let f = fixture(ChainKind::Solana);
+    let (new_keys, new_meta) = Unlocked::create(&pw("another password!"), FAST).unwrap();
+    let resealed = f.keys.reseal_wallet_key(f.key_ref(), &new_keys).unwrap();
+    let moved = WalletKeyRef {
+        sealed: &resealed,
+        ..f.key_ref()
+    };
+    let reopened = Unlocked::unlock(&new_meta, &pw("another password!")).unwrap();
+    reopened.verify_wallet_key(moved).unwrap();
+    assert!(
+        f.keys.verify_wallet_key(moved).is_err(),
+        "old KEK must not open the new seal"
+    );
+
+    let jwt = f
+        .keys
+        .seal_secret("jwt", b"0123456789abcdef0123456789abcdef");
+    let jwt2 = f.keys.reseal_secret("jwt", &jwt, &new_keys).unwrap();
+    assert_eq!(
+        &reopened.open_secret("jwt", &jwt2).unwrap()[..],
+        b"0123456789abcdef0123456789abcdef"
+    );
+    assert!(
+        reopened.open_secret("other", &jwt2).is_err(),
+        "purpose is bound"
+    );
+}
+
+#[test]
+fn debug_output_is_redacted() {
+    let f = fixture(ChainKind::Evm);
+    assert_eq!(format!("{:?}", f.keys), "Unlocked([REDACTED])");
+    let p = pw("hunter2hunter2");
+    assert!(!format!("{p:?}").contains("hunter2"));
+}

@@ -1,0 +1,21 @@
+//! bursar: a self-hosted wallet daemon for AI agents. Agents hold a session token, never a
+//! key; every value-moving call passes the owner's policy before anything is signed.
+//!
+//! Modules in reading order: the vocabulary, secrets, the keystore and store underneath,
+//! sessions and chains beside them, the service that orchestrates them, and the edges.
+
+pub mod domain;
+pub mod secret;
+
+pub mod config;
+pub mod keystore;
+pub mod store;
+
+pub mod chains;
+pub mod session;
+
+pub mod service;
+
+pub mod api;
+pub mod cli;
+pub mod telemetry;

@@ -1,0 +1,636 @@
+//! Use cases: the only API the edges (REST, MCP, CLI) call. Orchestrates keystore, store,
+//! sessions and chains, and audits every security event in the same commit as the change.
+//! Knows nothing of axum, rmcp, clap or wire types.
+//!
+//! Authentication results are proof types: `MasterAuth` and `SessionAuth` can only be made
+//! here, and every privileged use case takes one, so "forgot to check auth" does not compile.
+
+use crate::chains::{Balance, ChainError, Chains};
+use crate::config::{Config, ConfigError};
+use crate::domain::{Address, ChainName, SessionId, WalletId, WalletName};
+use crate::keystore::{KdfParams, KeystoreError, KeystoreMeta, Unlocked, WalletKeyRef};
+use crate::secret::{Passphrase, random_key32};
+use crate::session::{self, SessionError, SessionKeys};
+use crate::store::records::{DaemonRecord, RECORD_VERSION, SessionRecord, WalletRecord};
+use crate::store::{
+    AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Store, StoreError, keys,
+};
+use secrecy::ExposeSecret;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+const JWT_PURPOSE: &str = "jwt";
+
+/// One error type for every use case. Each edge maps it with an exhaustive `match`.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("authentication required: {0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Session(SessionError),
+    #[error("too many failed attempts; wait a minute and try again")]
+    RateLimited,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Chain(ChainError),
+    #[error("bursar is not initialised in {0}; run `bursar init`")]
+    NotInitialised(String),
+    #[error("wrong master password")]
+    WrongPassword,
+    #[error(transparent)]
+    Keystore(KeystoreError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Config(ConfigError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        ServiceError::Store(err)
+    }
+}
+
+impl From<KeystoreError> for ServiceError {
+    fn from(err: KeystoreError) -> Self {
+        match err {
+            KeystoreError::WrongPassword => ServiceError::WrongPassword,
+            other => ServiceError::Keystore(other),
+        }
+    }
+}
+
+impl From<SessionError> for ServiceError {
+    fn from(err: SessionError) -> Self {
+        ServiceError::Session(err)
+    }
+}
+
+impl From<ChainError> for ServiceError {
+    fn from(err: ChainError) -> Self {
+        ServiceError::Chain(err)
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// Proof that the caller presented the master password. Only `Service` makes one.
+#[derive(Debug, Clone)]
+pub struct MasterAuth(());
+
+/// Proof that the caller holds a valid session token, and for which wallet.
+#[derive(Debug, Clone)]
+pub struct SessionAuth {
+    pub session_id: SessionId,
+    pub wallet_id: WalletId,
+    /// The exact token presented, needed to renew it (never logged, never stored).
+    token_hash: String,
+}
+
+/// Options for a new session; `None` takes the configured default.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub wallet_id: WalletId,
+    pub ttl_seconds: Option<u64>,
+    pub max_renewals: Option<u32>,
+    pub absolute_lifetime_seconds: Option<u64>,
+}
+
+/// A session with its (only) token; the token is shown once.
+pub struct IssuedSession {
+    pub record: SessionRecord,
+    pub token: String,
+}
+
+/// What `GET /v1/wallet/balance` answers.
+pub struct WalletBalance {
+    pub wallet: WalletRecord,
+    pub balance: Balance,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonStatus {
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub wallets: usize,
+    pub active_sessions: usize,
+    pub chains: Vec<String>,
+    pub audit_entries: u64,
+    pub kdf: KdfParams,
+    pub master_changed_at: Option<i64>,
+}
+
+pub struct Service {
+    config: Config,
+    store: Store,
+    keys: RwLock<Arc<Unlocked>>,
+    sessions: RwLock<Arc<SessionKeys>>,
+    daemon: RwLock<DaemonRecord>,
+    chains: Chains,
+    master_failures: Mutex<VecDeque<Instant>>,
+    /// Serialises read-modify-write use cases (sessions, key changes) so two requests
+    /// cannot both act on the same stale record.
+    write_lock: Mutex<()>,
+    started: Instant,
+    shutdown: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Service")
+    }
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Service {
+    /// `bursar init`: creates the keystore, the JWT secret and the daemon identity.
+    pub fn initialise(store_dir: &Path, password: &Passphrase, kdf: KdfParams) -> Result<()> {
+        let store = Store::open(store_dir)?;
+        if store.get::<KeystoreMeta>(keys::KEYSTORE)?.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "bursar is already initialised in {}",
+                store_dir.display()
+            )));
+        }
+        let (unlocked, meta) = Unlocked::create(password, kdf)?;
+        let jwt = random_key32();
+        let daemon = DaemonRecord {
+            v: RECORD_VERSION,
+            daemon_id: uuid::Uuid::new_v4().simple().to_string(),
+            created_at: now(),
+            master_changed_at: None,
+            jwt_secret_created_at: now(),
+        };
+        let mut batch = Batch::new();
+        batch
+            .put(keys::KEYSTORE, &meta)
+            .put(
+                keys::JWT_SECRET,
+                &unlocked.seal_secret(JWT_PURPOSE, jwt.expose_secret()),
+            )
+            .put(keys::DAEMON, &daemon)
+            .audit(AuditEvent::new("init", "master").detail(serde_json::json!({ "kdf": kdf })));
+        store.commit(batch)?;
+        Ok(())
+    }
+
+    /// `bursar start`: opens the store, unlocks (one KDF run), verifies every wallet key.
+    pub fn open(store_dir: &Path, config: Config, password: &Passphrase) -> Result<Self> {
+        let store = Store::open(store_dir)?;
+        let meta: KeystoreMeta = store
+            .get(keys::KEYSTORE)?
+            .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
+        let unlocked = match Unlocked::unlock(&meta, password) {
+            Ok(u) => u,
+            Err(err) => {
+                store.audit(
+                    AuditEvent::new("unlock_failed", "master")
+                        .detail(serde_json::json!({ "reason": err.to_string() })),
+                )?;
+                return Err(err.into());
+            }
+        };
+        let daemon: DaemonRecord = store
+            .get(keys::DAEMON)?
+            .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
+        let sealed_jwt = store
+            .get(keys::JWT_SECRET)?
+            .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
+        let jwt = unlocked.open_secret(JWT_PURPOSE, &sealed_jwt)?;
+        // A store whose keys do not all open and match their addresses has been tampered
+        // with or damaged: refuse to run on it rather than fail at the first signature.
+        let wallets: Vec<WalletRecord> = store.list(keys::WALLETS)?;
+        for w in &wallets {
+            unlocked.verify_wallet_key(key_ref(w)?).map_err(|e| {
+                tracing::error!(wallet = %w.id, "wallet key failed its integrity check");
+                ServiceError::Keystore(e)
+            })?;
+        }
+        store.audit(
+            AuditEvent::new("unlock", "master")
+                .detail(serde_json::json!({ "wallets": wallets.len() })),
+        )?;
+        let chains = Chains::new(config.chains().map_err(ServiceError::Config)?);
+        Ok(Self {
+            sessions: RwLock::new(Arc::new(SessionKeys::new(&jwt, &daemon.daemon_id))),
+            config,
+            store,
+            keys: RwLock::new(Arc::new(unlocked)),
+            daemon: RwLock::new(daemon),
+            chains,
+            master_failures: Mutex::new(VecDeque::new()),
+            write_lock: Mutex::new(()),
+            started: Instant::now(),
+            shutdown: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn keys(&self) -> Arc<Unlocked> {
+        self.keys.read().expect("keys lock").clone()
+    }
+
+    fn session_keys(&self) -> Arc<SessionKeys> {
+        self.sessions.read().expect("session keys lock").clone()
+    }
+
+    // ---- authentication ----------------------------------------------------------------
+
+    /// Checks a presented master password: keyed MAC, constant time, no KDF. Failures are
+    /// audited and rate-limited: past the configured number per minute every attempt,
+    /// right or wrong, is refused until the window clears.
+    pub fn authenticate_master(&self, presented: Option<&[u8]>) -> Result<MasterAuth> {
+        let window = Duration::from_secs(60);
+        let limit = self.config.server.master_auth_failures_per_minute as usize;
+        {
+            let mut failures = self.master_failures.lock().expect("failures lock");
+            while failures.front().is_some_and(|t| t.elapsed() > window) {
+                failures.pop_front();
+            }
+            if failures.len() >= limit {
+                return Err(ServiceError::RateLimited);
+            }
+        }
+        let presented = presented.ok_or(ServiceError::Unauthenticated(
+            "X-Master-Password header missing",
+        ))?;
+        if self.keys().check_master(presented) {
+            return Ok(MasterAuth(()));
+        }
+        let count = {
+            let mut failures = self.master_failures.lock().expect("failures lock");
+            failures.push_back(Instant::now());
+            failures.len()
+        };
+        tracing::warn!(recent_failures = count, "master password rejected");
+        // Audit up to the limit; beyond it the 429s say enough and the log stays bounded.
+        if count <= limit {
+            self.store.audit(
+                AuditEvent::new("master_auth_failed", "unknown")
+                    .detail(serde_json::json!({ "recentFailures": count })),
+            )?;
+        }
+        Err(ServiceError::WrongPassword)
+    }
+
+    /// Verifies a session token against its signature, audience, expiry, lifetime,
+    /// revocation and the stored hash of the current token.
+    pub fn authenticate_session(&self, token: &str) -> Result<SessionAuth> {
+        let (claims, session_id) = self.session_keys().decode(token)?;
+        let record: SessionRecord = self
+            .store
+            .get(&keys::session(session_id))?
+            .ok_or(ServiceError::Session(SessionError::Invalid))?;
+        session::verify_record(&record, &claims, token, now())?;
+        Ok(SessionAuth {
+            session_id,
+            wallet_id: record.wallet_id,
+            token_hash: record.token_hash,
+        })
+    }
+
+    // ---- wallets ----------------------------------------------------------------------
+
+    pub fn create_wallet(
+        &self,
+        _: &MasterAuth,
+        name: WalletName,
+        chain: ChainName,
+    ) -> Result<WalletRecord> {
+        let adapter = self.chains.get(&chain).ok_or_else(|| {
+            let known: Vec<_> = self.chains.names().map(ChainName::as_str).collect();
+            ServiceError::InvalidInput(format!(
+                "chain {chain} is not configured (configured: {})",
+                known.join(", ")
+            ))
+        })?;
+        let kind = adapter.config().kind;
+        let _guard = self.write_lock.lock().expect("write lock");
+        let keys = self.keys();
+        let id = WalletId::new();
+        let (address, sealed) = keys.generate_wallet_key(id, &chain, kind);
+        let record = WalletRecord {
+            v: RECORD_VERSION,
+            id,
+            name: name.as_str().to_owned(),
+            chain: chain.clone(),
+            kind,
+            address: address.to_string(),
+            created_at: now(),
+            key: sealed,
+        };
+        let mut batch = Batch::new();
+        batch.put(keys::wallet(id), &record).audit(
+            AuditEvent::new("wallet_created", "master")
+                .wallet(id)
+                .detail(serde_json::json!({ "chain": chain.as_str(), "address": record.address })),
+        );
+        self.store.commit(batch)?;
+        tracing::info!(wallet = %id, chain = %chain, "wallet created");
+        Ok(record)
+    }
+
+    pub fn list_wallets(&self, _: &MasterAuth) -> Result<Vec<WalletRecord>> {
+        let mut wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
+        wallets.sort_by_key(|w| w.created_at);
+        Ok(wallets)
+    }
+
+    pub fn get_wallet(&self, _: &MasterAuth, id: WalletId) -> Result<WalletRecord> {
+        self.wallet(id)
+    }
+
+    fn wallet(&self, id: WalletId) -> Result<WalletRecord> {
+        self.store
+            .get(&keys::wallet(id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("wallet {id}")))
+    }
+
+    /// The session's own wallet.
+    pub fn session_wallet(&self, auth: &SessionAuth) -> Result<WalletRecord> {
+        self.wallet(auth.wallet_id)
+    }
+
+    pub async fn balance(&self, auth: &SessionAuth, token: Option<&str>) -> Result<WalletBalance> {
+        let wallet = self.wallet(auth.wallet_id)?;
+        let adapter = self.chains.get(&wallet.chain).ok_or_else(|| {
+            ServiceError::InvalidInput(format!(
+                "wallet's chain {} is no longer configured",
+                wallet.chain
+            ))
+        })?;
+        let address = wallet.address()?;
+        let balance = adapter.balance(&address, token).await?;
+        Ok(WalletBalance { wallet, balance })
+    }
+
+    // ---- sessions ---------------------------------------------------------------------
+
+    pub fn create_session(&self, _: &MasterAuth, req: NewSession) -> Result<IssuedSession> {
+        let limits = &self.config.sessions;
+        let ttl = req.ttl_seconds.unwrap_or(limits.default_ttl_seconds);
+        let lifetime = req
+            .absolute_lifetime_seconds
+            .unwrap_or(limits.default_absolute_lifetime_seconds.max(ttl));
+        let max_renewals = req.max_renewals.unwrap_or(limits.default_max_renewals);
+        if ttl == 0 || ttl > limits.max_ttl_seconds {
+            return Err(ServiceError::InvalidInput(format!(
+                "ttlSeconds must be in 1..={}",
+                limits.max_ttl_seconds
+            )));
+        }
+        if lifetime < ttl || lifetime > limits.max_absolute_lifetime_seconds {
+            return Err(ServiceError::InvalidInput(format!(
+                "absoluteLifetimeSeconds must be in ttlSeconds..={}",
+                limits.max_absolute_lifetime_seconds
+            )));
+        }
+        if max_renewals > 10_000 {
+            return Err(ServiceError::InvalidInput(
+                "maxRenewals must be at most 10000".into(),
+            ));
+        }
+        self.wallet(req.wallet_id)?;
+        let now = now();
+        let to_i64 = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+        let id = SessionId::new();
+        let absolute = now.saturating_add(to_i64(lifetime));
+        let expires = now.saturating_add(to_i64(ttl)).min(absolute);
+        let minted = self.session_keys().mint(id, req.wallet_id, now, expires);
+        let record = SessionRecord {
+            v: RECORD_VERSION,
+            id,
+            wallet_id: req.wallet_id,
+            created_at: now,
+            expires_at: expires,
+            absolute_expires_at: absolute,
+            ttl_seconds: ttl,
+            max_renewals,
+            renewals: 0,
+            revoked_at: None,
+            token_hash: minted.token_hash,
+            jti: minted.jti,
+        };
+        let mut batch = Batch::new();
+        batch.put(keys::session(id), &record).audit(
+            AuditEvent::new("session_issued", "master")
+                .wallet(req.wallet_id)
+                .session(id)
+                .detail(serde_json::json!({
+                    "ttlSeconds": ttl, "maxRenewals": max_renewals, "absoluteExpiresAt": absolute
+                })),
+        );
+        self.store.commit(batch)?;
+        Ok(IssuedSession {
+            record,
+            token: minted.token,
+        })
+    }
+
+    pub fn list_sessions(
+        &self,
+        _: &MasterAuth,
+        wallet: Option<WalletId>,
+    ) -> Result<Vec<SessionRecord>> {
+        let mut sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;
+        sessions.retain(|s| wallet.is_none_or(|w| s.wallet_id == w));
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
+    }
+
+    pub fn revoke_session(&self, _: &MasterAuth, id: SessionId) -> Result<SessionRecord> {
+        let _guard = self.write_lock.lock().expect("write lock");
+        let mut record: SessionRecord = self
+            .store
+            .get(&keys::session(id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("session {id}")))?;
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(now());
+            let mut batch = Batch::new();
+            batch.put(keys::session(id), &record).audit(
+                AuditEvent::new("session_revoked", "master")
+                    .wallet(record.wallet_id)
+                    .session(id),
+            );
+            self.store.commit(batch)?;
+        }
+        Ok(record)
+    }
+
+    /// Issues a new token for the caller's own session; the presented token dies at once.
+    pub fn renew_session(&self, auth: &SessionAuth, id: SessionId) -> Result<IssuedSession> {
+        if auth.session_id != id {
+            return Err(ServiceError::Forbidden(
+                "a session can only renew itself".into(),
+            ));
+        }
+        let _guard = self.write_lock.lock().expect("write lock");
+        let mut record: SessionRecord = self
+            .store
+            .get(&keys::session(id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("session {id}")))?;
+        // Re-check under the lock: a concurrent renewal may have replaced this token.
+        if record.token_hash != auth.token_hash {
+            return Err(SessionError::Superseded.into());
+        }
+        session::check_renewable(&record)?;
+        let now = now();
+        let expires = session::next_expiry(&record, now);
+        let minted = self.session_keys().mint(id, record.wallet_id, now, expires);
+        record.renewals += 1;
+        record.expires_at = expires;
+        record.token_hash = minted.token_hash;
+        record.jti = minted.jti;
+        let mut batch = Batch::new();
+        batch.put(keys::session(id), &record).audit(
+            AuditEvent::new("session_renewed", format!("session:{id}"))
+                .wallet(record.wallet_id)
+                .session(id)
+                .detail(serde_json::json!({ "renewals": record.renewals, "expiresAt": expires })),
+        );
+        self.store.commit(batch)?;
+        Ok(IssuedSession {
+            record,
+            token: minted.token,
+        })
+    }
+
+    /// Replaces the JWT signing secret: every outstanding token stops verifying.
+    pub fn rotate_session_secret(&self, _: &MasterAuth) -> Result<()> {
+        let _guard = self.write_lock.lock().expect("write lock");
+        let secret = random_key32();
+        let keys = self.keys();
+        let mut daemon = self.daemon.read().expect("daemon lock").clone();
+        daemon.jwt_secret_created_at = now();
+        let mut batch = Batch::new();
+        batch
+            .put(
+                keys::JWT_SECRET,
+                &keys.seal_secret(JWT_PURPOSE, secret.expose_secret()),
+            )
+            .put(keys::DAEMON, &daemon)
+            .audit(AuditEvent::new("session_secret_rotated", "master"));
+        self.store.commit(batch)?;
+        *self.sessions.write().expect("session keys lock") =
+            Arc::new(SessionKeys::new(secret.expose_secret(), &daemon.daemon_id));
+        *self.daemon.write().expect("daemon lock") = daemon;
+        Ok(())
+    }
+
+    // ---- master password ---------------------------------------------------------------
+
+    /// Re-encrypts every wallet key and stored secret under `new_password` in one atomic,
+    /// durable commit: a crash leaves the old state or the new one, never a mix.
+    pub fn set_master(&self, _: &MasterAuth, new_password: &Passphrase) -> Result<()> {
+        if new_password.expose_secret().chars().count() < 12 {
+            return Err(ServiceError::InvalidInput(
+                "the new master password must be at least 12 characters".into(),
+            ));
+        }
+        // The KDF runs before taking the lock; nothing it reads can change meanwhile.
+        let (next, meta) = Unlocked::create(new_password, self.config.keystore.kdf())?;
+        let _guard = self.write_lock.lock().expect("write lock");
+        let current = self.keys();
+        let mut batch = Batch::new();
+        let wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
+        for wallet in &wallets {
+            let resealed = current.reseal_wallet_key(key_ref(wallet)?, &next)?;
+            batch.put(
+                keys::wallet(wallet.id),
+                &WalletRecord {
+                    key: resealed,
+                    ..wallet.clone()
+                },
+            );
+        }
+        let sealed_jwt = self
+            .store
+            .get(keys::JWT_SECRET)?
+            .ok_or_else(|| ServiceError::NotInitialised("store".into()))?;
+        batch.put(
+            keys::JWT_SECRET,
+            &current.reseal_secret(JWT_PURPOSE, &sealed_jwt, &next)?,
+        );
+        let mut daemon = self.daemon.read().expect("daemon lock").clone();
+        daemon.master_changed_at = Some(now());
+        batch
+            .put(keys::DAEMON, &daemon)
+            .put(keys::KEYSTORE, &meta)
+            .audit(
+                AuditEvent::new("master_password_changed", "master")
+                    .detail(serde_json::json!({ "wallets": wallets.len(), "kdf": meta.kdf })),
+            );
+        self.store.commit(batch)?;
+        *self.keys.write().expect("keys lock") = Arc::new(next);
+        *self.daemon.write().expect("daemon lock") = daemon;
+        tracing::info!(wallets = wallets.len(), "master password changed");
+        Ok(())
+    }
+
+    // ---- audit, status, lifecycle -------------------------------------------------------
+
+    pub fn audit_list(&self, _: &MasterAuth, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        Ok(self.store.audit_list(filter)?)
+    }
+
+    pub fn audit_verify(&self, _: &MasterAuth) -> Result<AuditVerification> {
+        Ok(self.store.audit_verify()?)
+    }
+
+    pub fn status(&self, _: &MasterAuth) -> Result<DaemonStatus> {
+        let now = now();
+        let sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;
+        let wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
+        Ok(DaemonStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            wallets: wallets.len(),
+            active_sessions: sessions
+                .iter()
+                .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
+                .count(),
+            chains: self.chains.names().map(|n| n.to_string()).collect(),
+            audit_entries: self.store.audit_verify()?.entries,
+            kdf: self.keys().meta().kdf,
+            master_changed_at: self.daemon.read().expect("daemon lock").master_changed_at,
+        })
+    }
+
+    /// Asks the server to stop gracefully (`bursar stop`).
+    pub fn request_shutdown(&self, _: &MasterAuth) -> Result<()> {
+        self.store
+            .audit(AuditEvent::new("shutdown_requested", "master"))?;
+        self.shutdown.notify_waiters();
+        self.shutdown.notify_one();
+        Ok(())
+    }
+
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await;
+    }
+}
+
+fn key_ref(w: &WalletRecord) -> Result<WalletKeyRef<'_>> {
+    let address: Address = w.address()?;
+    Ok(WalletKeyRef {
+        wallet_id: w.id,
+        chain: &w.chain,
+        address,
+        sealed: &w.key,
+    })
+}

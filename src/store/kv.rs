@@ -1,0 +1,113 @@
+//! The storage port and its implementations.
+
+use super::StoreError;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// One write in an atomic batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// The whole storage port: three operations. `commit` is atomic (all or nothing, also
+/// across a crash) and durable when it returns.
+pub trait Kv: Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
+}
+
+/// sled 0.34: one tree, `apply_batch` for atomicity, `flush` for durability.
+pub struct SledKv {
+    db: sled::Db,
+}
+
+impl SledKv {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // The working set is tiny; sled's 1 GiB default cache is never needed.
+            .cache_capacity(16 * 1024 * 1024)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|err| match err {
+                sled::Error::Io(io) if is_lock_error(&io) => StoreError::Locked,
+                other => StoreError::Io(other.to_string()),
+            })?;
+        Ok(Self { db })
+    }
+}
+
+fn is_lock_error(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::WouldBlock || err.to_string().contains("lock")
+}
+
+fn io(err: sled::Error) -> StoreError {
+    StoreError::Io(err.to_string())
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|it| it.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
+            .collect()
+    }
+
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for op in ops {
+            match op {
+                Op::Put(k, v) => batch.insert(k.as_slice(), v.as_slice()),
+                Op::Delete(k) => batch.remove(k.as_slice()),
+            }
+        }
+        self.db.apply_batch(batch).map_err(io)?;
+        // sled writes are durable only after flush.
+        self.db.flush().map_err(io)?;
+        Ok(())
+    }
+}
+
+impl Drop for SledKv {
+    fn drop(&mut self) {
+        let _ = self.db.flush();
+    }
+}
+
+/// In-memory store for unit tests.
+#[derive(Default)]
+pub struct MemKv(Mutex<BTreeMap<Vec<u8>, Vec<u8>>>);
+
+impl Kv for MemKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.lock().expect("mem store").get(key).cloned())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let map = self.0.lock().expect("mem store");
+        Ok(map
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let mut map = self.0.lock().expect("mem store");
+        for op in ops {
+            match op {
+                Op::Put(k, v) => map.insert(k.clone(), v.clone()),
+                Op::Delete(k) => map.remove(k),
+            };
+        }
+        Ok(())
+    }
+}
