@@ -1,1 +1,182 @@
-//! placeholder
+//! The command line: clap arguments → one action each. `init`, `start` and `doctor` work on
+//! the data directory; every other command talks to the running daemon over REST (sled
+//! allows one process, and the daemon owns it).
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage, 3 denied (authentication or policy).
+
+mod client;
+mod commands;
+mod doctor;
+mod output;
+mod password;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use output::Output;
+
+const AFTER_HELP: &str = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 denied (authentication or policy).
+Master password sources, first found wins: BURSAR_MASTER_PASSWORD_FILE, BURSAR_MASTER_PASSWORD,
+<data>/recovery.key, then a hidden prompt on a terminal.";
+
+#[derive(Debug, Parser)]
+#[command(name = "bursar", version, about = "Self-hosted wallet daemon for AI agents", after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Data directory [default: $BURSAR_DATA_DIR or ~/.bursar]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Daemon URL for client commands [default: $BURSAR_URL or http://127.0.0.1:3100]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, the encrypted keystore and the config file
+    Init {
+        /// Generate a random master password and write it to <data>/recovery.key (0600)
+        #[arg(long)]
+        auto_provision: bool,
+    },
+    /// Run the daemon in the foreground (SIGINT/SIGTERM stop it gracefully)
+    Start {
+        /// Listen address [default: config server.bind, 127.0.0.1:3100]
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<SocketAddr>,
+    },
+    /// Ask the running daemon to shut down
+    Stop,
+    /// Show whether the daemon is up (and its state, when a master password is available)
+    Status,
+    /// Change the master password: re-encrypts every key and secret atomically
+    SetMaster {
+        /// Read the new password from this file instead of prompting twice
+        #[arg(long, value_name = "PATH")]
+        new_password_file: Option<PathBuf>,
+        /// Delete <data>/recovery.key afterwards without asking
+        #[arg(long, conflicts_with = "keep_recovery_key")]
+        delete_recovery_key: bool,
+        /// Keep <data>/recovery.key without asking (`doctor` will flag it)
+        #[arg(long)]
+        keep_recovery_key: bool,
+    },
+    /// Manage wallets (one key on one configured chain)
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+    /// Manage agent sessions
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Read and verify the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check the installation against the security checklist
+    Doctor {
+        /// Repair what can be repaired safely (file permissions)
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalletCommand {
+    /// Create a wallet on a configured chain
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A chain name from config.toml ([chains.<name>])
+        #[arg(long)]
+        chain: String,
+    },
+    /// List wallets
+    List,
+    /// Show one wallet
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Issue a session token for an agent, bound to one wallet
+    Create {
+        #[arg(long, value_name = "WALLET_ID")]
+        wallet: String,
+        /// Token lifetime in seconds
+        #[arg(long, value_name = "SECONDS")]
+        ttl: Option<u64>,
+        /// How many times the agent may renew the token
+        #[arg(long)]
+        max_renewals: Option<u32>,
+        /// No renewal reaches past this many seconds from now
+        #[arg(long, value_name = "SECONDS")]
+        absolute_lifetime: Option<u64>,
+    },
+    /// List sessions
+    List {
+        #[arg(long, value_name = "WALLET_ID")]
+        wallet: Option<String>,
+    },
+    /// Revoke a session: its token stops working at once
+    Revoke { id: String },
+    /// Replace the token-signing secret: every session token stops working
+    RotateSecret,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries (newest last)
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, value_name = "WALLET_ID")]
+        wallet: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Recompute the hash chain
+    Verify,
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for CliError {
+    fn from(err: E) -> Self {
+        Self { code: 1, error: err.into() }
+    }
+}
+
+pub fn denied(error: anyhow::Error) -> CliError {
+    CliError { code: 3, error }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli, &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            out.error(&err.error);
+            ExitCode::from(err.code)
+        }
+    }
+}

@@ -27,6 +27,11 @@ pub struct SledKv {
 
 impl SledKv {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        // Create the directory private before sled does (it would use the umask).
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        }
         let db = sled::Config::new()
             .path(dir)
             // The working set is tiny; sled's 1 GiB default cache is never needed.

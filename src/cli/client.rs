@@ -1,0 +1,70 @@
+//! A small REST client for the CLI's daemon commands.
+
+use super::{CliError, CliResult, denied};
+use crate::api::dto::ErrorBody;
+use crate::secret::Passphrase;
+use anyhow::anyhow;
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    master: Option<Passphrase>,
+}
+
+impl Client {
+    pub fn new(url: Option<String>, master: Option<Passphrase>) -> CliResult<Self> {
+        let base = url
+            .or_else(|| std::env::var("BURSAR_URL").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| crate::config::DEFAULT_URL.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .no_proxy()
+            .build()
+            .map_err(|e| anyhow!("building the HTTP client: {e}"))?;
+        Ok(Self { http, base, master })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> CliResult<T> {
+        self.call(method, path, Some(body)).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> CliResult<T> {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(master) = &self.master {
+            req = req.header("X-Master-Password", master.expose_secret());
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await.map_err(|_| {
+            anyhow!("cannot reach the bursar daemon at {}\nis `bursar start` running? (BURSAR_URL or --url point elsewhere)", self.base)
+        })?;
+        let status = res.status();
+        let bytes = res.bytes().await.map_err(|e| anyhow!("reading the daemon's answer: {e}"))?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into());
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| format!("{} ({})", b.error.message, b.error.code))
+            .unwrap_or_else(|_| format!("daemon answered {status}"));
+        let err = anyhow!(message);
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => denied(err),
+            _ => CliError::from(err),
+        })
+    }
+}

@@ -1,0 +1,325 @@
+//! One function per command: convert arguments, one call (service or REST), print.
+
+use super::client::Client;
+use super::{AuditCommand, Cli, CliError, CliResult, Command, Output, SessionCommand, WalletCommand, denied, password};
+use crate::api::dto;
+use crate::config::{self, Config, RECOVERY_KEY_FILE, STORE_DIR};
+use crate::service::{Service, ServiceError};
+use crate::store::StoreError;
+use anyhow::{Context, anyhow};
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub async fn run(cli: Cli, out: &Output) -> CliResult {
+    let data_dir = config::data_dir(cli.data_dir.clone());
+    match cli.command {
+        Command::Init { auto_provision } => init(&data_dir, auto_provision, out),
+        Command::Start { bind } => start(&data_dir, bind, out).await,
+        Command::Doctor { fix } => super::doctor::run(&data_dir, fix, cli.url, out).await,
+        Command::Stop => {
+            let client = master_client(&data_dir, cli.url)?;
+            let _: dto::Ok = client.send(Method::POST, "/v1/admin/shutdown", &()).await?;
+            out.emit(&serde_json::json!({ "stopping": true }), |_| "daemon is shutting down".into());
+            Ok(())
+        }
+        Command::Status => status(&data_dir, cli.url, out).await,
+        Command::SetMaster { new_password_file, delete_recovery_key, keep_recovery_key } => {
+            set_master(&data_dir, cli.url, new_password_file.as_deref(), delete_recovery_key, keep_recovery_key, out).await
+        }
+        Command::Wallet(cmd) => wallet(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::Session(cmd) => session(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::Audit(cmd) => audit(cmd, master_client(&data_dir, cli.url)?, out).await,
+    }
+}
+
+fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
+    let found = password::obtain(data_dir)?;
+    if let Some(w) = &found.warning {
+        eprintln!("warning: {w}");
+    }
+    Client::new(url, Some(found.password))
+}
+
+fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
+    config::create_data_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    config::check_permissions(data_dir)?;
+    let store_dir = data_dir.join(STORE_DIR);
+    let config_path = data_dir.join(config::CONFIG_FILE);
+    if !config_path.exists() {
+        config::write_private_file(&config_path, Config::initial_file().as_bytes()).context("writing config.toml")?;
+    }
+    let (cfg, warnings) = Config::load(data_dir)?;
+    for w in warnings {
+        out.note(&format!("warning: {w}"));
+    }
+    let recovery = data_dir.join(RECOVERY_KEY_FILE);
+    let (password, wrote_recovery) = if auto_provision {
+        if recovery.exists() {
+            return Err(anyhow!("{} already exists; refusing to overwrite a master password", recovery.display()).into());
+        }
+        let password = crate::secret::generate_passphrase();
+        (password, true)
+    } else if let Some(found) = password::from_sources(data_dir)? {
+        if let Some(w) = &found.warning {
+            out.note(&format!("warning: {w}"));
+        }
+        (found.password, false)
+    } else {
+        (password::new_password(None, "master password")?, false)
+    };
+    if wrote_recovery {
+        config::write_private_file(&recovery, password.expose_secret().as_bytes()).context("writing recovery.key")?;
+    }
+    let kdf = cfg.keystore.kdf();
+    if let Err(err) = Service::initialise(&store_dir, &password, kdf) {
+        if wrote_recovery && !matches!(err, ServiceError::Conflict(_)) {
+            let _ = std::fs::remove_file(&recovery);
+        }
+        return Err(service_error(err));
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Initialised {
+        data_dir: PathBuf,
+        config: PathBuf,
+        recovery_key: Option<PathBuf>,
+    }
+    let result = Initialised { data_dir: data_dir.to_owned(), config: config_path, recovery_key: wrote_recovery.then_some(recovery) };
+    out.emit(&result, |r| {
+        let mut s = format!("initialised bursar in {}\nconfig: {}\n", r.data_dir.display(), r.config.display());
+        if let Some(rk) = &r.recovery_key {
+            s += &format!(
+                "master password: generated and written to {} (0600)\n  keep a copy somewhere safe, then consider `bursar set-master`\n",
+                rk.display()
+            );
+        }
+        s += "next: bursar start";
+        s
+    });
+    Ok(())
+}
+
+async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output) -> CliResult {
+    if !data_dir.join(STORE_DIR).exists() {
+        return Err(anyhow!("bursar is not initialised in {}\nrun `bursar init --auto-provision` first", data_dir.display()).into());
+    }
+    config::check_permissions(data_dir)?;
+    let (mut cfg, warnings) = Config::load(data_dir)?;
+    if let Some(bind) = bind {
+        cfg.server.bind = bind;
+        if !bind.ip().is_loopback() {
+            out.note(&format!("warning: binding {bind} which is not loopback: anyone who can reach it can try credentials"));
+        }
+    }
+    crate::telemetry::init(&cfg.log.level, cfg.log.format == "json");
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let found = password::obtain(data_dir)?;
+    if let Some(w) = &found.warning {
+        tracing::warn!("{w}");
+    }
+    let bind = cfg.server.bind;
+    let store_dir = data_dir.join(STORE_DIR);
+    let started = std::time::Instant::now();
+    let service = tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &found.password))
+        .await
+        .map_err(|e| anyhow!("unlock task failed: {e}"))?
+        .map_err(service_error)?;
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, unlock_ms = started.elapsed().as_millis() as u64, "bursar listening");
+    out.emit(&serde_json::json!({ "listening": format!("http://{addr}") }), |v| format!("bursar listening on {}", v["listening"].as_str().unwrap_or_default()));
+    crate::api::server::serve(Arc::new(service), listener).await.context("serving")?;
+    tracing::info!("bursar stopped");
+    Ok(())
+}
+
+/// Maps a service error at startup to a message with the fix, and its exit code.
+fn service_error(err: ServiceError) -> CliError {
+    match err {
+        ServiceError::Store(StoreError::Locked) => anyhow!("store is locked by another process\nis `bursar start` already running? use the CLI against it").into(),
+        ServiceError::WrongPassword => denied(anyhow!("wrong master password")),
+        other => CliError::from(anyhow!(other.to_string())),
+    }
+}
+
+async fn status(data_dir: &Path, url: Option<String>, out: &Output) -> CliResult {
+    let anonymous = Client::new(url.clone(), None)?;
+    let health: serde_json::Value = anonymous.get("/health").await?;
+    let detail: Option<dto::Status> = match password::from_sources(data_dir)? {
+        Some(found) => Some(Client::new(url, Some(found.password))?.get("/v1/admin/status").await?),
+        None => None,
+    };
+    let value = serde_json::json!({ "url": anonymous.base(), "health": health, "status": detail });
+    out.emit(&value, |_| {
+        let mut s = format!("bursar is running at {}\n", anonymous.base());
+        if let Some(d) = &detail {
+            s += &format!(
+                "version {}, up {}s, {} wallet(s), {} active session(s), chains: {}, audit entries: {}\n",
+                d.version,
+                d.uptime_seconds,
+                d.wallets,
+                d.active_sessions,
+                d.chains.join(", "),
+                d.audit_entries
+            );
+        }
+        s
+    });
+    Ok(())
+}
+
+async fn set_master(data_dir: &Path, url: Option<String>, file: Option<&Path>, delete: bool, keep: bool, out: &Output) -> CliResult {
+    let client = master_client(data_dir, url)?;
+    let new = password::new_password(file, "master password")?;
+    let _: dto::Ok = client
+        .send(Method::PUT, "/v1/admin/master-password", &serde_json::json!({ "newPassword": new.expose_secret() }))
+        .await?;
+    let recovery = data_dir.join(RECOVERY_KEY_FILE);
+    let mut removed = false;
+    if recovery.exists() {
+        let remove = if delete {
+            true
+        } else if keep {
+            false
+        } else if std::io::stdin().is_terminal() {
+            eprint!("{} holds the old password and is now useless; delete it? [y/N] ", recovery.display());
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            answer.trim().eq_ignore_ascii_case("y")
+        } else {
+            false
+        };
+        if remove {
+            std::fs::remove_file(&recovery).context("deleting recovery.key")?;
+            removed = true;
+        } else {
+            out.note(&format!("note: {} still exists; `bursar doctor` will flag it", recovery.display()));
+        }
+    }
+    out.emit(&serde_json::json!({ "changed": true, "recoveryKeyDeleted": removed }), |_| "master password changed; every key re-encrypted".into());
+    Ok(())
+}
+
+async fn wallet(cmd: WalletCommand, client: Client, out: &Output) -> CliResult {
+    let show = |w: &dto::Wallet| format!("{}  {}  {} ({})  {}", w.id, w.name, w.chain, w.kind, w.address);
+    match cmd {
+        WalletCommand::Create { name, chain } => {
+            let w: dto::Wallet = client.send(Method::POST, "/v1/wallets", &serde_json::json!({ "name": name, "chain": chain })).await?;
+            out.emit(&w, |w| show(w));
+        }
+        WalletCommand::List => {
+            let list: Vec<dto::Wallet> = client.get("/v1/wallets").await?;
+            out.emit(&list, |l| if l.is_empty() { "no wallets".into() } else { l.iter().map(show).collect::<Vec<_>>().join("\n") });
+        }
+        WalletCommand::Show { id } => {
+            let w: dto::Wallet = client.get(&format!("/v1/wallets/{}", path_segment(&id)?)).await?;
+            out.emit(&w, |w| show(w));
+        }
+    }
+    Ok(())
+}
+
+async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult {
+    let show = |s: &dto::Session| {
+        format!(
+            "{}  wallet {}  expires {}  renewals {}/{}{}",
+            s.id,
+            s.wallet_id,
+            s.expires_at,
+            s.renewals,
+            s.max_renewals,
+            if s.revoked { "  REVOKED" } else { "" }
+        )
+    };
+    match cmd {
+        SessionCommand::Create { wallet, ttl, max_renewals, absolute_lifetime } => {
+            let body = serde_json::json!({
+                "walletId": wallet, "ttlSeconds": ttl, "maxRenewals": max_renewals, "absoluteLifetimeSeconds": absolute_lifetime
+            });
+            let s: dto::SessionToken = client.send(Method::POST, "/v1/sessions", &body).await?;
+            out.emit(&s, |s| {
+                format!(
+                    "session {} for wallet {}\nexpires {} (no renewal past {}), {} renewal(s) left\ntoken (shown once; give it to the agent, e.g. via BURSAR_SESSION_TOKEN_FILE):\n{}",
+                    s.id, s.wallet_id, s.expires_at, s.absolute_expires_at, s.renewals_left, s.token
+                )
+            });
+        }
+        SessionCommand::List { wallet } => {
+            let path = match wallet {
+                Some(w) => format!("/v1/sessions?walletId={}", path_segment(&w)?),
+                None => "/v1/sessions".to_owned(),
+            };
+            let list: Vec<dto::Session> = client.get(&path).await?;
+            out.emit(&list, |l| if l.is_empty() { "no sessions".into() } else { l.iter().map(show).collect::<Vec<_>>().join("\n") });
+        }
+        SessionCommand::Revoke { id } => {
+            let s: dto::Session = client.send(Method::DELETE, &format!("/v1/sessions/{}", path_segment(&id)?), &()).await?;
+            out.emit(&s, |s| format!("revoked session {}", s.id));
+        }
+        SessionCommand::RotateSecret => {
+            let _: dto::Ok = client.send(Method::POST, "/v1/admin/rotate-session-secret", &()).await?;
+            out.emit(&serde_json::json!({ "rotated": true }), |_| "session secret rotated; every session token is now invalid".into());
+        }
+    }
+    Ok(())
+}
+
+async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
+    match cmd {
+        AuditCommand::List { kind, wallet, limit } => {
+            let mut path = format!("/v1/audit?limit={limit}");
+            if let Some(k) = kind {
+                path += &format!("&kind={}", path_segment(&k)?);
+            }
+            if let Some(w) = wallet {
+                path += &format!("&walletId={}", path_segment(&w)?);
+            }
+            let entries: Vec<crate::store::AuditEntry> = client.get(&path).await?;
+            out.emit(&entries, |l| {
+                l.iter()
+                    .map(|e| {
+                        format!(
+                            "#{:<6} {}  {:<24} {}{}",
+                            e.seq,
+                            dto::rfc3339(e.ts / 1000),
+                            e.event.kind,
+                            e.event.actor,
+                            e.event.wallet_id.as_ref().map(|w| format!("  wallet {w}")).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        AuditCommand::Verify => {
+            let v: serde_json::Value = client.get("/v1/audit/verify").await?;
+            let ok = v["ok"].as_bool().unwrap_or(false);
+            out.emit(&v, |v| {
+                if ok {
+                    format!("audit chain verifies: {} entries, head {}", v["entries"], v["headHash"].as_str().unwrap_or_default())
+                } else {
+                    format!("AUDIT CHAIN BROKEN at entry {}", v["firstBadSeq"])
+                }
+            });
+            if !ok {
+                return Err(anyhow!("audit chain does not verify").into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids and filters go into URLs: accept only the characters they can contain.
+fn path_segment(s: &str) -> CliResult<&str> {
+    if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Ok(s)
+    } else {
+        Err(CliError { code: 2, error: anyhow!("invalid identifier {:?}", crate::domain::sanitize::for_message(s)) })
+    }
+}

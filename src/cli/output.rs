@@ -1,0 +1,44 @@
+//! The only place that prints to stdout: human text or `--json`.
+
+use serde::Serialize;
+
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `value` as JSON, or the human rendering.
+    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value).expect("serialisable output"));
+        } else {
+            let text = human(value);
+            if !text.is_empty() {
+                println!("{}", text.trim_end());
+            }
+        }
+    }
+
+    /// Errors go to stderr; with `--json` as `{"error":{"message"}}` on stdout too, so
+    /// scripts see one shape.
+    pub fn error(&self, err: &anyhow::Error) {
+        let message = format!("{err:#}");
+        if self.json {
+            println!("{}", serde_json::json!({ "error": { "message": message } }));
+        }
+        eprintln!("error: {message}");
+    }
+
+    /// Notes for the human (warnings, next steps): stderr, so stdout stays parseable.
+    pub fn note(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
