@@ -270,14 +270,22 @@ impl<S: Send + Sync, T: DeserializeOwned + ApiJsonBody> FromRequest<S> for ApiJs
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rej) => {
-                let status = rej.status();
-                let code = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-                    _ => "INVALID_INPUT",
+                let (status, code) = match rej.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+                    }
+                    // Syntax (400) and data (422) errors alike are bad input.
+                    _ => (StatusCode::BAD_REQUEST, "INVALID_INPUT"),
                 };
                 let message = if T::ECHO_ERRORS {
-                    crate::domain::sanitize::chain_string(&rej.body_text(), 300)
+                    let text = rej.body_text();
+                    let text = text
+                        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                        .unwrap_or(&text);
+                    crate::domain::sanitize::chain_string(text, 300)
                 } else {
                     "request body is not valid for this route".to_owned()
                 };

@@ -38,11 +38,21 @@ impl Client {
         self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> CliResult<T> {
+    pub async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> CliResult<T> {
         self.call(method, path, Some(body)).await
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&B>) -> CliResult<T> {
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> CliResult<T> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(master) = &self.master {
             req = req.header("X-Master-Password", master.expose_secret());
@@ -54,16 +64,22 @@ impl Client {
             anyhow!("cannot reach the bursar daemon at {}\nis `bursar start` running? (BURSAR_URL or --url point elsewhere)", self.base)
         })?;
         let status = res.status();
-        let bytes = res.bytes().await.map_err(|e| anyhow!("reading the daemon's answer: {e}"))?;
+        let bytes = res
+            .bytes()
+            .await
+            .map_err(|e| anyhow!("reading the daemon's answer: {e}"))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into());
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into());
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| format!("{} ({})", b.error.message, b.error.code))
             .unwrap_or_else(|_| format!("daemon answered {status}"));
         let err = anyhow!(message);
         Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => denied(err),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
+                denied(err)
+            }
             _ => CliError::from(err),
         })
     }

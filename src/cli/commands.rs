@@ -1,7 +1,10 @@
 //! One function per command: convert arguments, one call (service or REST), print.
 
 use super::client::Client;
-use super::{AuditCommand, Cli, CliError, CliResult, Command, Output, SessionCommand, WalletCommand, denied, password};
+use super::{
+    AuditCommand, Cli, CliError, CliResult, Command, Output, SessionCommand, WalletCommand, denied,
+    password,
+};
 use crate::api::dto;
 use crate::config::{self, Config, RECOVERY_KEY_FILE, STORE_DIR};
 use crate::service::{Service, ServiceError};
@@ -23,12 +26,26 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
         Command::Stop => {
             let client = master_client(&data_dir, cli.url)?;
             let _: dto::Ok = client.send(Method::POST, "/v1/admin/shutdown", &()).await?;
-            out.emit(&serde_json::json!({ "stopping": true }), |_| "daemon is shutting down".into());
+            out.emit(&serde_json::json!({ "stopping": true }), |_| {
+                "daemon is shutting down".into()
+            });
             Ok(())
         }
         Command::Status => status(&data_dir, cli.url, out).await,
-        Command::SetMaster { new_password_file, delete_recovery_key, keep_recovery_key } => {
-            set_master(&data_dir, cli.url, new_password_file.as_deref(), delete_recovery_key, keep_recovery_key, out).await
+        Command::SetMaster {
+            new_password_file,
+            delete_recovery_key,
+            keep_recovery_key,
+        } => {
+            set_master(
+                &data_dir,
+                cli.url,
+                new_password_file.as_deref(),
+                delete_recovery_key,
+                keep_recovery_key,
+                out,
+            )
+            .await
         }
         Command::Wallet(cmd) => wallet(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Session(cmd) => session(cmd, master_client(&data_dir, cli.url)?, out).await,
@@ -45,12 +62,14 @@ fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
 }
 
 fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
-    config::create_data_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    config::create_data_dir(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     config::check_permissions(data_dir)?;
     let store_dir = data_dir.join(STORE_DIR);
     let config_path = data_dir.join(config::CONFIG_FILE);
     if !config_path.exists() {
-        config::write_private_file(&config_path, Config::initial_file().as_bytes()).context("writing config.toml")?;
+        config::write_private_file(&config_path, Config::initial_file().as_bytes())
+            .context("writing config.toml")?;
     }
     let (cfg, warnings) = Config::load(data_dir)?;
     for w in warnings {
@@ -59,7 +78,11 @@ fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
     let recovery = data_dir.join(RECOVERY_KEY_FILE);
     let (password, wrote_recovery) = if auto_provision {
         if recovery.exists() {
-            return Err(anyhow!("{} already exists; refusing to overwrite a master password", recovery.display()).into());
+            return Err(anyhow!(
+                "{} already exists; refusing to overwrite a master password",
+                recovery.display()
+            )
+            .into());
         }
         let password = crate::secret::generate_passphrase();
         (password, true)
@@ -72,7 +95,8 @@ fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
         (password::new_password(None, "master password")?, false)
     };
     if wrote_recovery {
-        config::write_private_file(&recovery, password.expose_secret().as_bytes()).context("writing recovery.key")?;
+        config::write_private_file(&recovery, password.expose_secret().as_bytes())
+            .context("writing recovery.key")?;
     }
     let kdf = cfg.keystore.kdf();
     if let Err(err) = Service::initialise(&store_dir, &password, kdf) {
@@ -88,7 +112,11 @@ fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
         config: PathBuf,
         recovery_key: Option<PathBuf>,
     }
-    let result = Initialised { data_dir: data_dir.to_owned(), config: config_path, recovery_key: wrote_recovery.then_some(recovery) };
+    let result = Initialised {
+        data_dir: data_dir.to_owned(),
+        config: config_path,
+        recovery_key: wrote_recovery.then_some(recovery),
+    };
     out.emit(&result, |r| {
         let mut s = format!("initialised bursar in {}\nconfig: {}\n", r.data_dir.display(), r.config.display());
         if let Some(rk) = &r.recovery_key {
@@ -105,7 +133,11 @@ fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
 
 async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output) -> CliResult {
     if !data_dir.join(STORE_DIR).exists() {
-        return Err(anyhow!("bursar is not initialised in {}\nrun `bursar init --auto-provision` first", data_dir.display()).into());
+        return Err(anyhow!(
+            "bursar is not initialised in {}\nrun `bursar init --auto-provision` first",
+            data_dir.display()
+        )
+        .into());
     }
     config::check_permissions(data_dir)?;
     let (mut cfg, warnings) = Config::load(data_dir)?;
@@ -126,15 +158,28 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
     let bind = cfg.server.bind;
     let store_dir = data_dir.join(STORE_DIR);
     let started = std::time::Instant::now();
-    let service = tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &found.password))
+    let service =
+        tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &found.password))
+            .await
+            .map_err(|e| anyhow!("unlock task failed: {e}"))?
+            .map_err(service_error)?;
+    let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .map_err(|e| anyhow!("unlock task failed: {e}"))?
-        .map_err(service_error)?;
-    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("cannot listen on {bind}"))?;
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, unlock_ms = started.elapsed().as_millis() as u64, "bursar listening");
-    out.emit(&serde_json::json!({ "listening": format!("http://{addr}") }), |v| format!("bursar listening on {}", v["listening"].as_str().unwrap_or_default()));
-    crate::api::server::serve(Arc::new(service), listener).await.context("serving")?;
+    out.emit(
+        &serde_json::json!({ "listening": format!("http://{addr}") }),
+        |v| {
+            format!(
+                "bursar listening on {}",
+                v["listening"].as_str().unwrap_or_default()
+            )
+        },
+    );
+    crate::api::server::serve(Arc::new(service), listener)
+        .await
+        .context("serving")?;
     tracing::info!("bursar stopped");
     Ok(())
 }
@@ -152,7 +197,11 @@ async fn status(data_dir: &Path, url: Option<String>, out: &Output) -> CliResult
     let anonymous = Client::new(url.clone(), None)?;
     let health: serde_json::Value = anonymous.get("/health").await?;
     let detail: Option<dto::Status> = match password::from_sources(data_dir)? {
-        Some(found) => Some(Client::new(url, Some(found.password))?.get("/v1/admin/status").await?),
+        Some(found) => Some(
+            Client::new(url, Some(found.password))?
+                .get("/v1/admin/status")
+                .await?,
+        ),
         None => None,
     };
     let value = serde_json::json!({ "url": anonymous.base(), "health": health, "status": detail });
@@ -174,11 +223,22 @@ async fn status(data_dir: &Path, url: Option<String>, out: &Output) -> CliResult
     Ok(())
 }
 
-async fn set_master(data_dir: &Path, url: Option<String>, file: Option<&Path>, delete: bool, keep: bool, out: &Output) -> CliResult {
+async fn set_master(
+    data_dir: &Path,
+    url: Option<String>,
+    file: Option<&Path>,
+    delete: bool,
+    keep: bool,
+    out: &Output,
+) -> CliResult {
     let client = master_client(data_dir, url)?;
     let new = password::new_password(file, "master password")?;
     let _: dto::Ok = client
-        .send(Method::PUT, "/v1/admin/master-password", &serde_json::json!({ "newPassword": new.expose_secret() }))
+        .send(
+            Method::PUT,
+            "/v1/admin/master-password",
+            &serde_json::json!({ "newPassword": new.expose_secret() }),
+        )
         .await?;
     let recovery = data_dir.join(RECOVERY_KEY_FILE);
     let mut removed = false;
@@ -188,7 +248,10 @@ async fn set_master(data_dir: &Path, url: Option<String>, file: Option<&Path>, d
         } else if keep {
             false
         } else if std::io::stdin().is_terminal() {
-            eprint!("{} holds the old password and is now useless; delete it? [y/N] ", recovery.display());
+            eprint!(
+                "{} holds the old password and is now useless; delete it? [y/N] ",
+                recovery.display()
+            );
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;
             answer.trim().eq_ignore_ascii_case("y")
@@ -199,26 +262,51 @@ async fn set_master(data_dir: &Path, url: Option<String>, file: Option<&Path>, d
             std::fs::remove_file(&recovery).context("deleting recovery.key")?;
             removed = true;
         } else {
-            out.note(&format!("note: {} still exists; `bursar doctor` will flag it", recovery.display()));
+            out.note(&format!(
+                "note: {} still exists; `bursar doctor` will flag it",
+                recovery.display()
+            ));
         }
     }
-    out.emit(&serde_json::json!({ "changed": true, "recoveryKeyDeleted": removed }), |_| "master password changed; every key re-encrypted".into());
+    out.emit(
+        &serde_json::json!({ "changed": true, "recoveryKeyDeleted": removed }),
+        |_| "master password changed; every key re-encrypted".into(),
+    );
     Ok(())
 }
 
 async fn wallet(cmd: WalletCommand, client: Client, out: &Output) -> CliResult {
-    let show = |w: &dto::Wallet| format!("{}  {}  {} ({})  {}", w.id, w.name, w.chain, w.kind, w.address);
+    let show = |w: &dto::Wallet| {
+        format!(
+            "{}  {}  {} ({})  {}",
+            w.id, w.name, w.chain, w.kind, w.address
+        )
+    };
     match cmd {
         WalletCommand::Create { name, chain } => {
-            let w: dto::Wallet = client.send(Method::POST, "/v1/wallets", &serde_json::json!({ "name": name, "chain": chain })).await?;
+            let w: dto::Wallet = client
+                .send(
+                    Method::POST,
+                    "/v1/wallets",
+                    &serde_json::json!({ "name": name, "chain": chain }),
+                )
+                .await?;
             out.emit(&w, |w| show(w));
         }
         WalletCommand::List => {
             let list: Vec<dto::Wallet> = client.get("/v1/wallets").await?;
-            out.emit(&list, |l| if l.is_empty() { "no wallets".into() } else { l.iter().map(show).collect::<Vec<_>>().join("\n") });
+            out.emit(&list, |l| {
+                if l.is_empty() {
+                    "no wallets".into()
+                } else {
+                    l.iter().map(show).collect::<Vec<_>>().join("\n")
+                }
+            });
         }
         WalletCommand::Show { id } => {
-            let w: dto::Wallet = client.get(&format!("/v1/wallets/{}", path_segment(&id)?)).await?;
+            let w: dto::Wallet = client
+                .get(&format!("/v1/wallets/{}", path_segment(&id)?))
+                .await?;
             out.emit(&w, |w| show(w));
         }
     }
@@ -238,7 +326,12 @@ async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult
         )
     };
     match cmd {
-        SessionCommand::Create { wallet, ttl, max_renewals, absolute_lifetime } => {
+        SessionCommand::Create {
+            wallet,
+            ttl,
+            max_renewals,
+            absolute_lifetime,
+        } => {
             let body = serde_json::json!({
                 "walletId": wallet, "ttlSeconds": ttl, "maxRenewals": max_renewals, "absoluteLifetimeSeconds": absolute_lifetime
             });
@@ -256,15 +349,31 @@ async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult
                 None => "/v1/sessions".to_owned(),
             };
             let list: Vec<dto::Session> = client.get(&path).await?;
-            out.emit(&list, |l| if l.is_empty() { "no sessions".into() } else { l.iter().map(show).collect::<Vec<_>>().join("\n") });
+            out.emit(&list, |l| {
+                if l.is_empty() {
+                    "no sessions".into()
+                } else {
+                    l.iter().map(show).collect::<Vec<_>>().join("\n")
+                }
+            });
         }
         SessionCommand::Revoke { id } => {
-            let s: dto::Session = client.send(Method::DELETE, &format!("/v1/sessions/{}", path_segment(&id)?), &()).await?;
+            let s: dto::Session = client
+                .send(
+                    Method::DELETE,
+                    &format!("/v1/sessions/{}", path_segment(&id)?),
+                    &(),
+                )
+                .await?;
             out.emit(&s, |s| format!("revoked session {}", s.id));
         }
         SessionCommand::RotateSecret => {
-            let _: dto::Ok = client.send(Method::POST, "/v1/admin/rotate-session-secret", &()).await?;
-            out.emit(&serde_json::json!({ "rotated": true }), |_| "session secret rotated; every session token is now invalid".into());
+            let _: dto::Ok = client
+                .send(Method::POST, "/v1/admin/rotate-session-secret", &())
+                .await?;
+            out.emit(&serde_json::json!({ "rotated": true }), |_| {
+                "session secret rotated; every session token is now invalid".into()
+            });
         }
     }
     Ok(())
@@ -272,7 +381,11 @@ async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult
 
 async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
     match cmd {
-        AuditCommand::List { kind, wallet, limit } => {
+        AuditCommand::List {
+            kind,
+            wallet,
+            limit,
+        } => {
             let mut path = format!("/v1/audit?limit={limit}");
             if let Some(k) = kind {
                 path += &format!("&kind={}", path_segment(&k)?);
@@ -290,7 +403,11 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
                             dto::rfc3339(e.ts / 1000),
                             e.event.kind,
                             e.event.actor,
-                            e.event.wallet_id.as_ref().map(|w| format!("  wallet {w}")).unwrap_or_default()
+                            e.event
+                                .wallet_id
+                                .as_ref()
+                                .map(|w| format!("  wallet {w}"))
+                                .unwrap_or_default()
                         )
                     })
                     .collect::<Vec<_>>()
@@ -302,7 +419,11 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
             let ok = v["ok"].as_bool().unwrap_or(false);
             out.emit(&v, |v| {
                 if ok {
-                    format!("audit chain verifies: {} entries, head {}", v["entries"], v["headHash"].as_str().unwrap_or_default())
+                    format!(
+                        "audit chain verifies: {} entries, head {}",
+                        v["entries"],
+                        v["headHash"].as_str().unwrap_or_default()
+                    )
                 } else {
                     format!("AUDIT CHAIN BROKEN at entry {}", v["firstBadSeq"])
                 }
@@ -317,9 +438,19 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
 
 /// Ids and filters go into URLs: accept only the characters they can contain.
 fn path_segment(s: &str) -> CliResult<&str> {
-    if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         Ok(s)
     } else {
-        Err(CliError { code: 2, error: anyhow!("invalid identifier {:?}", crate::domain::sanitize::for_message(s)) })
+        Err(CliError {
+            code: 2,
+            error: anyhow!(
+                "invalid identifier {:?}",
+                crate::domain::sanitize::for_message(s)
+            ),
+        })
     }
 }

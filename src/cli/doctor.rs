@@ -34,28 +34,69 @@ const JWT_SECRET_MAX_AGE_DAYS: i64 = 90;
 
 pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) -> CliResult {
     let mut checks = Vec::new();
-    let mut add = |check, status, detail: String, fixed| checks.push(Check { check, status, detail, fixed });
+    let mut add = |check, status, detail: String, fixed| {
+        checks.push(Check {
+            check,
+            status,
+            detail,
+            fixed,
+        })
+    };
 
     if !data_dir.exists() {
-        add("data_dir", Level::Fail, format!("{} does not exist; run `bursar init`", data_dir.display()), false);
+        add(
+            "data_dir",
+            Level::Fail,
+            format!("{} does not exist; run `bursar init`", data_dir.display()),
+            false,
+        );
     } else {
         for g in config::guarded_paths(data_dir) {
-            let Ok(meta) = std::fs::metadata(&g.path) else { continue };
+            let Ok(meta) = std::fs::metadata(&g.path) else {
+                continue;
+            };
             let mode = meta.permissions().mode() & 0o777;
             if mode & g.forbid == 0 {
-                add("permissions", Level::Ok, format!("{} is {mode:04o}", g.path.display()), false);
+                add(
+                    "permissions",
+                    Level::Ok,
+                    format!("{} is {mode:04o}", g.path.display()),
+                    false,
+                );
             } else if fix {
                 std::fs::set_permissions(&g.path, std::fs::Permissions::from_mode(g.want))?;
-                add("permissions", Level::Ok, format!("{} was {mode:04o}, now {:04o}", g.path.display(), g.want), true);
+                add(
+                    "permissions",
+                    Level::Ok,
+                    format!("{} was {mode:04o}, now {:04o}", g.path.display(), g.want),
+                    true,
+                );
             } else {
-                add("permissions", Level::Fail, format!("{} is {mode:04o}; run `chmod {:o} {}` or `bursar doctor --fix`", g.path.display(), g.want, g.path.display()), false);
+                add(
+                    "permissions",
+                    Level::Fail,
+                    format!(
+                        "{} is {mode:04o}; run `chmod {:o} {}` or `bursar doctor --fix`",
+                        g.path.display(),
+                        g.want,
+                        g.path.display()
+                    ),
+                    false,
+                );
             }
         }
     }
 
     for var in ["BURSAR_MASTER_PASSWORD", "BURSAR_SESSION_TOKEN"] {
         if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
-            add("secrets_in_env", Level::Warn, format!("{var} is set: env is visible to `docker inspect` and /proc/*/environ; use {var}_FILE"), false);
+            add(
+                "secrets_in_env",
+                Level::Warn,
+                format!(
+                    "{var} is set: env is visible to `docker inspect` and /proc/*/environ; use {var}_FILE"
+                ),
+                false,
+            );
         }
     }
 
@@ -65,10 +106,22 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
             if bind.ip().is_loopback() {
                 add("bind", Level::Ok, format!("binds {bind} (loopback)"), false);
             } else {
-                add("bind", Level::Warn, format!("binds {bind}, which is not loopback; put it behind an authenticated proxy or bind 127.0.0.1"), false);
+                add(
+                    "bind",
+                    Level::Warn,
+                    format!(
+                        "binds {bind}, which is not loopback; put it behind an authenticated proxy or bind 127.0.0.1"
+                    ),
+                    false,
+                );
             }
             if cfg.keystore.kdf().is_weak() {
-                add("kdf_config", Level::Warn, "configured Argon2id cost is below 64 MiB / t=3 for new keystores".into(), false);
+                add(
+                    "kdf_config",
+                    Level::Warn,
+                    "configured Argon2id cost is below 64 MiB / t=3 for new keystores".into(),
+                    false,
+                );
             }
         }
         Err(err) => add("config", Level::Fail, err.to_string(), false),
@@ -82,32 +135,104 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
             let daemon: Option<DaemonRecord> = store.get(keys::DAEMON)?;
             if let Some(meta) = meta {
                 if meta.kdf.is_weak() {
-                    add("kdf", Level::Warn, format!("keystore Argon2id cost m={} KiB t={} p={} is below the recommended 64 MiB / t=3; `bursar set-master` re-derives with the configured cost", meta.kdf.m_cost_kib, meta.kdf.t_cost, meta.kdf.p_cost), false);
+                    add(
+                        "kdf",
+                        Level::Warn,
+                        format!(
+                            "keystore Argon2id cost m={} KiB t={} p={} is below the recommended 64 MiB / t=3; `bursar set-master` re-derives with the configured cost",
+                            meta.kdf.m_cost_kib, meta.kdf.t_cost, meta.kdf.p_cost
+                        ),
+                        false,
+                    );
                 } else {
-                    add("kdf", Level::Ok, format!("Argon2id m={} KiB t={} p={}", meta.kdf.m_cost_kib, meta.kdf.t_cost, meta.kdf.p_cost), false);
+                    add(
+                        "kdf",
+                        Level::Ok,
+                        format!(
+                            "Argon2id m={} KiB t={} p={}",
+                            meta.kdf.m_cost_kib, meta.kdf.t_cost, meta.kdf.p_cost
+                        ),
+                        false,
+                    );
                 }
             }
             if let Some(d) = daemon {
                 let age_days = (crate::service::now() - d.jwt_secret_created_at) / 86_400;
-                let level = if age_days > JWT_SECRET_MAX_AGE_DAYS { Level::Warn } else { Level::Ok };
-                add("jwt_secret_age", level, format!("session secret is {age_days} day(s) old (rotate with `bursar session rotate-secret`)"), false);
+                let level = if age_days > JWT_SECRET_MAX_AGE_DAYS {
+                    Level::Warn
+                } else {
+                    Level::Ok
+                };
+                add(
+                    "jwt_secret_age",
+                    level,
+                    format!(
+                        "session secret is {age_days} day(s) old (rotate with `bursar session rotate-secret`)"
+                    ),
+                    false,
+                );
                 if recovery.exists() && d.master_changed_at.is_some() {
-                    add("recovery_key", Level::Fail, format!("{} lingers after set-master and no longer opens the store; delete it", recovery.display()), false);
+                    add(
+                        "recovery_key",
+                        Level::Fail,
+                        format!(
+                            "{} lingers after set-master and no longer opens the store; delete it",
+                            recovery.display()
+                        ),
+                        false,
+                    );
                 }
             }
             let audit = store.audit_verify()?;
-            add("audit_chain", if audit.ok { Level::Ok } else { Level::Fail }, format!("{} entries, {}", audit.entries, if audit.ok { "chain verifies" } else { "CHAIN BROKEN" }), false);
+            add(
+                "audit_chain",
+                if audit.ok { Level::Ok } else { Level::Fail },
+                format!(
+                    "{} entries, {}",
+                    audit.entries,
+                    if audit.ok {
+                        "chain verifies"
+                    } else {
+                        "CHAIN BROKEN"
+                    }
+                ),
+                false,
+            );
         }
         Err(StoreError::Locked) if recovery.exists() => {
             // The daemon is running; ask it whether recovery.key still holds the password.
             let password = config::read_secret_file(&recovery)?;
-            match Client::new(url, Some(password))?.get::<serde_json::Value>("/v1/admin/status").await {
-                Ok(_) => add("recovery_key", Level::Warn, format!("{} holds the master password in a file; keep a copy offline and run `bursar set-master`", recovery.display()), false),
-                Err(err) if err.code == 3 => add("recovery_key", Level::Fail, format!("{} lingers after set-master and no longer opens the store; delete it", recovery.display()), false),
+            match Client::new(url, Some(password))?
+                .get::<serde_json::Value>("/v1/admin/status")
+                .await
+            {
+                Ok(_) => add(
+                    "recovery_key",
+                    Level::Warn,
+                    format!(
+                        "{} holds the master password in a file; keep a copy offline and run `bursar set-master`",
+                        recovery.display()
+                    ),
+                    false,
+                ),
+                Err(err) if err.code == 3 => add(
+                    "recovery_key",
+                    Level::Fail,
+                    format!(
+                        "{} lingers after set-master and no longer opens the store; delete it",
+                        recovery.display()
+                    ),
+                    false,
+                ),
                 Err(err) => add("daemon", Level::Warn, format!("{:#}", err.error), false),
             }
         }
-        Err(StoreError::Locked) => add("store", Level::Ok, "held by the running daemon".into(), false),
+        Err(StoreError::Locked) => add(
+            "store",
+            Level::Ok,
+            "held by the running daemon".into(),
+            false,
+        ),
         Err(err) => add("store", Level::Fail, err.to_string(), false),
     }
 
@@ -120,7 +245,12 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                     Level::Warn => "WARN",
                     Level::Fail => "FAIL",
                 };
-                format!("[{tag}] {:<16} {}{}", c.check, c.detail, if c.fixed { " (fixed)" } else { "" })
+                format!(
+                    "[{tag}] {:<16} {}{}",
+                    c.check,
+                    c.detail,
+                    if c.fixed { " (fixed)" } else { "" }
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")

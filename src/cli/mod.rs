@@ -17,7 +17,8 @@ use std::process::ExitCode;
 
 pub use output::Output;
 
-const AFTER_HELP: &str = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 denied (authentication or policy).
+const AFTER_HELP: &str =
+    "Exit codes: 0 ok, 1 failure, 2 usage error, 3 denied (authentication or policy).
 Master password sources, first found wins: BURSAR_MASTER_PASSWORD_FILE, BURSAR_MASTER_PASSWORD,
 <data>/recovery.key, then a hidden prompt on a terminal.";
 
@@ -151,7 +152,10 @@ pub struct CliError {
 
 impl<E: Into<anyhow::Error>> From<E> for CliError {
     fn from(err: E) -> Self {
-        Self { code: 1, error: err.into() }
+        Self {
+            code: 1,
+            error: err.into(),
+        }
     }
 }
 
@@ -165,7 +169,11 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output::new(cli.json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -4,11 +4,15 @@ use serde::Serialize;
 
 pub struct Output {
     json: bool,
+    emitted: std::cell::Cell<bool>,
 }
 
 impl Output {
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self {
+            json,
+            emitted: std::cell::Cell::new(false),
+        }
     }
 
     pub fn is_json(&self) -> bool {
@@ -17,8 +21,12 @@ impl Output {
 
     /// Prints `value` as JSON, or the human rendering.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
+        self.emitted.set(true);
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).expect("serialisable output"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("serialisable output")
+            );
         } else {
             let text = human(value);
             if !text.is_empty() {
@@ -27,11 +35,11 @@ impl Output {
         }
     }
 
-    /// Errors go to stderr; with `--json` as `{"error":{"message"}}` on stdout too, so
-    /// scripts see one shape.
+    /// Errors go to stderr; with `--json`, and when nothing else was printed, also as
+    /// `{"error":{"message"}}` on stdout, so scripts always read one JSON document.
     pub fn error(&self, err: &anyhow::Error) {
         let message = format!("{err:#}");
-        if self.json {
+        if self.json && !self.emitted.get() {
             println!("{}", serde_json::json!({ "error": { "message": message } }));
         }
         eprintln!("error: {message}");

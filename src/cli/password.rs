@@ -27,7 +27,10 @@ pub fn from_sources(data_dir: &Path) -> anyhow::Result<Option<Found>> {
     let recovery = data_dir.join(RECOVERY_KEY_FILE);
     if recovery.exists() {
         let password = config::read_secret_file(&recovery)?;
-        return Ok(Some(Found { password, warning: None }));
+        return Ok(Some(Found {
+            password,
+            warning: None,
+        }));
     }
     Ok(None)
 }
@@ -38,8 +41,12 @@ pub fn obtain(data_dir: &Path) -> anyhow::Result<Found> {
         return Ok(found);
     }
     if std::io::stdin().is_terminal() {
-        let password = rpassword::prompt_password("bursar master password: ").context("reading the password")?;
-        return Ok(Found { password: Passphrase::from(password), warning: None });
+        let password = rpassword::prompt_password("bursar master password: ")
+            .context("reading the password")?;
+        return Ok(Found {
+            password: Passphrase::from(password),
+            warning: None,
+        });
     }
     bail!(
         "no master password available\nset BURSAR_MASTER_PASSWORD_FILE, keep <data>/{RECOVERY_KEY_FILE} (bursar init --auto-provision), or run on a terminal"
@@ -55,8 +62,12 @@ pub fn new_password(file: Option<&Path>, what: &str) -> anyhow::Result<Passphras
                 bail!("no terminal to ask for the {what}; pass it with a file");
             }
             let first = Passphrase::from(rpassword::prompt_password(format!("new {what}: "))?);
-            let second = Passphrase::from(rpassword::prompt_password(format!("repeat the {what}: "))?);
-            if !crate::secret::ct_eq(first.expose_secret().as_bytes(), second.expose_secret().as_bytes()) {
+            let second =
+                Passphrase::from(rpassword::prompt_password(format!("repeat the {what}: "))?);
+            if !crate::secret::ct_eq(
+                first.expose_secret().as_bytes(),
+                second.expose_secret().as_bytes(),
+            ) {
                 bail!("the two entries differ");
             }
             first

@@ -30,7 +30,11 @@ impl SledKv {
         // Create the directory private before sled does (it would use the umask).
         if !dir.exists() {
             use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
         }
         let db = sled::Config::new()
             .path(dir)

@@ -1,1 +1,12 @@
+//! The one integration-test binary: the real `bursar` binary, a real anvil node, temp data
+//! dirs. Modules by capability.
 
+mod harness;
+
+mod balance;
+mod cli;
+mod crash;
+mod http;
+mod hygiene;
+mod routes;
+mod sessions;

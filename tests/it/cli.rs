@@ -1,0 +1,317 @@
+//! The real `bursar` binary: commands, exit codes, secret inputs, permissions, doctor.
+
+use crate::harness::{Daemon, Opts, write_private};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+fn json_out(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_flow_through_the_cli() {
+    let mut daemon = Daemon::start(Opts::default()).await;
+    let wallet = json_out(
+        &daemon
+            .cli(&[
+                "wallet", "create", "--name", "ops", "--chain", "anvil", "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    let id = wallet["id"].as_str().unwrap();
+    assert!(wallet["address"].as_str().unwrap().starts_with("0x"));
+    let list = json_out(&daemon.cli(&["wallet", "list", "--json"]).output().unwrap());
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let shown = json_out(
+        &daemon
+            .cli(&["wallet", "show", id, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(shown, wallet);
+
+    let session = json_out(
+        &daemon
+            .cli(&[
+                "session",
+                "create",
+                "--wallet",
+                id,
+                "--ttl",
+                "600",
+                "--max-renewals",
+                "2",
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(session["renewalsLeft"], 2);
+    let sessions = json_out(
+        &daemon
+            .cli(&["session", "list", "--wallet", id, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(sessions[0]["id"], session["id"]);
+    let revoked = json_out(
+        &daemon
+            .cli(&[
+                "session",
+                "revoke",
+                session["id"].as_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(revoked["revoked"], true);
+
+    let status = json_out(&daemon.cli(&["status", "--json"]).output().unwrap());
+    assert_eq!(status["health"]["status"], "ok");
+    assert_eq!(status["status"]["wallets"], 1);
+    let verify = json_out(&daemon.cli(&["audit", "verify", "--json"]).output().unwrap());
+    assert_eq!(verify["ok"], true);
+    let audit = json_out(&daemon.cli(&["audit", "list", "--json"]).output().unwrap());
+    let kinds: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "init",
+        "unlock",
+        "wallet_created",
+        "session_issued",
+        "session_revoked",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
+    // A second daemon on the same store gets a clear message, not a crash.
+    let second = daemon
+        .cli(&[
+            "start",
+            "--bind",
+            &format!("127.0.0.1:{}", crate::harness::free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        stderr(&second).contains("store is locked by another process"),
+        "{}",
+        stderr(&second)
+    );
+
+    // `stop` shuts the daemon down gracefully.
+    let out = daemon.cli(&["stop"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = daemon.wait_exit();
+    assert!(status.success(), "graceful exit: {status}");
+    let out = daemon.cli(&["status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot reach the bursar daemon"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_denied_and_failure_exit_codes() {
+    let daemon = Daemon::init(Opts::default());
+    assert_eq!(
+        daemon.cli(&["--help"]).output().unwrap().status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        daemon
+            .cli(&["wallet", "explode"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        daemon
+            .cli(&["session", "create"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    // init twice refuses and keeps the existing store.
+    let again = daemon.cli(&["init", "--auto-provision"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Wrong master password at start: exit 3, a clear message, and an audit entry.
+    let pw = daemon.dir.path().join("wrong.pw");
+    write_private(&pw, "wrong-password-123456");
+    let out = daemon
+        .cli(&["start"])
+        .env("BURSAR_MASTER_PASSWORD_FILE", &pw)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong master password"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_inputs_follow_the_file_env_rules() {
+    let mut daemon = Daemon::init(Opts::default());
+    let pw = daemon.dir.path().join("master.pw");
+    write_private(&pw, &format!("{}\n", daemon.password));
+    // Both forms of one secret: an error that names it.
+    let out = daemon
+        .cli(&["start"])
+        .env("BURSAR_MASTER_PASSWORD_FILE", &pw)
+        .env("BURSAR_MASTER_PASSWORD", &daemon.password)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("both BURSAR_MASTER_PASSWORD_FILE and BURSAR_MASTER_PASSWORD"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The _FILE form works (trailing newline dropped) without the recovery key.
+    std::fs::remove_file(daemon.data_dir().join("recovery.key")).unwrap();
+    daemon.env = vec![(
+        "BURSAR_MASTER_PASSWORD_FILE".into(),
+        pw.display().to_string(),
+    )];
+    daemon.spawn().await;
+    daemon.kill();
+    // The plain env form works but warns.
+    daemon.env = vec![("BURSAR_MASTER_PASSWORD".into(), daemon.password.clone())];
+    daemon.spawn().await;
+    daemon.kill();
+    assert!(
+        daemon
+            .logs()
+            .contains("BURSAR_MASTER_PASSWORD is set in the environment"),
+        "{}",
+        daemon.logs()
+    );
+
+    // No source at all and no terminal: a message that says what to do.
+    daemon.env.clear();
+    let out = daemon.cli(&["start"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("BURSAR_MASTER_PASSWORD_FILE"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loose_permissions_refuse_start_and_doctor_fixes_them() {
+    let daemon = Daemon::init(Opts::default());
+    let recovery = daemon.data_dir().join("recovery.key");
+    std::fs::set_permissions(&recovery, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = daemon.cli(&["start"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("chmod 600") && stderr(&out).contains("doctor --fix"),
+        "{}",
+        stderr(&out)
+    );
+
+    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    let fixed = daemon.cli(&["doctor", "--fix", "--json"]).output().unwrap();
+    let checks: Value = serde_json::from_slice(&fixed.stdout).unwrap();
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["fixed"] == true),
+        "{checks}"
+    );
+    assert_eq!(
+        std::fs::metadata(&recovery).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_master_through_the_cli_and_doctor_flags_the_stale_recovery_key() {
+    let mut daemon = Daemon::start(Opts::default()).await;
+    daemon.create_wallet("anvil").await;
+    let new_pw = daemon.dir.path().join("new.pw");
+    write_private(&new_pw, "a brand new master password");
+    let out = daemon
+        .cli(&[
+            "set-master",
+            "--new-password-file",
+            new_pw.to_str().unwrap(),
+            "--keep-recovery-key",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Old password (still in recovery.key) is now refused; the new one works.
+    let out = daemon.cli(&["wallet", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = daemon
+        .cli(&["wallet", "list", "--json"])
+        .env("BURSAR_MASTER_PASSWORD_FILE", &new_pw)
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out).as_array().unwrap().len(), 1);
+
+    // Doctor against the running daemon: the lingering recovery.key is a failure.
+    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "recovery_key" && c["status"] == "fail"),
+        "{checks}"
+    );
+
+    // After a restart with the new password every key still opens.
+    daemon.kill();
+    daemon.env = vec![(
+        "BURSAR_MASTER_PASSWORD_FILE".into(),
+        new_pw.display().to_string(),
+    )];
+    daemon.spawn().await;
+    daemon.kill();
+    // Doctor reading the store directly reaches the same verdict.
+    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
+    let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["check"] == "recovery_key" && c["status"] == "fail"),
+        "{checks}"
+    );
+}

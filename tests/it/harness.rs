@@ -1,0 +1,437 @@
+//! Test harness: free ports, a real anvil node, the real `bursar` binary on a temp data
+//! dir, and JSON-RPC / REST helpers. Every child process is killed on drop (also on panic).
+
+use alloy::primitives::{Address, U256};
+use alloy::sol_types::{SolCall, SolValue};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ANVIL_KEY0_ADDR: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+pub fn bursar_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bursar")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A free loopback port: bind 0, read it, release it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn anvil_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BURSAR_TEST_ANVIL") {
+        return PathBuf::from(p);
+    }
+    let local = repo_root().join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("anvil")
+    }
+}
+
+/// A real anvil node on a free port.
+pub struct Anvil {
+    child: Child,
+    pub url: String,
+}
+
+impl Anvil {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(anvil_bin())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("anvil not found: run scripts/setup (installs it into .tools/) or set BURSAR_TEST_ANVIL");
+        let anvil = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if anvil.try_rpc("eth_chainId", json!([])).await.is_ok() {
+                return anvil;
+            }
+            assert!(Instant::now() < deadline, "anvil did not start");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    async fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
+        let res = http()
+            .post(&self.url)
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body: Value = res.json().await.map_err(|e| e.to_string())?;
+        match body.get("error") {
+            Some(err) => Err(err.to_string()),
+            None => Ok(body["result"].clone()),
+        }
+    }
+
+    pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        self.try_rpc(method, params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// Sends a transaction from anvil's unlocked account 0 and waits for its receipt.
+    pub async fn send_from_dev(&self, tx: Value) -> Value {
+        let mut tx = tx;
+        tx["from"] = json!(ANVIL_KEY0_ADDR);
+        let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
+        let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(
+            receipt["status"], "0x1",
+            "dev transaction failed: {receipt}"
+        );
+        receipt
+    }
+
+    pub async fn fund(&self, to: &str, wei: U256) {
+        self.send_from_dev(json!({ "to": to, "value": format!("{wei:#x}") }))
+            .await;
+    }
+
+    /// Deploys the fixture ERC-20 with the whole supply on account 0.
+    pub async fn deploy_token(
+        &self,
+        name: &str,
+        symbol: &str,
+        decimals: u8,
+        supply: U256,
+    ) -> String {
+        let artifact: Value =
+            serde_json::from_str(include_str!("../fixtures/erc20/TestToken.json")).unwrap();
+        let code = artifact["bytecode"].as_str().unwrap();
+        let args = (
+            name.to_owned(),
+            symbol.to_owned(),
+            U256::from(decimals),
+            supply,
+        )
+            .abi_encode_params();
+        let data = format!("{code}{}", hex::encode(args));
+        let receipt = self
+            .send_from_dev(json!({ "data": data, "gas": "0x300000" }))
+            .await;
+        receipt["contractAddress"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn transfer_token(&self, token: &str, to: &str, amount: U256) {
+        alloy::sol! { function transfer(address to, uint256 value) external returns (bool); }
+        let data = transferCall {
+            to: to.parse::<Address>().unwrap(),
+            value: amount,
+        }
+        .abi_encode();
+        self.send_from_dev(json!({ "to": token, "data": format!("0x{}", hex::encode(data)) }))
+            .await;
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Options for a test daemon.
+#[derive(Clone)]
+pub struct Opts {
+    pub anvil_url: Option<String>,
+    pub chain_id: u64,
+    pub log_level: &'static str,
+    pub master_failures_per_minute: u32,
+    pub extra_config: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            anvil_url: None,
+            chain_id: 31337,
+            log_level: "info",
+            master_failures_per_minute: 1000,
+            extra_config: String::new(),
+        }
+    }
+}
+
+/// A real `bursar` daemon on a temp data dir.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub port: u16,
+    pub password: String,
+    /// Extra environment for every command of this daemon (e.g. `BURSAR_MASTER_PASSWORD_FILE`).
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub async fn start(opts: Opts) -> Self {
+        let mut daemon = Self::init(opts);
+        daemon.spawn().await;
+        daemon
+    }
+
+    pub async fn with_anvil(anvil: &Anvil) -> Self {
+        Self::start(Opts {
+            anvil_url: Some(anvil.url.clone()),
+            ..Opts::default()
+        })
+        .await
+    }
+
+    /// `bursar init --auto-provision` on a fresh dir with cheap KDF parameters.
+    pub fn init(opts: Opts) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\nmaster_auth_failures_per_minute = {}\n\n[keystore]\nargon2_memory_kib = 256\nargon2_iterations = 1\nargon2_parallelism = 1\n\n[log]\nlevel = \"{}\"\n",
+            opts.master_failures_per_minute, opts.log_level
+        );
+        let rpc = opts
+            .anvil_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", free_port()));
+        config += &format!(
+            "\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{rpc}\"\nchain_id = {}\nnative_symbol = \"ETH\"\n\n[chains.localsol]\nkind = \"solana\"\nrpc_url = \"http://127.0.0.1:1\"\n",
+            opts.chain_id
+        );
+        config += &opts.extra_config;
+        write_private(&data.join("config.toml"), &config);
+        let mut daemon = Self {
+            dir,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            password: String::new(),
+            env: Vec::new(),
+            child: None,
+        };
+        let out = daemon.cli(&["init", "--auto-provision"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        daemon.password = std::fs::read_to_string(data.join("recovery.key")).unwrap();
+        daemon
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// A `bursar` command for this daemon with a clean environment.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bursar_bin());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("BURSAR_") || k == "RUST_LOG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("BURSAR_DATA_DIR", self.data_dir())
+            .env("BURSAR_URL", &self.url)
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Starts `bursar start`, logging to `daemon.log`, and waits for `/health`.
+    pub async fn spawn(&mut self) {
+        if let Err(err) = self.try_spawn().await {
+            panic!("daemon exited with {:?}: {}", err.0, err.1);
+        }
+    }
+
+    /// Like [`Daemon::spawn`], but a daemon that exits (e.g. wrong password) is an `Err`
+    /// with its exit code and log.
+    pub async fn try_spawn(&mut self) -> Result<(), (Option<i32>, String)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let child = self
+            .cli(&["start"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(res) = http().get(format!("{}/health", self.url)).send().await
+                && res.status().is_success()
+            {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return Err((status.code(), self.logs()));
+            }
+            assert!(Instant::now() < deadline, "daemon did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, no cleanup: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a graceful exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    /// Waits for a daemon that was asked to stop.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("daemon running").wait().unwrap()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = http().request(method, format!("{}{}", self.url, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn master(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.request(method, path, &[("x-master-password", &self.password)], body)
+            .await
+    }
+
+    pub async fn session(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        self.request(method, path, &[("authorization", &auth)], body)
+            .await
+    }
+
+    pub async fn create_wallet(&self, chain: &str) -> Value {
+        let (status, body) = self
+            .master(
+                reqwest::Method::POST,
+                "/v1/wallets",
+                Some(json!({ "name": "test wallet", "chain": chain })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// A session for `wallet_id`; `opts` is merged into the request body.
+    pub async fn create_session(&self, wallet_id: &str, opts: Value) -> Value {
+        let mut body = json!({ "walletId": wallet_id });
+        if let Value::Object(extra) = opts {
+            body.as_object_mut().unwrap().extend(extra);
+        }
+        let (status, res) = self
+            .master(reqwest::Method::POST, "/v1/sessions", Some(body))
+            .await;
+        assert_eq!(status, 201, "{res}");
+        res
+    }
+
+    /// A wallet on the anvil chain and a token for it.
+    pub async fn wallet_and_token(&self) -> (Value, String) {
+        let wallet = self.create_wallet("anvil").await;
+        let session = self
+            .create_session(wallet["id"].as_str().unwrap(), json!({}))
+            .await;
+        (wallet, session["token"].as_str().unwrap().to_owned())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn write_private(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+pub fn eth(whole: u64) -> U256 {
+    U256::from(whole) * U256::from(10u64).pow(U256::from(18))
+}
