@@ -12,11 +12,14 @@ pub enum Op {
     Delete(Vec<u8>),
 }
 
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The whole storage port: three operations. `commit` is atomic (all or nothing, also
 /// across a crash) and durable when it returns.
 pub trait Kv: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
 }
 
@@ -63,7 +66,7 @@ impl Kv for SledKv {
         Ok(self.db.get(key).map_err(io)?.map(|v| v.to_vec()))
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.db
             .scan_prefix(prefix)
             .map(|it| it.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
@@ -100,7 +103,7 @@ impl Kv for MemKv {
         Ok(self.0.lock().expect("mem store").get(key).cloned())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         let map = self.0.lock().expect("mem store");
         Ok(map
             .range(prefix.to_vec()..)

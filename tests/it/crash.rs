@@ -5,19 +5,9 @@
 use crate::harness::{Daemon, Opts, write_private};
 use reqwest::Method;
 use serde_json::json;
-use std::time::Duration;
 
 const WALLETS: usize = 40;
 const ROUNDS: usize = 8;
-
-fn jitter(round: usize) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    // Spread kills over 0–24 ms, plus a per-round offset, so early, middle and late land.
-    Duration::from_micros((nanos / 1000 + round as u64 * 3_000) % 24_000)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_master_survives_kill_9_at_any_point() {
@@ -29,8 +19,22 @@ async fn set_master_survives_kill_9_at_any_point() {
     // From here on the password travels through BURSAR_MASTER_PASSWORD_FILE.
     let pw_file = daemon.dir.path().join("master.pw");
     std::fs::remove_file(daemon.data_dir().join("recovery.key")).unwrap();
-    let mut current = daemon.password.clone();
     let (mut changed, mut unchanged) = (0, 0);
+
+    // Calibrate: one uninterrupted change, timed end to end.
+    let calibrated = "calibration-password-0123456789".to_owned();
+    let t0 = std::time::Instant::now();
+    let (status, _) = daemon
+        .master(
+            Method::PUT,
+            "/v1/admin/master-password",
+            Some(json!({ "newPassword": calibrated })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let full = t0.elapsed();
+    let mut current = calibrated;
+    daemon.password = current.clone();
 
     for round in 0..ROUNDS {
         let next = format!("next-password-{round}-0123456789");
@@ -46,9 +50,16 @@ async fn set_master_survives_kill_9_at_any_point() {
                 .send()
                 .await;
         });
-        tokio::time::sleep(jitter(round)).await;
-        daemon.kill();
-        let _ = request.await;
+        // Kill points spread over 0..2x the calibrated duration; the last round kills right
+        // after the answer, so both outcomes are always exercised.
+        if round + 1 == ROUNDS {
+            let _ = request.await;
+            daemon.kill();
+        } else {
+            tokio::time::sleep(full * 2 * round as u32 / ROUNDS as u32).await;
+            daemon.kill();
+            let _ = request.await;
+        }
 
         // Exactly one password opens the store.
         let mut opened_with = Vec::new();
@@ -89,5 +100,11 @@ async fn set_master_survives_kill_9_at_any_point() {
         let (_, audit) = daemon.master(Method::GET, "/v1/audit/verify", None).await;
         assert_eq!(audit["ok"], true, "round {round}: {audit}");
     }
-    eprintln!("set-master crash rounds: {changed} committed, {unchanged} rolled back");
+    eprintln!(
+        "set-master crash rounds ({full:?} per change): {changed} committed, {unchanged} rolled back"
+    );
+    assert!(
+        changed >= 1 && unchanged >= 1,
+        "both outcomes must be exercised"
+    );
 }
