@@ -50,7 +50,8 @@ fn write_private(path: &Path, text: &str) {
 }
 
 fn init(root: &Path, anvil_url: &str, kdf: (u32, u32, u32)) -> (PathBuf, String, u16) {
-    let data = root.join(format!("data-{}", kdf.0));
+    let port = free_port();
+    let data = root.join(format!("data-{port}"));
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&data)
@@ -166,15 +167,19 @@ fn report(name: &str, lat: &[Duration], wall: Duration) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes `--bench`; nothing else to parse.
-    let requests: usize = std::env::var("E2E_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let concurrency: usize = std::env::var("E2E_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+    // `cargo bench` passes `--bench`; under `cargo test` the tool runs as a quick smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
+    let knob = |k: &str, full_default: usize, smoke: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if full { full_default } else { smoke })
+    };
+    let (requests, concurrency, starts) = (
+        knob("E2E_REQUESTS", 2000, 64),
+        knob("E2E_CONCURRENCY", 16, 4),
+        knob("E2E_STARTS", 5, 1),
+    );
     let anvil_bin = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     let anvil_port = free_port();
@@ -220,15 +225,16 @@ async fn main() {
         ("cheap KDF (256 KiB, t=1, p=1)", (256, 1, 1)),
     ] {
         let (data, url, _) = init(root.path(), &anvil_url, kdf);
-        let mut starts = Vec::new();
-        for _ in 0..5 {
+        let mut times = Vec::new();
+        for _ in 0..starts {
             let (child, took) = start(&data, &url, &client).await;
-            starts.push(took);
+            times.push(took);
             drop(child);
         }
         println!(
-            "cold start to first /health, {label:<36} median {:>6.1} ms (5 runs)",
-            median(starts).as_secs_f64() * 1e3
+            "cold start to first /health, {label:<36} median {:>6.1} ms ({} runs)",
+            median(times.clone()).as_secs_f64() * 1e3,
+            times.len()
         );
     }
 
