@@ -216,7 +216,7 @@ impl Unlocked {
         key: WalletKeyRef<'_>,
         to: &Unlocked,
     ) -> Result<Sealed, KeystoreError> {
-        let secret = self.open_checked(key)?;
+        let (secret, _) = self.open_checked(key)?;
         let aad = to.wallet_aad(key.wallet_id, key.chain, &key.address);
         Ok(seal(&to.kek, &aad, &secret))
     }
@@ -272,20 +272,21 @@ impl Unlocked {
         key: WalletKeyRef<'_>,
         f: impl FnOnce(&OpenKey) -> Result<T, KeystoreError>,
     ) -> Result<T, KeystoreError> {
-        let secret = self.open_checked(key)?;
-        let open = OpenKey::from_bytes(key.address.kind(), &secret)?;
+        let (_, open) = self.open_checked(key)?;
         f(&open)
     }
 
     /// Decrypts and re-derives the address; a mismatch is corruption, not a wallet.
-    fn open_checked(&self, key: WalletKeyRef<'_>) -> Result<KeyBytes, KeystoreError> {
+    /// Returns the bytes and the key built from them (built once: it costs a scalar
+    /// multiplication).
+    fn open_checked(&self, key: WalletKeyRef<'_>) -> Result<(KeyBytes, OpenKey), KeystoreError> {
         let aad = self.wallet_aad(key.wallet_id, key.chain, &key.address);
         let secret = open(&self.kek, &aad, key.sealed)?;
-        let derived = OpenKey::from_bytes(key.address.kind(), &secret)?.address();
-        if derived != key.address {
+        let open_key = OpenKey::from_bytes(key.address.kind(), &secret)?;
+        if open_key.address() != key.address {
             return Err(KeystoreError::Corrupt);
         }
-        Ok(secret)
+        Ok((secret, open_key))
     }
 
     fn wallet_aad(&self, wallet_id: WalletId, chain: &ChainName, address: &Address) -> Vec<u8> {

@@ -158,6 +158,14 @@ impl Store {
         Ok(filter.apply(all))
     }
 
+    /// Number of entries in the audit log (the head's sequence number).
+    pub fn audit_len(&self) -> u64 {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .seq
+    }
+
     /// Recomputes the whole chain and compares it with the stored head.
     pub fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
         let entries: Vec<AuditEntry> = self.list(keys::AUDIT_LOG)?;

@@ -108,7 +108,10 @@ async fn no_secret_reaches_a_log_line_or_an_error_body() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    daemon.terminate();
+    assert!(
+        daemon.terminate().success(),
+        "SIGTERM must shut down gracefully"
+    );
     daemon.env = vec![(
         "BURSAR_MASTER_PASSWORD_FILE".into(),
         new_file.display().to_string(),
