@@ -85,9 +85,7 @@ fn sessions(c: &mut Criterion) {
             session::verify_record(&record, &claims, &minted.token, now + 1).unwrap();
         })
     });
-    c.bench_function("session/mint", |b| {
-        b.iter(|| keys.mint(sid, wid, now, now + 3600))
-    });
+    c.bench_function("session/mint", |b| b.iter(|| keys.mint(sid, wid, now, now + 3600)));
 }
 
 fn store(c: &mut Criterion) {

@@ -52,10 +52,7 @@ fn write_private(path: &Path, text: &str) {
 fn init(root: &Path, anvil_url: &str, kdf: (u32, u32, u32)) -> (PathBuf, String, u16) {
     let port = free_port();
     let data = root.join(format!("data-{port}"));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&data)
-        .unwrap();
+    std::fs::DirBuilder::new().mode(0o700).create(&data).unwrap();
     let port = free_port();
     write_private(
         &data.join("config.toml"),
@@ -131,12 +128,7 @@ async fn load(
             let mut lat = Vec::with_capacity(per_task);
             for _ in 0..per_task {
                 let t = Instant::now();
-                let res = client
-                    .get(&url)
-                    .header("authorization", &auth)
-                    .send()
-                    .await
-                    .unwrap();
+                let res = client.get(&url).header("authorization", &auth).send().await.unwrap();
                 assert!(res.status().is_success(), "{}", res.status());
                 res.bytes().await.unwrap();
                 lat.push(t.elapsed());
@@ -180,18 +172,12 @@ async fn main() {
         knob("E2E_CONCURRENCY", 16, 4),
         knob("E2E_STARTS", 5, 1),
     );
-    let anvil_bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    let anvil_bin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     let anvil_port = free_port();
     let _anvil = Killed(
         Command::new(&anvil_bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &anvil_port.to_string(),
-                "--silent",
-            ])
+            .args(["--host", "127.0.0.1", "--port", &anvil_port.to_string(), "--silent"])
             .spawn()
             .expect("anvil missing: run scripts/setup"),
     );
@@ -214,11 +200,7 @@ async fn main() {
 
     println!(
         "bursar e2e ({} build), anvil {anvil_url}",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        }
+        if cfg!(debug_assertions) { "debug" } else { "release" }
     );
     for (label, kdf) in [
         ("recommended KDF (64 MiB, t=3, p=4)", (65536, 3, 4)),
@@ -270,22 +252,12 @@ async fn main() {
     );
 
     for (path, name) in [
-        (
-            "/v1/wallet/address",
-            "address (session verify + store read)",
-        ),
+        ("/v1/wallet/address", "address (session verify + store read)"),
         ("/v1/wallet/balance", "balance (session verify + anvil RPC)"),
     ] {
         let (lat, wall) = load(&client, format!("{url}{path}"), &token, requests / 4, 1).await;
         report(&format!("{name}, c=1"), &lat, wall);
-        let (lat, wall) = load(
-            &client,
-            format!("{url}{path}"),
-            &token,
-            requests,
-            concurrency,
-        )
-        .await;
+        let (lat, wall) = load(&client, format!("{url}{path}"), &token, requests, concurrency).await;
         report(&format!("{name}, c={concurrency}"), &lat, wall);
     }
     println!("RSS after load: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);

@@ -41,7 +41,69 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     pub sessions: SessionConfig,
     pub log: LogConfig,
+    pub prices: PricesConfig,
+    pub transfers: TransfersConfig,
     pub chains: BTreeMap<String, ChainConfig>,
+}
+
+/// USD prices for USD policy rules. Unknown or stale prices escalate to APPROVAL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricesConfig {
+    /// A price older than this is stale.
+    pub max_age_seconds: u64,
+    /// Static USD prices of native assets by symbol, e.g. `ETH = "3000"` (the operator's word:
+    /// always fresh).
+    pub native: BTreeMap<String, String>,
+    /// Static USD prices of tokens by `"<chain>:<address>"` (never by symbol: anyone can
+    /// deploy a token called USDC).
+    pub tokens: BTreeMap<String, String>,
+    /// A CoinGecko-compatible HTTP source (`GET {base_url}/simple/price?ids=…&vs_currencies=usd`).
+    pub http: Option<HttpPricesConfig>,
+}
+
+impl Default for PricesConfig {
+    fn default() -> Self {
+        Self {
+            max_age_seconds: 300,
+            native: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            http: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPricesConfig {
+    pub base_url: String,
+    /// Asset key (a native symbol, or `"<chain>:<address>"`) → the source's coin id.
+    pub ids: BTreeMap<String, String>,
+    #[serde(default = "sixty")]
+    pub refresh_seconds: u64,
+}
+
+fn sixty() -> u64 {
+    60
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransfersConfig {
+    /// How long `send` waits for confirmation before answering SUBMITTED.
+    pub confirm_wait_seconds: u64,
+    /// How often the workers look for due DELAY transfers, expired approvals and
+    /// unconfirmed transactions.
+    pub worker_interval_ms: u64,
+}
+
+impl Default for TransfersConfig {
+    fn default() -> Self {
+        Self {
+            confirm_wait_seconds: 15,
+            worker_interval_ms: 250,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,10 +288,7 @@ impl Config {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
         let mut warnings = Vec::new();
         let defaults = toml::Table::try_from(Config::default()).expect("defaults serialise");
-        let mut env: Vec<_> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("BURSAR_"))
-            .collect();
+        let mut env: Vec<_> = env.into_iter().filter(|(k, _)| k.starts_with("BURSAR_")).collect();
         env.sort();
         for (var, value) in env {
             if NON_CONFIG_VARS.contains(&var.as_str()) || var.starts_with("BURSAR_TEST_") {
@@ -247,9 +306,7 @@ impl Config {
                             .entry(name)
                             .or_insert_with(|| toml::Value::Table(Default::default()))
                             .as_table_mut()
-                            .ok_or_else(|| {
-                                parse_err(format!("{var}: chain entry must be a table"))
-                            })?,
+                            .ok_or_else(|| parse_err(format!("{var}: chain entry must be a table")))?,
                         None => section_table,
                     };
                     target.insert(key, env_value(&value));
@@ -276,10 +333,24 @@ impl Config {
             .check_bounds()
             .map_err(|e| ConfigError::Invalid(format!("[keystore] {e}")))?;
         self.chains()?;
-        if !matches!(self.log.format.as_str(), "text" | "json") {
+        for (key, usd) in self.prices.native.iter().chain(&self.prices.tokens) {
+            crate::domain::Amount::parse_decimal(usd, 6)
+                .map_err(|e| ConfigError::Invalid(format!("[prices] {key} = {usd:?}: {e}")))?;
+        }
+        if let Some(http) = &self.prices.http
+            && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
+        {
             return Err(ConfigError::Invalid(
-                "[log] format must be \"text\" or \"json\"".into(),
+                "[prices.http] base_url must be an http:// or https:// URL".into(),
             ));
+        }
+        if self.transfers.worker_interval_ms == 0 || self.transfers.worker_interval_ms > 60_000 {
+            return Err(ConfigError::Invalid(
+                "[transfers] worker_interval_ms must be in 1..=60000".into(),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid("[log] format must be \"text\" or \"json\"".into()));
         }
         let s = &self.sessions;
         if s.default_ttl_seconds == 0 || s.default_ttl_seconds > s.max_ttl_seconds {
@@ -318,10 +389,7 @@ impl Config {
                 if kind == ChainKind::Evm && c.chain_id.is_none() {
                     return Err(bad("chain_id is required for EVM chains"));
                 }
-                let native_symbol = c
-                    .native_symbol
-                    .clone()
-                    .unwrap_or_else(|| default_symbol.to_owned());
+                let native_symbol = c.native_symbol.clone().unwrap_or_else(|| default_symbol.to_owned());
                 if native_symbol.is_empty()
                     || native_symbol.len() > 16
                     || !native_symbol.chars().all(|ch| ch.is_ascii_alphanumeric())
@@ -381,13 +449,7 @@ fn override_path(var: &str, defaults: &toml::Table) -> Option<(String, Option<St
     if let Some(chain) = rest.strip_prefix("chains_") {
         return CHAIN_KEYS.iter().find_map(|key| {
             let name = chain.strip_suffix(key)?.strip_suffix('_')?;
-            (!name.is_empty()).then(|| {
-                (
-                    "chains".to_owned(),
-                    Some(name.to_owned()),
-                    (*key).to_owned(),
-                )
-            })
+            (!name.is_empty()).then(|| ("chains".to_owned(), Some(name.to_owned()), (*key).to_owned()))
         });
     }
     defaults.iter().find_map(|(section, keys)| {
@@ -401,9 +463,7 @@ fn override_path(var: &str, defaults: &toml::Table) -> Option<(String, Option<St
 /// An env value as TOML: numbers, booleans and arrays keep their type; anything else is a string.
 fn env_value(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
         Err(_) => toml::Value::String(raw.to_owned()),
     }
 }
@@ -418,9 +478,7 @@ pub enum SecretSource {
 /// Reads a secret from `<NAME>_FILE` (wins) or `<NAME>`; both set is an error. The plain
 /// env form returns a warning, because env is visible to `docker inspect` and
 /// `/proc/*/environ`.
-pub fn secret_from_env(
-    name: &str,
-) -> Result<Option<(Passphrase, SecretSource, Option<String>)>, ConfigError> {
+pub fn secret_from_env(name: &str) -> Result<Option<(Passphrase, SecretSource, Option<String>)>, ConfigError> {
     let file_var = format!("{name}_FILE");
     let file = std::env::var_os(&file_var).filter(|v| !v.is_empty());
     let plain = std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -546,10 +604,7 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Creates the data dir (0700) if missing.
 pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
@@ -611,10 +666,7 @@ mod tests {
                 "[chains.x]\nkind = \"evm\"\nrpc_url = \"ftp://a\"\nchain_id = 1",
                 "rpc_url",
             ),
-            (
-                "[keystore]\nargon2_memory_kib = 4294967295",
-                "out of bounds",
-            ),
+            ("[keystore]\nargon2_memory_kib = 4294967295", "out of bounds"),
             ("[log]\nformat = \"xml\"", "format"),
             ("not toml at all", "invalid config"),
         ];
@@ -622,9 +674,7 @@ mod tests {
             let err = load(text, &[]).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
-        let err = load("", &[("BURSAR_SERVER_BIND", "nonsense")])
-            .unwrap_err()
-            .to_string();
+        let err = load("", &[("BURSAR_SERVER_BIND", "nonsense")]).unwrap_err().to_string();
         assert!(err.contains("invalid"), "{err}");
     }
 
@@ -647,10 +697,7 @@ mod tests {
         )
         .unwrap();
         let err = check_permissions(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("chmod 600") && err.contains("doctor --fix"),
-            "{err}"
-        );
+        assert!(err.contains("chmod 600") && err.contains("doctor --fix"), "{err}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(
             check_permissions(dir.path())

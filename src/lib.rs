@@ -5,6 +5,7 @@
 //! sessions and chains beside them, the service that orchestrates them, and the edges.
 
 pub mod domain;
+pub mod policy;
 pub mod secret;
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod keystore;
 pub mod store;
 
 pub mod chains;
+pub mod prices;
 pub mod session;
 
 pub mod service;

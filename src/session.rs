@@ -35,9 +35,7 @@ pub enum SessionError {
     Invalid,
     #[error("session token was issued for another bursar daemon")]
     WrongAudience,
-    #[error(
-        "session token has expired; renew it before expiry or ask the operator for a new session"
-    )]
+    #[error("session token has expired; renew it before expiry or ask the operator for a new session")]
     Expired,
     #[error("session has reached its absolute lifetime; ask the operator for a new session")]
     LifetimeExceeded,
@@ -97,11 +95,7 @@ impl SessionKeys {
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding cannot fail");
         let token_hash = token_hash(&token);
-        Minted {
-            token,
-            jti,
-            token_hash,
-        }
+        Minted { token, jti, token_hash }
     }
 
     /// Checks the signature and audience and returns the claims. The record checks follow
@@ -111,33 +105,28 @@ impl SessionKeys {
         if token.len() > 2048 || token.split('.').count() != 3 {
             return Err(SessionError::Invalid);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidAudience
-                | jsonwebtoken::errors::ErrorKind::InvalidIssuer => SessionError::WrongAudience,
-                _ => SessionError::Invalid,
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|err| match err
+            .kind()
+        {
+            jsonwebtoken::errors::ErrorKind::InvalidAudience | jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                SessionError::WrongAudience
+            }
+            _ => SessionError::Invalid,
+        })?;
         let id = data.claims.sub.parse().map_err(|_| SessionError::Invalid)?;
         Ok((data.claims, id))
     }
 }
 
 /// The record-side checks, in the order that gives the most useful error.
-pub fn verify_record(
-    record: &SessionRecord,
-    claims: &Claims,
-    token: &str,
-    now: i64,
-) -> Result<(), SessionError> {
+pub fn verify_record(record: &SessionRecord, claims: &Claims, token: &str, now: i64) -> Result<(), SessionError> {
     if record.wallet_id.to_string() != claims.wid {
         return Err(SessionError::Invalid);
     }
     if record.revoked_at.is_some() {
         return Err(SessionError::Revoked);
     }
-    if !ct_eq(token_hash(token).as_bytes(), record.token_hash.as_bytes())
-        || record.jti != claims.jti
-    {
+    if !ct_eq(token_hash(token).as_bytes(), record.token_hash.as_bytes()) || record.jti != claims.jti {
         return Err(SessionError::Superseded);
     }
     if now >= record.absolute_expires_at {
@@ -193,12 +182,7 @@ mod tests {
         (keys, record, minted.token)
     }
 
-    fn check(
-        keys: &SessionKeys,
-        record: &SessionRecord,
-        token: &str,
-        now: i64,
-    ) -> Result<(), SessionError> {
+    fn check(keys: &SessionKeys, record: &SessionRecord, token: &str, now: i64) -> Result<(), SessionError> {
         let (claims, _) = keys.decode(token)?;
         verify_record(record, &claims, token, now)
     }
@@ -207,26 +191,17 @@ mod tests {
     fn valid_token_passes_and_each_defect_is_named() {
         let (keys, record, token) = setup(1_000);
         assert_eq!(check(&keys, &record, &token, 1_001), Ok(()));
-        assert_eq!(
-            check(&keys, &record, &token, 1_060),
-            Err(SessionError::Expired)
-        );
+        assert_eq!(check(&keys, &record, &token, 1_060), Err(SessionError::Expired));
         let revoked = SessionRecord {
             revoked_at: Some(1_010),
             ..record.clone()
         };
-        assert_eq!(
-            check(&keys, &revoked, &token, 1_011),
-            Err(SessionError::Revoked)
-        );
+        assert_eq!(check(&keys, &revoked, &token, 1_011), Err(SessionError::Revoked));
         let renewed = SessionRecord {
             token_hash: token_hash("other"),
             ..record.clone()
         };
-        assert_eq!(
-            check(&keys, &renewed, &token, 1_011),
-            Err(SessionError::Superseded)
-        );
+        assert_eq!(check(&keys, &renewed, &token, 1_011), Err(SessionError::Superseded));
         let lifetime = SessionRecord {
             absolute_expires_at: 1_005,
             ..record.clone()
@@ -239,10 +214,7 @@ mod tests {
             wallet_id: WalletId::new(),
             ..record.clone()
         };
-        assert_eq!(
-            check(&keys, &other_wallet, &token, 1_001),
-            Err(SessionError::Invalid)
-        );
+        assert_eq!(check(&keys, &other_wallet, &token, 1_001), Err(SessionError::Invalid));
     }
 
     #[test]
@@ -254,10 +226,7 @@ mod tests {
             Err(SessionError::WrongAudience)
         );
         let other_secret = SessionKeys::new(&[8u8; 32], "daemon-a");
-        assert_eq!(
-            check(&other_secret, &record, &token, 1_001),
-            Err(SessionError::Invalid)
-        );
+        assert_eq!(check(&other_secret, &record, &token, 1_001), Err(SessionError::Invalid));
 
         let keys = SessionKeys::new(&[9u8; 32], "daemon-a");
         // Flip a character in each part.
@@ -267,20 +236,13 @@ mod tests {
             chars[5] = if chars[5] == 'A' { 'B' } else { 'A' };
             parts[part] = chars.into_iter().collect();
             let forged = parts.join(".");
-            assert!(
-                check(&keys, &record, &forged, 1_001).is_err(),
-                "part {part}"
-            );
+            assert!(check(&keys, &record, &forged, 1_001).is_err(), "part {part}");
         }
         // alg=none with the same claims.
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let payload = token.split('.').nth(1).unwrap();
-        let none = format!(
-            "{}.{}.",
-            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
-            payload
-        );
+        let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), payload);
         assert_eq!(keys.decode(&none).err(), Some(SessionError::Invalid));
         for junk in ["", "a.b", "a.b.c", &"x".repeat(5000)] {
             assert_eq!(keys.decode(junk).err(), Some(SessionError::Invalid));
@@ -293,9 +255,6 @@ mod tests {
         assert_eq!(next_expiry(&record, 1_100), 1_160);
         assert_eq!(next_expiry(&record, 1_580), 1_600);
         record.renewals = 2;
-        assert_eq!(
-            check_renewable(&record),
-            Err(SessionError::RenewalsExhausted(2))
-        );
+        assert_eq!(check_renewable(&record), Err(SessionError::RenewalsExhausted(2)));
     }
 }

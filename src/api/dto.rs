@@ -8,10 +8,7 @@ use serde::{Deserialize, Serialize};
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -44,6 +41,14 @@ pub struct Wallet {
     pub kind: String,
     pub address: String,
     pub created_at: String,
+    /// The registered owner (`state`: GRACE until their first signature, then LOCKED).
+    pub owner: Option<Owner>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Owner {
+    pub address: String,
+    pub state: String,
 }
 
 impl From<WalletRecord> for Wallet {
@@ -55,6 +60,10 @@ impl From<WalletRecord> for Wallet {
             kind: w.kind.to_string(),
             address: w.address,
             created_at: rfc3339(w.created_at),
+            owner: w.owner.map(|o| Owner {
+                address: o.address,
+                state: o.state,
+            }),
         }
     }
 }
@@ -268,10 +277,25 @@ pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+impl ErrorBody {
+    pub fn new(code: &str, message: String, details: Option<serde_json::Value>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                details,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// Structured context, e.g. the denied transaction with its reasons and trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Whether a body's parse errors may be echoed to the client. Off for bodies that carry a
@@ -285,3 +309,213 @@ impl ApiJsonBody for CreateSession {}
 impl ApiJsonBody for SetMaster {
     const ECHO_ERRORS: bool = false;
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Transfer {
+    /// Recipient address.
+    pub to: String,
+    /// Decimal string in whole units ("0.05"); exactly one of `amount`, `amountBaseUnits`.
+    pub amount: Option<String>,
+    /// Integer string in base units.
+    pub amount_base_units: Option<String>,
+    /// Token contract; absent (or "native") for the chain's native asset.
+    pub token: Option<String>,
+    /// Required for send (reuse it on retry); ignored by check.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    pub memo: Option<String>,
+}
+
+impl Transfer {
+    pub fn into_request(self) -> crate::service::TransferRequest {
+        crate::service::TransferRequest {
+            to: self.to,
+            amount: self.amount,
+            amount_base_units: self.amount_base_units,
+            token: self.token,
+            idempotency_key: self.idempotency_key.unwrap_or_default(),
+            memo: self.memo,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transaction {
+    pub id: String,
+    pub wallet_id: String,
+    pub chain: String,
+    pub status: String,
+    pub tier: Option<String>,
+    pub to: String,
+    pub token: Option<String>,
+    pub symbol: String,
+    pub decimals: u8,
+    pub base_units: String,
+    pub amount: String,
+    pub memo: Option<String>,
+    pub idempotency_key: String,
+    pub reasons: Vec<String>,
+    pub trace: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+    /// DELAY: when it executes unless cancelled (`POST /v1/transactions/{id}/cancel`).
+    pub executes_at: Option<String>,
+    /// APPROVAL: when it expires unless the owner approves.
+    pub expires_at: Option<String>,
+    pub nonce: Option<u64>,
+    pub hash: Option<String>,
+    pub block: Option<u64>,
+    pub confirmations: u64,
+    pub error: Option<String>,
+}
+
+impl From<crate::store::records::TxRecord> for Transaction {
+    fn from(t: crate::store::records::TxRecord) -> Self {
+        let amount = crate::domain::Amount {
+            base_units: t.base_units,
+            decimals: t.decimals,
+        }
+        .to_decimal_string();
+        Self {
+            id: t.id.to_string(),
+            wallet_id: t.wallet_id.to_string(),
+            chain: t.chain.to_string(),
+            status: t.status.to_string(),
+            tier: t.tier,
+            to: t.to,
+            token: t.token,
+            symbol: t.symbol,
+            decimals: t.decimals,
+            base_units: t.base_units.to_string(),
+            amount,
+            memo: t.memo,
+            idempotency_key: t.idempotency_key,
+            reasons: t.reasons,
+            trace: t.trace,
+            created_at: rfc3339(t.created_at),
+            updated_at: rfc3339(t.updated_at),
+            executes_at: t.executes_at.map(rfc3339),
+            expires_at: t.expires_at.map(rfc3339),
+            nonce: t.nonce,
+            hash: t.hash,
+            block: t.block,
+            confirmations: t.confirmations,
+            error: t.error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spend {
+    /// USD with 6 decimals.
+    pub usd: String,
+    /// Native base units.
+    pub native_base_units: String,
+}
+
+impl From<&crate::store::records::BudgetRecord> for Spend {
+    fn from(b: &crate::store::records::BudgetRecord) -> Self {
+        Self {
+            usd: crate::domain::Amount {
+                base_units: b.micro_usd,
+                decimals: 6,
+            }
+            .to_decimal_string(),
+            native_base_units: b.native.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub allowed: bool,
+    /// The tier the transfer would get; `null` when denied.
+    pub tier: Option<String>,
+    pub reasons: Vec<String>,
+    pub trace: serde_json::Value,
+    pub base_units: String,
+    pub amount: String,
+    pub decimals: u8,
+    pub symbol: String,
+    pub delay_seconds: Option<u64>,
+    pub approval_timeout_seconds: Option<u64>,
+    /// Counted today and this month (UTC), confirmed plus in flight.
+    pub spent_today: Spend,
+    pub spent_this_month: Spend,
+}
+
+impl From<crate::service::CheckResult> for Check {
+    fn from(c: crate::service::CheckResult) -> Self {
+        let tier = match c.decision.outcome {
+            crate::policy::Outcome::Allowed(t) => Some(t.as_str().to_owned()),
+            crate::policy::Outcome::Denied => None,
+        };
+        Self {
+            allowed: tier.is_some(),
+            tier,
+            trace: crate::service::trace_json(&c.decision),
+            reasons: c.decision.reasons,
+            base_units: c.amount.base_units.to_string(),
+            amount: c.amount.to_decimal_string(),
+            decimals: c.amount.decimals,
+            symbol: c.symbol,
+            delay_seconds: c.decision.delay_seconds,
+            approval_timeout_seconds: c.decision.approval_timeout_seconds,
+            spent_today: (&c.spent.today).into(),
+            spent_this_month: (&c.spent.month).into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TxQuery {
+    pub status: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreatePolicy {
+    pub wallet_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub rules: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDto {
+    pub id: String,
+    pub wallet_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub rules: serde_json::Value,
+    pub created_at: String,
+}
+
+impl From<crate::store::records::PolicyRecord> for PolicyDto {
+    fn from(p: crate::store::records::PolicyRecord) -> Self {
+        Self {
+            id: p.id.to_string(),
+            wallet_id: p.wallet_id.to_string(),
+            kind: p.kind,
+            rules: p.rules,
+            created_at: rfc3339(p.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetOwner {
+    pub address: String,
+}
+
+impl ApiJsonBody for Transfer {}
+impl ApiJsonBody for CreatePolicy {}
+impl ApiJsonBody for SetOwner {}

@@ -2,7 +2,7 @@
 //! variant does not compile until it has a status. Internal errors get a generic message;
 //! the detail goes to the log (which never holds secrets either).
 
-use super::dto::{ErrorBody, ErrorDetail};
+use super::dto::ErrorBody;
 use crate::chains::ChainError;
 use crate::service::ServiceError;
 use crate::session::SessionError;
@@ -15,6 +15,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -23,6 +24,19 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
+        }
+    }
+
+    /// A policy denial: 403 with the readable reasons and the recorded transaction.
+    pub fn policy_denied(tx: super::dto::Transaction) -> Self {
+        let message = format!("denied by policy: {}", tx.reasons.join("; "));
+        let details = serde_json::to_value(&tx)
+            .ok()
+            .map(|t| serde_json::json!({ "transaction": t }));
+        Self {
+            details,
+            ..Self::new(StatusCode::FORBIDDEN, "POLICY_DENIED", message)
         }
     }
 }
@@ -38,9 +52,7 @@ impl From<ServiceError> for ApiError {
                 SessionError::Invalid | SessionError::WrongAudience | SessionError::Superseded => {
                     (S::UNAUTHORIZED, "SESSION_INVALID")
                 }
-                SessionError::Expired | SessionError::LifetimeExceeded => {
-                    (S::UNAUTHORIZED, "SESSION_EXPIRED")
-                }
+                SessionError::Expired | SessionError::LifetimeExceeded => (S::UNAUTHORIZED, "SESSION_EXPIRED"),
                 SessionError::Revoked => (S::UNAUTHORIZED, "SESSION_REVOKED"),
                 SessionError::RenewalsExhausted(_) => (S::FORBIDDEN, "RENEWALS_EXHAUSTED"),
             },
@@ -53,10 +65,9 @@ impl From<ServiceError> for ApiError {
                 ChainError::Unreachable { .. } | ChainError::ChainIdMismatch { .. } => {
                     (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE")
                 }
-                ChainError::NotAToken(_) | ChainError::InvalidInput(_) => {
-                    (S::BAD_REQUEST, "INVALID_INPUT")
-                }
+                ChainError::NotAToken(_) | ChainError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
                 ChainError::NotSupported(_) => (S::NOT_IMPLEMENTED, "NOT_SUPPORTED"),
+                ChainError::Rejected { .. } => (S::UNPROCESSABLE_ENTITY, "CHAIN_REJECTED"),
             },
             ServiceError::NotInitialised(_)
             | ServiceError::Keystore(_)
@@ -76,12 +87,7 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-            },
-        };
+        let body = ErrorBody::new(self.code, self.message, self.details);
         (self.status, Json(body)).into_response()
     }
 }

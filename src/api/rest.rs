@@ -58,30 +58,30 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/v1/sessions", Master, session_create),
         route(Method::GET, "/v1/sessions", Master, session_list),
         route(Method::DELETE, "/v1/sessions/{id}", Master, session_revoke),
-        route(
-            Method::PUT,
-            "/v1/sessions/{id}/renew",
-            Session,
-            session_renew,
-        ),
+        route(Method::PUT, "/v1/sessions/{id}/renew", Session, session_renew),
         route(Method::GET, "/v1/wallet/address", Session, wallet_address),
         route(Method::GET, "/v1/wallet/balance", Session, wallet_balance),
         route(Method::GET, "/v1/audit", Master, audit_list),
         route(Method::GET, "/v1/audit/verify", Master, audit_verify),
         route(Method::GET, "/v1/admin/status", Master, admin_status),
         route(Method::POST, "/v1/admin/shutdown", Master, admin_shutdown),
-        route(
-            Method::PUT,
-            "/v1/admin/master-password",
-            Master,
-            admin_set_master,
-        ),
+        route(Method::PUT, "/v1/admin/master-password", Master, admin_set_master),
         route(
             Method::POST,
             "/v1/admin/rotate-session-secret",
             Master,
             admin_rotate_session_secret,
         ),
+        route(Method::PUT, "/v1/wallets/{id}/owner", Master, wallet_set_owner),
+        route(Method::POST, "/v1/policies", Master, policy_add),
+        route(Method::GET, "/v1/policies", Master, policy_list),
+        route(Method::DELETE, "/v1/policies/{id}", Master, policy_remove),
+        route(Method::POST, "/v1/transactions/send", Session, tx_send),
+        route(Method::POST, "/v1/transactions/check", Session, tx_check),
+        route(Method::GET, "/v1/transactions", Session, tx_list),
+        route(Method::GET, "/v1/transactions/{id}", Session, tx_show),
+        route(Method::POST, "/v1/transactions/{id}/cancel", Session, tx_cancel),
+        route(Method::GET, "/v1/wallet/policies", Session, wallet_policies),
     ]
 }
 
@@ -105,29 +105,12 @@ async fn wallet_create(
     ))
 }
 
-async fn wallet_list(
-    State(s): State<AppState>,
-    Extension(m): Master,
-) -> ApiResult<Vec<dto::Wallet>> {
-    Ok(Json(
-        s.service
-            .list_wallets(&m)?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+async fn wallet_list(State(s): State<AppState>, Extension(m): Master) -> ApiResult<Vec<dto::Wallet>> {
+    Ok(Json(s.service.list_wallets(&m)?.into_iter().map(Into::into).collect()))
 }
 
-async fn wallet_show(
-    State(s): State<AppState>,
-    Extension(m): Master,
-    Id(id): Id,
-) -> ApiResult<dto::Wallet> {
-    Ok(Json(
-        s.service
-            .get_wallet(&m, id.parse().map_err(invalid_id)?)?
-            .into(),
-    ))
+async fn wallet_show(State(s): State<AppState>, Extension(m): Master, Id(id): Id) -> ApiResult<dto::Wallet> {
+    Ok(Json(s.service.get_wallet(&m, id.parse().map_err(invalid_id)?)?.into()))
 }
 
 async fn session_create(
@@ -155,34 +138,19 @@ async fn session_list(
     ))
 }
 
-async fn session_revoke(
-    State(s): State<AppState>,
-    Extension(m): Master,
-    Id(id): Id,
-) -> ApiResult<dto::Session> {
+async fn session_revoke(State(s): State<AppState>, Extension(m): Master, Id(id): Id) -> ApiResult<dto::Session> {
     Ok(Json(
-        s.service
-            .revoke_session(&m, id.parse().map_err(invalid_id)?)?
-            .into(),
+        s.service.revoke_session(&m, id.parse().map_err(invalid_id)?)?.into(),
     ))
 }
 
-async fn session_renew(
-    State(s): State<AppState>,
-    Extension(a): Session,
-    Id(id): Id,
-) -> ApiResult<dto::SessionToken> {
+async fn session_renew(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -> ApiResult<dto::SessionToken> {
     Ok(Json(
-        s.service
-            .renew_session(&a, id.parse().map_err(invalid_id)?)?
-            .into(),
+        s.service.renew_session(&a, id.parse().map_err(invalid_id)?)?.into(),
     ))
 }
 
-async fn wallet_address(
-    State(s): State<AppState>,
-    Extension(a): Session,
-) -> ApiResult<dto::WalletAddress> {
+async fn wallet_address(State(s): State<AppState>, Extension(a): Session) -> ApiResult<dto::WalletAddress> {
     Ok(Json(s.service.session_wallet(&a)?.into()))
 }
 
@@ -191,9 +159,7 @@ async fn wallet_balance(
     Extension(a): Session,
     ApiQuery(q): ApiQuery<dto::BalanceQuery>,
 ) -> ApiResult<dto::BalanceDto> {
-    Ok(Json(
-        s.service.balance(&a, q.token.as_deref()).await?.into(),
-    ))
+    Ok(Json(s.service.balance(&a, q.token.as_deref()).await?.into()))
 }
 
 async fn audit_list(
@@ -210,10 +176,7 @@ async fn audit_list(
     Ok(Json(s.service.audit_list(&m, &filter)?))
 }
 
-async fn audit_verify(
-    State(s): State<AppState>,
-    Extension(m): Master,
-) -> ApiResult<crate::store::AuditVerification> {
+async fn audit_verify(State(s): State<AppState>, Extension(m): Master) -> ApiResult<crate::store::AuditVerification> {
     Ok(Json(s.service.audit_verify(&m)?))
 }
 
@@ -240,12 +203,112 @@ async fn admin_set_master(
     Ok(Json(dto::Ok { ok: true }))
 }
 
-async fn admin_rotate_session_secret(
-    State(s): State<AppState>,
-    Extension(m): Master,
-) -> ApiResult<dto::Ok> {
+async fn admin_rotate_session_secret(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::Ok> {
     s.service.rotate_session_secret(&m)?;
     Ok(Json(dto::Ok { ok: true }))
+}
+
+async fn wallet_set_owner(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    Id(id): Id,
+    ApiJson(body): ApiJson<dto::SetOwner>,
+) -> ApiResult<dto::Wallet> {
+    Ok(Json(
+        s.service
+            .set_owner(&m, id.parse().map_err(invalid_id)?, &body.address)?
+            .into(),
+    ))
+}
+
+async fn policy_add(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiJson(body): ApiJson<dto::CreatePolicy>,
+) -> Result<(StatusCode, Json<dto::PolicyDto>), ApiError> {
+    let wallet = body.wallet_id.parse().map_err(invalid_id)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.add_policy(&m, wallet, &body.kind, body.rules)?.into()),
+    ))
+}
+
+async fn policy_list(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    ApiQuery(q): ApiQuery<dto::SessionFilter>,
+) -> ApiResult<Vec<dto::PolicyDto>> {
+    Ok(Json(
+        s.service
+            .list_policies(&m, q.parse()?)?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+async fn policy_remove(State(s): State<AppState>, Extension(m): Master, Id(id): Id) -> ApiResult<dto::PolicyDto> {
+    Ok(Json(
+        s.service.remove_policy(&m, id.parse().map_err(invalid_id)?)?.into(),
+    ))
+}
+
+async fn wallet_policies(State(s): State<AppState>, Extension(a): Session) -> ApiResult<Vec<dto::PolicyDto>> {
+    Ok(Json(
+        s.service.session_policies(&a)?.into_iter().map(Into::into).collect(),
+    ))
+}
+
+/// 200 with the transaction (CONFIRMED, SUBMITTED, DELAYED, PENDING_APPROVAL, FAILED), or
+/// 403 POLICY_DENIED with the reasons and the recorded transaction.
+async fn tx_send(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    ApiJson(body): ApiJson<dto::Transfer>,
+) -> ApiResult<dto::Transaction> {
+    let tx: dto::Transaction = s.service.send(&a, &body.into_request()).await?.into();
+    if tx.status == crate::domain::TxState::Denied.as_str() {
+        return Err(ApiError::policy_denied(tx));
+    }
+    Ok(Json(tx))
+}
+
+async fn tx_check(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    ApiJson(body): ApiJson<dto::Transfer>,
+) -> ApiResult<dto::Check> {
+    Ok(Json(s.service.check_transfer(&a, &body.into_request()).await?.into()))
+}
+
+async fn tx_list(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    ApiQuery(q): ApiQuery<dto::TxQuery>,
+) -> ApiResult<Vec<dto::Transaction>> {
+    let status = q.status.map(|st| st.parse()).transpose().map_err(invalid_id)?;
+    Ok(Json(
+        s.service
+            .list_transactions(&a, status, q.limit.unwrap_or(50))?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
+}
+
+async fn tx_show(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -> ApiResult<dto::Transaction> {
+    Ok(Json(
+        s.service.get_transaction(&a, id.parse().map_err(invalid_id)?)?.into(),
+    ))
+}
+
+async fn tx_cancel(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -> ApiResult<dto::Transaction> {
+    Ok(Json(
+        s.service
+            .cancel_transaction(&a, id.parse().map_err(invalid_id)?)
+            .await?
+            .into(),
+    ))
 }
 
 fn internal() -> ApiError {
@@ -271,9 +334,7 @@ impl<S: Send + Sync, T: DeserializeOwned + ApiJsonBody> FromRequest<S> for ApiJs
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rej) => {
                 let (status, code) = match rej.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
-                    }
+                    StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
                     }

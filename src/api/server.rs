@@ -30,24 +30,16 @@ struct HostGuard {
 impl HostGuard {
     fn new(addr: SocketAddr, extra_hosts: &[String], extra_origins: &[String]) -> Self {
         let port = addr.port();
-        let mut names = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "[::1]".to_owned(),
-        ];
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()];
         if !addr.ip().is_unspecified() {
             names.push(match addr {
                 SocketAddr::V4(a) => a.ip().to_string(),
                 SocketAddr::V6(a) => format!("[{}]", a.ip()),
             });
         }
-        let mut hosts: HashSet<String> = names
-            .iter()
-            .flat_map(|n| [n.clone(), format!("{n}:{port}")])
-            .collect();
+        let mut hosts: HashSet<String> = names.iter().flat_map(|n| [n.clone(), format!("{n}:{port}")]).collect();
         hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
-        let mut origins: HashSet<String> =
-            names.iter().map(|n| format!("http://{n}:{port}")).collect();
+        let mut origins: HashSet<String> = names.iter().map(|n| format!("http://{n}:{port}")).collect();
         origins.extend(
             extra_origins
                 .iter()
@@ -87,20 +79,14 @@ impl HostGuard {
 /// Builds the full router for a server bound at `addr`.
 pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
     let cfg = &service.config().server;
-    let guard = Arc::new(HostGuard::new(
-        addr,
-        &cfg.allowed_hosts,
-        &cfg.allowed_origins,
-    ));
+    let guard = Arc::new(HostGuard::new(addr, &cfg.allowed_hosts, &cfg.allowed_origins));
     let max_body = cfg.max_body_bytes;
     let state = AppState { service, guard };
     let mut router = Router::new();
     for r in rest::routes() {
         let handler = match r.auth {
             Auth::Public => r.handler,
-            Auth::Master => r
-                .handler
-                .route_layer(from_fn_with_state(state.clone(), require_master)),
+            Auth::Master => r.handler.route_layer(from_fn_with_state(state.clone(), require_master)),
             Auth::Session => r
                 .handler
                 .route_layer(from_fn_with_state(state.clone(), require_session)),
@@ -122,23 +108,14 @@ async fn guard_and_headers(State(state): State<AppState>, req: Request, next: Ne
     };
     let h = res.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res
 }
 
 async fn require_master(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get("x-master-password")
-        .map(|v| v.as_bytes().to_vec());
+    let presented = req.headers().get("x-master-password").map(|v| v.as_bytes().to_vec());
     match state.service.authenticate_master(presented.as_deref()) {
         Ok(auth) => {
             req.extensions_mut().insert(auth);
@@ -182,24 +159,26 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Serves until SIGINT, SIGTERM or `POST /v1/admin/shutdown`.
-pub async fn serve(
-    service: Arc<Service>,
-    listener: tokio::net::TcpListener,
-) -> std::io::Result<()> {
+pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    // Reconcile in-flight transfers before taking new ones: a SIGNED transaction from before
+    // a crash must reach the chain before its nonce could be handed out again.
+    service.tick().await;
+    tokio::spawn(service.clone().run_workers());
+    tokio::spawn({
+        let service = service.clone();
+        async move { service.refresh_prices().await }
+    });
     let app = router(service.clone(), addr);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-            _ = service.shutdown_requested() => tracing::info!("shutdown requested over the API"),
-        }
-    })
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+                _ = service.shutdown_requested() => tracing::info!("shutdown requested over the API"),
+            }
+        })
+        .await
 }

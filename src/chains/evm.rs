@@ -1,11 +1,18 @@
-//! EVM chains through alloy: native and ERC-20 balances. Works with any chain id; the
-//! node's `eth_chainId` must match the configuration before anything is read from it.
+//! EVM chains through alloy: native and ERC-20 balances, EIP-1559 transfers (native and
+//! ERC-20 `transfer`), broadcast and receipts. Works with any chain id; the node's
+//! `eth_chainId` must match the configuration before anything is read from or sent to it.
 
-use super::{Balance, ChainError};
+use super::{AssetMeta, Balance, ChainError, SignedTx, TransferPlan, TxStatus, UnsignedTx};
 use crate::config::Chain as ChainConfig;
+use crate::domain::EvmSignature;
 use crate::domain::{Address, Amount, ChainKind, sanitize};
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::Encodable2718;
 use alloy::primitives::Address as EvmAddress;
+use alloy::primitives::{TxKind, U256};
 use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::types::TransactionRequest;
+use alloy::sol_types::SolCall;
 use alloy::transports::{RpcError, TransportErrorKind};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +24,7 @@ alloy::sol! {
         function balanceOf(address owner) external view returns (uint256);
         function decimals() external view returns (uint8);
         function symbol() external view returns (string);
+        function transfer(address to, uint256 value) external returns (bool);
     }
 }
 
@@ -48,25 +56,16 @@ impl EvmChain {
         &self.config
     }
 
-    pub async fn balance(
-        &self,
-        owner: &Address,
-        token: Option<&str>,
-    ) -> Result<Balance, ChainError> {
+    pub async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError> {
         let Address::Evm(owner) = *owner else {
             return Err(ChainError::InvalidInput("not an EVM address".into()));
         };
         self.ensure_chain_id().await?;
         match token {
             None => {
-                let wei = self
-                    .provider
-                    .get_balance(owner)
-                    .await
-                    .map_err(|e| self.rpc_error(e))?;
+                let wei = self.provider.get_balance(owner).await.map_err(|e| self.rpc_error(e))?;
                 Ok(Balance {
-                    amount: Amount::new(wei, self.config.native_decimals)
-                        .expect("native decimals are small"),
+                    amount: Amount::new(wei, self.config.native_decimals).expect("native decimals are small"),
                     symbol: self.config.native_symbol.clone(),
                     token: None,
                 })
@@ -103,11 +102,7 @@ impl EvmChain {
         if let Some(meta) = self.tokens.lock().expect("token cache").get(&token) {
             return Ok(meta.clone());
         }
-        let code = self
-            .provider
-            .get_code_at(token)
-            .await
-            .map_err(|e| self.rpc_error(e))?;
+        let code = self.provider.get_code_at(token).await.map_err(|e| self.rpc_error(e))?;
         if code.is_empty() {
             return Err(ChainError::NotAToken(token.to_checksum(None)));
         }
@@ -131,21 +126,14 @@ impl EvmChain {
             symbol
         };
         let meta = TokenMeta { decimals, symbol };
-        self.tokens
-            .lock()
-            .expect("token cache")
-            .insert(token, meta.clone());
+        self.tokens.lock().expect("token cache").insert(token, meta.clone());
         Ok(meta)
     }
 
     async fn ensure_chain_id(&self) -> Result<(), ChainError> {
         self.chain_id_checked
             .get_or_try_init(|| async {
-                let got = self
-                    .provider
-                    .get_chain_id()
-                    .await
-                    .map_err(|e| self.rpc_error(e))?;
+                let got = self.provider.get_chain_id().await.map_err(|e| self.rpc_error(e))?;
                 let expected = self.config.chain_id.expect("EVM chains have a chain id");
                 if got != expected {
                     return Err(ChainError::ChainIdMismatch {
@@ -158,6 +146,132 @@ impl EvmChain {
             })
             .await
             .map(|_| ())
+    }
+
+    pub async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError> {
+        self.ensure_chain_id().await?;
+        match token {
+            None => Ok(AssetMeta {
+                decimals: self.config.native_decimals,
+                symbol: self.config.native_symbol.clone(),
+            }),
+            Some(token) => {
+                let meta = self.token_meta(evm_address(token)?).await?;
+                Ok(AssetMeta {
+                    decimals: meta.decimals,
+                    symbol: meta.symbol,
+                })
+            }
+        }
+    }
+
+    pub async fn pending_nonce(&self, from: &Address) -> Result<u64, ChainError> {
+        self.ensure_chain_id().await?;
+        self.provider
+            .get_transaction_count(evm_address(from)?)
+            .pending()
+            .await
+            .map_err(|e| self.rpc_error(e))
+    }
+
+    pub async fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
+        self.ensure_chain_id().await?;
+        let (from, to) = (evm_address(&plan.from)?, evm_address(&plan.to)?);
+        let (target, value, input) = match &plan.token {
+            None => (to, plan.base_units, Vec::new()),
+            Some(token) => (
+                evm_address(token)?,
+                U256::ZERO,
+                IERC20::transferCall {
+                    to,
+                    value: plan.base_units,
+                }
+                .abi_encode(),
+            ),
+        };
+        let request = TransactionRequest::default()
+            .from(from)
+            .to(target)
+            .value(value)
+            .input(input.clone().into())
+            .nonce(plan.nonce);
+        let gas = self
+            .provider
+            .estimate_gas(request)
+            .await
+            .map_err(|e| self.estimate_error(e))?;
+        let fees = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| self.rpc_error(e))?;
+        let tx = TxEip1559 {
+            chain_id: self.config.chain_id.expect("EVM chains have a chain id"),
+            nonce: plan.nonce,
+            // Headroom over the estimate: state can move between estimate and inclusion.
+            gas_limit: gas.saturating_mul(6) / 5,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            to: TxKind::Call(target),
+            value,
+            access_list: Default::default(),
+            input: input.into(),
+        };
+        let signing_hash = tx.signature_hash().0;
+        Ok(UnsignedTx { evm: tx, signing_hash })
+    }
+
+    pub async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError> {
+        match self.provider.send_raw_transaction(&tx.raw).await {
+            Ok(_) => Ok(()),
+            Err(RpcError::ErrorResp(payload)) => {
+                let reason = sanitize::chain_string(&payload.message, 160);
+                // Re-broadcasting what the node already has is success, not an error.
+                if reason.contains("already known") || reason.contains("already imported") {
+                    return Ok(());
+                }
+                Err(ChainError::Rejected {
+                    chain: self.config.name.to_string(),
+                    reason,
+                })
+            }
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    pub async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
+        let hash = hash
+            .parse()
+            .map_err(|_| ChainError::InvalidInput("malformed transaction hash".into()))?;
+        let Some(receipt) = self
+            .provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| self.rpc_error(e))?
+        else {
+            return Ok(TxStatus::Pending);
+        };
+        let Some(block) = receipt.block_number else {
+            return Ok(TxStatus::Pending);
+        };
+        let head = self.provider.get_block_number().await.map_err(|e| self.rpc_error(e))?;
+        Ok(TxStatus::Mined {
+            success: receipt.status(),
+            block,
+            confirmations: head.saturating_sub(block) + 1,
+        })
+    }
+
+    /// A failed gas estimate is usually the node telling us the transfer would revert
+    /// (insufficient balance): a definitive refusal.
+    fn estimate_error(&self, err: RpcError<TransportErrorKind>) -> ChainError {
+        match err {
+            RpcError::ErrorResp(payload) => ChainError::Rejected {
+                chain: self.config.name.to_string(),
+                reason: format!("would fail: {}", sanitize::chain_string(&payload.message, 160)),
+            },
+            other => self.rpc_error(other),
+        }
     }
 
     /// Maps a transport error without its text: reqwest errors embed the RPC URL, which may
@@ -188,5 +302,22 @@ impl EvmChain {
             alloy::contract::Error::TransportError(e) => self.rpc_error(e),
             _ => ChainError::NotAToken(token.to_checksum(None)),
         }
+    }
+}
+
+/// Attaches the signature and encodes the EIP-2718 envelope.
+pub(super) fn finalize(unsigned: UnsignedTx, sig: &EvmSignature) -> SignedTx {
+    let signature = alloy::primitives::Signature::from_scalars_and_parity(sig.r.into(), sig.s.into(), sig.y_parity);
+    let envelope = TxEnvelope::from(unsigned.evm.into_signed(signature));
+    SignedTx {
+        raw: envelope.encoded_2718(),
+        hash: envelope.tx_hash().to_string(),
+    }
+}
+
+fn evm_address(address: &Address) -> Result<EvmAddress, ChainError> {
+    match address {
+        Address::Evm(a) => Ok(*a),
+        Address::Solana(_) => Err(ChainError::InvalidInput("not an EVM address".into())),
     }
 }

@@ -1,31 +1,80 @@
-//! Chain adapters: RPC reads, (later) building unsigned transactions, broadcast, status.
-//! They never see keys, policy, the store or wire types.
+//! Chain adapters: RPC reads, building unsigned transactions, assembling signed ones from a
+//! signature, broadcast and status. They never see keys, policy, the store or wire types.
 
 #[cfg(feature = "evm")]
 pub mod evm;
 
 use crate::config::Chain as ChainConfig;
-use crate::domain::{Address, Amount, ChainKind, ChainName};
+use crate::domain::{Address, Amount, ChainKind, ChainName, EvmSignature};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     #[error("chain {chain} is unreachable: {detail}")]
     Unreachable { chain: String, detail: String },
-    #[error(
-        "chain {chain} answered with chain id {got}, but the configuration says {expected}; refusing to use it"
-    )]
-    ChainIdMismatch {
-        chain: String,
-        expected: u64,
-        got: u64,
-    },
+    #[error("chain {chain} answered with chain id {got}, but the configuration says {expected}; refusing to use it")]
+    ChainIdMismatch { chain: String, expected: u64, got: u64 },
     #[error("{0} is not an ERC-20 token contract on this chain")]
     NotAToken(String),
     #[error("{0}")]
     InvalidInput(String),
     #[error("{0}")]
     NotSupported(String),
+    /// The node refused the transaction (insufficient funds, nonce used, underpriced…):
+    /// a definitive answer, unlike `Unreachable`.
+    #[error("chain {chain} rejected the transaction: {reason}")]
+    Rejected { chain: String, reason: String },
+}
+
+/// Decimals and symbol of an asset (native or token), symbol sanitised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetMeta {
+    pub decimals: u8,
+    pub symbol: String,
+}
+
+/// A transfer the policy engine approved, with the nonce the nonce manager chose.
+#[derive(Debug, Clone)]
+pub struct TransferPlan {
+    pub from: Address,
+    pub to: Address,
+    /// `None` for the native asset.
+    pub token: Option<Address>,
+    pub base_units: alloy_primitives::U256,
+    pub nonce: u64,
+}
+
+/// An unsigned transaction, opaque outside its adapter except for the hash to sign.
+pub struct UnsignedTx {
+    #[cfg(feature = "evm")]
+    pub(crate) evm: alloy::consensus::TxEip1559,
+    signing_hash: [u8; 32],
+}
+
+impl UnsignedTx {
+    pub fn signing_hash(&self) -> &[u8; 32] {
+        &self.signing_hash
+    }
+}
+
+/// A signed, encoded transaction: what the outbox stores before broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    pub raw: Vec<u8>,
+    /// `0x`-prefixed transaction hash.
+    pub hash: String,
+}
+
+/// Where a broadcast transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Not mined (in the mempool, dropped, or unknown to this node).
+    Pending,
+    Mined {
+        success: bool,
+        block: u64,
+        confirmations: u64,
+    },
 }
 
 /// A balance as read from a chain. `symbol` is chain-sourced and sanitised.
@@ -53,20 +102,71 @@ impl Adapter {
         }
     }
 
-    pub async fn balance(
-        &self,
-        owner: &Address,
-        token: Option<&str>,
-    ) -> Result<Balance, ChainError> {
+    pub async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError> {
         match self {
             #[cfg(feature = "evm")]
             Adapter::Evm(c) => c.balance(owner, token).await,
-            Adapter::Unavailable(c) => Err(ChainError::NotSupported(format!(
-                "chain {} ({}) operations are not available in this build yet",
-                c.name, c.kind
-            ))),
+            Adapter::Unavailable(c) => Err(unavailable(c)),
         }
     }
+
+    pub async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.asset_meta(token).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    /// The next nonce the node would accept from `from`, counting its pending transactions.
+    pub async fn pending_nonce(&self, from: &Address) -> Result<u64, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.pending_nonce(from).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    /// Builds the unsigned transaction: fees and gas from the node, nothing signed.
+    pub async fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.prepare(plan).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    /// Attaches a signature and encodes the transaction for broadcast.
+    pub fn finalize(&self, unsigned: UnsignedTx, signature: &EvmSignature) -> Result<SignedTx, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(_) => Ok(evm::finalize(unsigned, signature)),
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    pub async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.broadcast(tx).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    pub async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.status(hash).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+}
+
+fn unavailable(c: &ChainConfig) -> ChainError {
+    ChainError::NotSupported(format!(
+        "chain {} ({}) operations are not available in this build yet",
+        c.name, c.kind
+    ))
 }
 
 /// Every configured chain, by name.

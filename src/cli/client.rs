@@ -38,12 +38,7 @@ impl Client {
         self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn send<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: &B,
-    ) -> CliResult<T> {
+    pub async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> CliResult<T> {
         self.call(method, path, Some(body)).await
     }
 
@@ -77,9 +72,7 @@ impl Client {
             .unwrap_or_else(|_| format!("daemon answered {status}"));
         let err = anyhow!(message);
         Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => {
-                denied(err)
-            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => denied(err),
             _ => CliError::from(err),
         })
     }

@@ -1,10 +1,7 @@
 //! One function per command: convert arguments, one call (service or REST), print.
 
 use super::client::Client;
-use super::{
-    AuditCommand, Cli, CliError, CliResult, Command, Output, SessionCommand, WalletCommand, denied,
-    password,
-};
+use super::{AuditCommand, Cli, CliError, CliResult, Command, Output, SessionCommand, WalletCommand, denied, password};
 use crate::api::dto;
 use crate::config::{self, Config, RECOVERY_KEY_FILE, STORE_DIR};
 use crate::service::{Service, ServiceError};
@@ -62,14 +59,12 @@ fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
 }
 
 fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
-    config::create_data_dir(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
+    config::create_data_dir(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     config::check_permissions(data_dir)?;
     let store_dir = data_dir.join(STORE_DIR);
     let config_path = data_dir.join(config::CONFIG_FILE);
     if !config_path.exists() {
-        config::write_private_file(&config_path, Config::initial_file().as_bytes())
-            .context("writing config.toml")?;
+        config::write_private_file(&config_path, Config::initial_file().as_bytes()).context("writing config.toml")?;
     }
     let (cfg, warnings) = Config::load(data_dir)?;
     for w in warnings {
@@ -95,8 +90,7 @@ fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
         (password::new_password(None, "master password")?, false)
     };
     if wrote_recovery {
-        config::write_private_file(&recovery, password.expose_secret().as_bytes())
-            .context("writing recovery.key")?;
+        config::write_private_file(&recovery, password.expose_secret().as_bytes()).context("writing recovery.key")?;
     }
     let kdf = cfg.keystore.kdf();
     if let Err(err) = Service::initialise(&store_dir, &password, kdf) {
@@ -144,7 +138,9 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
     if let Some(bind) = bind {
         cfg.server.bind = bind;
         if !bind.ip().is_loopback() {
-            out.note(&format!("warning: binding {bind} which is not loopback: anyone who can reach it can try credentials"));
+            out.note(&format!(
+                "warning: binding {bind} which is not loopback: anyone who can reach it can try credentials"
+            ));
         }
     }
     crate::telemetry::init(&cfg.log.level, cfg.log.format == "json");
@@ -158,25 +154,18 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
     let bind = cfg.server.bind;
     let store_dir = data_dir.join(STORE_DIR);
     let started = std::time::Instant::now();
-    let service =
-        tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &found.password))
-            .await
-            .map_err(|e| anyhow!("unlock task failed: {e}"))?
-            .map_err(service_error)?;
+    let service = tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &found.password))
+        .await
+        .map_err(|e| anyhow!("unlock task failed: {e}"))?
+        .map_err(service_error)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, unlock_ms = started.elapsed().as_millis() as u64, "bursar listening");
-    out.emit(
-        &serde_json::json!({ "listening": format!("http://{addr}") }),
-        |v| {
-            format!(
-                "bursar listening on {}",
-                v["listening"].as_str().unwrap_or_default()
-            )
-        },
-    );
+    out.emit(&serde_json::json!({ "listening": format!("http://{addr}") }), |v| {
+        format!("bursar listening on {}", v["listening"].as_str().unwrap_or_default())
+    });
     crate::api::server::serve(Arc::new(service), listener)
         .await
         .context("serving")?;
@@ -187,7 +176,10 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
 /// Maps a service error at startup to a message with the fix, and its exit code.
 fn service_error(err: ServiceError) -> CliError {
     match err {
-        ServiceError::Store(StoreError::Locked) => anyhow!("store is locked by another process\nis `bursar start` already running? use the CLI against it").into(),
+        ServiceError::Store(StoreError::Locked) => {
+            anyhow!("store is locked by another process\nis `bursar start` already running? use the CLI against it")
+                .into()
+        }
         ServiceError::WrongPassword => denied(anyhow!("wrong master password")),
         other => CliError::from(anyhow!(other.to_string())),
     }
@@ -197,11 +189,7 @@ async fn status(data_dir: &Path, url: Option<String>, out: &Output) -> CliResult
     let anonymous = Client::new(url.clone(), None)?;
     let health: serde_json::Value = anonymous.get("/health").await?;
     let detail: Option<dto::Status> = match password::from_sources(data_dir)? {
-        Some(found) => Some(
-            Client::new(url, Some(found.password))?
-                .get("/v1/admin/status")
-                .await?,
-        ),
+        Some(found) => Some(Client::new(url, Some(found.password))?.get("/v1/admin/status").await?),
         None => None,
     };
     let value = serde_json::json!({ "url": anonymous.base(), "health": health, "status": detail });
@@ -276,12 +264,7 @@ async fn set_master(
 }
 
 async fn wallet(cmd: WalletCommand, client: Client, out: &Output) -> CliResult {
-    let show = |w: &dto::Wallet| {
-        format!(
-            "{}  {}  {} ({})  {}",
-            w.id, w.name, w.chain, w.kind, w.address
-        )
-    };
+    let show = |w: &dto::Wallet| format!("{}  {}  {} ({})  {}", w.id, w.name, w.chain, w.kind, w.address);
     match cmd {
         WalletCommand::Create { name, chain } => {
             let w: dto::Wallet = client
@@ -304,9 +287,7 @@ async fn wallet(cmd: WalletCommand, client: Client, out: &Output) -> CliResult {
             });
         }
         WalletCommand::Show { id } => {
-            let w: dto::Wallet = client
-                .get(&format!("/v1/wallets/{}", path_segment(&id)?))
-                .await?;
+            let w: dto::Wallet = client.get(&format!("/v1/wallets/{}", path_segment(&id)?)).await?;
             out.emit(&w, |w| show(w));
         }
     }
@@ -359,11 +340,7 @@ async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult
         }
         SessionCommand::Revoke { id } => {
             let s: dto::Session = client
-                .send(
-                    Method::DELETE,
-                    &format!("/v1/sessions/{}", path_segment(&id)?),
-                    &(),
-                )
+                .send(Method::DELETE, &format!("/v1/sessions/{}", path_segment(&id)?), &())
                 .await?;
             out.emit(&s, |s| format!("revoked session {}", s.id));
         }
@@ -381,11 +358,7 @@ async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult
 
 async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
     match cmd {
-        AuditCommand::List {
-            kind,
-            wallet,
-            limit,
-        } => {
+        AuditCommand::List { kind, wallet, limit } => {
             let mut path = format!("/v1/audit?limit={limit}");
             if let Some(k) = kind {
                 path += &format!("&kind={}", path_segment(&k)?);
@@ -438,19 +411,12 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
 
 /// Ids and filters go into URLs: accept only the characters they can contain.
 fn path_segment(s: &str) -> CliResult<&str> {
-    if !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         Ok(s)
     } else {
         Err(CliError {
             code: 2,
-            error: anyhow!(
-                "invalid identifier {:?}",
-                crate::domain::sanitize::for_message(s)
-            ),
+            error: anyhow!("invalid identifier {:?}", crate::domain::sanitize::for_message(s)),
         })
     }
 }

@@ -92,9 +92,7 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
             add(
                 "secrets_in_env",
                 Level::Warn,
-                format!(
-                    "{var} is set: env is visible to `docker inspect` and /proc/*/environ; use {var}_FILE"
-                ),
+                format!("{var} is set: env is visible to `docker inspect` and /proc/*/environ; use {var}_FILE"),
                 false,
             );
         }
@@ -166,9 +164,7 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                 add(
                     "jwt_secret_age",
                     level,
-                    format!(
-                        "session secret is {age_days} day(s) old (rotate with `bursar session rotate-secret`)"
-                    ),
+                    format!("session secret is {age_days} day(s) old (rotate with `bursar session rotate-secret`)"),
                     false,
                 );
                 if recovery.exists() && d.master_changed_at.is_some() {
@@ -190,11 +186,7 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                 format!(
                     "{} entries, {}",
                     audit.entries,
-                    if audit.ok {
-                        "chain verifies"
-                    } else {
-                        "CHAIN BROKEN"
-                    }
+                    if audit.ok { "chain verifies" } else { "CHAIN BROKEN" }
                 ),
                 false,
             );
@@ -227,12 +219,7 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                 Err(err) => add("daemon", Level::Warn, format!("{:#}", err.error), false),
             }
         }
-        Err(StoreError::Locked) => add(
-            "store",
-            Level::Ok,
-            "held by the running daemon".into(),
-            false,
-        ),
+        Err(StoreError::Locked) => add("store", Level::Ok, "held by the running daemon".into(), false),
         Err(err) => add("store", Level::Fail, err.to_string(), false),
     }
 

@@ -17,8 +17,7 @@ use std::process::ExitCode;
 
 pub use output::Output;
 
-const AFTER_HELP: &str =
-    "Exit codes: 0 ok, 1 failure, 2 usage error, 3 denied (authentication or policy).
+const AFTER_HELP: &str = "Exit codes: 0 ok, 1 failure, 2 usage error, 3 denied (authentication or policy).
 Master password sources, first found wins: BURSAR_MASTER_PASSWORD_FILE, BURSAR_MASTER_PASSWORD,
 <data>/recovery.key, then a hidden prompt on a terminal.";
 

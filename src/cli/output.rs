@@ -23,10 +23,7 @@ impl Output {
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce(&T) -> String) {
         self.emitted.set(true);
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("serialisable output")
-            );
+            println!("{}", serde_json::to_string_pretty(value).expect("serialisable output"));
         } else {
             let text = human(value);
             if !text.is_empty() {

@@ -41,8 +41,7 @@ pub fn obtain(data_dir: &Path) -> anyhow::Result<Found> {
         return Ok(found);
     }
     if std::io::stdin().is_terminal() {
-        let password = rpassword::prompt_password("bursar master password: ")
-            .context("reading the password")?;
+        let password = rpassword::prompt_password("bursar master password: ").context("reading the password")?;
         return Ok(Found {
             password: Passphrase::from(password),
             warning: None,
@@ -62,12 +61,8 @@ pub fn new_password(file: Option<&Path>, what: &str) -> anyhow::Result<Passphras
                 bail!("no terminal to ask for the {what}; pass it with a file");
             }
             let first = Passphrase::from(rpassword::prompt_password(format!("new {what}: "))?);
-            let second =
-                Passphrase::from(rpassword::prompt_password(format!("repeat the {what}: "))?);
-            if !crate::secret::ct_eq(
-                first.expose_secret().as_bytes(),
-                second.expose_secret().as_bytes(),
-            ) {
+            let second = Passphrase::from(rpassword::prompt_password(format!("repeat the {what}: "))?);
+            if !crate::secret::ct_eq(first.expose_secret().as_bytes(), second.expose_secret().as_bytes()) {
                 bail!("the two entries differ");
             }
             first

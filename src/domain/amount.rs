@@ -15,9 +15,7 @@ pub struct Amount {
 pub enum AmountError {
     #[error("amount is empty")]
     Empty,
-    #[error(
-        "amount {0:?} is not a plain decimal number (digits, at most one '.', no sign or exponent)"
-    )]
+    #[error("amount {0:?} is not a plain decimal number (digits, at most one '.', no sign or exponent)")]
     Malformed(String),
     #[error("amount has {got} fractional digits but the asset has only {decimals} decimals")]
     TooPrecise { got: usize, decimals: u8 },
@@ -35,10 +33,7 @@ impl Amount {
         if decimals > MAX_DECIMALS {
             return Err(AmountError::BadDecimals(decimals));
         }
-        Ok(Self {
-            base_units,
-            decimals,
-        })
+        Ok(Self { base_units, decimals })
     }
 
     /// Parses a decimal string in whole units ("0.05") for an asset with `decimals`.
@@ -70,11 +65,7 @@ impl Amount {
             });
         }
         let scale = U256::from(10u8).pow(U256::from(decimals));
-        let int_units = if int.is_empty() {
-            U256::ZERO
-        } else {
-            parse_u256(int)?
-        };
+        let int_units = if int.is_empty() { U256::ZERO } else { parse_u256(int)? };
         let mut frac_units = if frac_trimmed.is_empty() {
             U256::ZERO
         } else {
@@ -88,10 +79,7 @@ impl Amount {
             .checked_mul(scale)
             .and_then(|v| v.checked_add(frac_units))
             .ok_or(AmountError::Overflow)?;
-        Ok(Self {
-            base_units,
-            decimals,
-        })
+        Ok(Self { base_units, decimals })
     }
 
     /// Parses an integer string of base units ("50000000000000000").
@@ -163,31 +151,12 @@ mod tests {
         check("0", 0, Ok("0"));
         check("007", 0, Ok("7"));
         check("1.000000000000000000000", 18, Ok("1000000000000000000"));
-        check(
-            "0.1234567",
-            6,
-            Err(AmountError::TooPrecise {
-                got: 7,
-                decimals: 6,
-            }),
-        );
-        check(
-            "1.5",
-            0,
-            Err(AmountError::TooPrecise {
-                got: 1,
-                decimals: 0,
-            }),
-        );
+        check("0.1234567", 6, Err(AmountError::TooPrecise { got: 7, decimals: 6 }));
+        check("1.5", 0, Err(AmountError::TooPrecise { got: 1, decimals: 0 }));
         check("", 18, Err(AmountError::Empty));
-        for bad in [
-            "-1", "+1", "1e18", "1.", ".", "1..2", " 1", "1,5", "0x10", "١",
-        ] {
+        for bad in ["-1", "+1", "1e18", "1.", ".", "1..2", " 1", "1,5", "0x10", "١"] {
             assert!(
-                matches!(
-                    Amount::parse_decimal(bad, 18),
-                    Err(AmountError::Malformed(_))
-                ),
+                matches!(Amount::parse_decimal(bad, 18), Err(AmountError::Malformed(_))),
                 "{bad:?}"
             );
         }
@@ -208,11 +177,7 @@ mod tests {
 
     #[test]
     fn human_form() {
-        let f = |units: u64, decimals: u8| {
-            Amount::new(U256::from(units), decimals)
-                .unwrap()
-                .to_decimal_string()
-        };
+        let f = |units: u64, decimals: u8| Amount::new(U256::from(units), decimals).unwrap().to_decimal_string();
         assert_eq!(f(50_000_000_000_000_000, 18), "0.05");
         assert_eq!(f(1_000_000, 6), "1");
         assert_eq!(f(1_234_500, 6), "1.2345");
@@ -223,10 +188,7 @@ mod tests {
 
     #[test]
     fn base_units_parsing() {
-        assert_eq!(
-            Amount::parse_base_units("42", 6).unwrap().base_units,
-            U256::from(42)
-        );
+        assert_eq!(Amount::parse_base_units("42", 6).unwrap().base_units, U256::from(42));
         assert!(Amount::parse_base_units("4.2", 6).is_err());
         assert!(Amount::parse_base_units("", 6).is_err());
         assert!(Amount::parse_base_units("-1", 6).is_err());

@@ -47,10 +47,7 @@ pub enum DomainError {
     #[error("unknown chain kind {0:?} (expected \"evm\" or \"solana\")")]
     UnknownChainKind(String),
     #[error("invalid {kind} address: {reason}")]
-    InvalidAddress {
-        kind: ChainKind,
-        reason: &'static str,
-    },
+    InvalidAddress { kind: ChainKind, reason: &'static str },
     #[error("invalid id {0:?}")]
     InvalidId(String),
     #[error("invalid name: {0}")]
@@ -100,6 +97,96 @@ uuid_id!(
     /// A session: one agent's bounded access to one wallet.
     SessionId
 );
+
+uuid_id!(
+    /// A transfer request and everything that happened to it.
+    TxId
+);
+uuid_id!(
+    /// A policy attached to a wallet.
+    PolicyId
+);
+
+/// Where a transfer stands. The last five are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TxState {
+    Requested,
+    Delayed,
+    PendingApproval,
+    Signed,
+    Submitted,
+    Confirmed,
+    Denied,
+    Cancelled,
+    Rejected,
+    Expired,
+    Failed,
+}
+
+impl TxState {
+    pub const ALL: [TxState; 11] = [
+        TxState::Requested,
+        TxState::Delayed,
+        TxState::PendingApproval,
+        TxState::Signed,
+        TxState::Submitted,
+        TxState::Confirmed,
+        TxState::Denied,
+        TxState::Cancelled,
+        TxState::Rejected,
+        TxState::Expired,
+        TxState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Requested => "REQUESTED",
+            TxState::Delayed => "DELAYED",
+            TxState::PendingApproval => "PENDING_APPROVAL",
+            TxState::Signed => "SIGNED",
+            TxState::Submitted => "SUBMITTED",
+            TxState::Confirmed => "CONFIRMED",
+            TxState::Denied => "DENIED",
+            TxState::Cancelled => "CANCELLED",
+            TxState::Rejected => "REJECTED",
+            TxState::Expired => "EXPIRED",
+            TxState::Failed => "FAILED",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TxState::Confirmed
+                | TxState::Denied
+                | TxState::Cancelled
+                | TxState::Rejected
+                | TxState::Expired
+                | TxState::Failed
+        )
+    }
+
+    /// Not yet signed, waiting on time or on the owner: the agent or the owner may cancel.
+    pub fn is_cancellable(self) -> bool {
+        matches!(self, TxState::Delayed | TxState::PendingApproval)
+    }
+}
+
+impl FromStr for TxState {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TxState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| DomainError::InvalidId(sanitize::for_message(s)))
+    }
+}
+
+impl fmt::Display for TxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A configured chain's name (`[chains.<name>]`): 1–32 of `[a-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,15 +238,21 @@ impl FromStr for WalletName {
         if s.is_empty() || s.chars().count() > 64 {
             return Err(DomainError::InvalidName("wallet names are 1-64 characters"));
         }
-        if s.chars()
-            .any(|c| c.is_control() || sanitize::is_invisible(c))
-        {
+        if s.chars().any(|c| c.is_control() || sanitize::is_invisible(c)) {
             return Err(DomainError::InvalidName(
                 "wallet names must not contain control or invisible characters",
             ));
         }
         Ok(Self(s.to_owned()))
     }
+}
+
+/// An ECDSA secp256k1 signature over a 32-byte prehash, low-S normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvmSignature {
+    pub r: [u8; 32],
+    pub s: [u8; 32],
+    pub y_parity: bool,
 }
 
 /// An on-chain account address.
@@ -191,15 +284,12 @@ impl Address {
                         reason: "expected 0x followed by 40 hex digits",
                     });
                 }
-                let addr = alloy_primitives::Address::from_str(s).map_err(|_| {
-                    DomainError::InvalidAddress {
-                        kind,
-                        reason: "not a valid hex address",
-                    }
+                let addr = alloy_primitives::Address::from_str(s).map_err(|_| DomainError::InvalidAddress {
+                    kind,
+                    reason: "not a valid hex address",
                 })?;
                 // Mixed case means the sender claims an EIP-55 checksum: hold them to it.
-                let mixed = hex.bytes().any(|b| b.is_ascii_lowercase())
-                    && hex.bytes().any(|b| b.is_ascii_uppercase());
+                let mixed = hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
                 if mixed && addr.to_checksum(None) != s {
                     return Err(DomainError::InvalidAddress {
                         kind,
@@ -209,13 +299,10 @@ impl Address {
                 Ok(Address::Evm(addr))
             }
             ChainKind::Solana => {
-                let bytes =
-                    bs58::decode(s)
-                        .into_vec()
-                        .map_err(|_| DomainError::InvalidAddress {
-                            kind,
-                            reason: "not base58",
-                        })?;
+                let bytes = bs58::decode(s).into_vec().map_err(|_| DomainError::InvalidAddress {
+                    kind,
+                    reason: "not base58",
+                })?;
                 let arr: [u8; 32] = bytes.try_into().map_err(|_| DomainError::InvalidAddress {
                     kind,
                     reason: "expected 32 bytes",
@@ -242,15 +329,9 @@ mod tests {
     #[test]
     fn evm_address_checksum_is_enforced_when_mixed_case() {
         let good = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
-        assert_eq!(
-            Address::parse(ChainKind::Evm, good).unwrap().to_string(),
-            good
-        );
+        assert_eq!(Address::parse(ChainKind::Evm, good).unwrap().to_string(), good);
         let lower = good.to_lowercase();
-        assert_eq!(
-            Address::parse(ChainKind::Evm, &lower).unwrap().to_string(),
-            good
-        );
+        assert_eq!(Address::parse(ChainKind::Evm, &lower).unwrap().to_string(), good);
         let bad = "0xF39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
         assert!(Address::parse(ChainKind::Evm, bad).is_err());
         for junk in [

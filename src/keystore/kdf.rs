@@ -29,18 +29,10 @@ impl KdfParams {
     pub fn check_bounds(&self) -> Result<(), KeystoreError> {
         let err = |what: String| Err(KeystoreError::KdfOutOfBounds(what));
         if self.p_cost == 0 || self.p_cost > Self::MAX_P_COST {
-            return err(format!(
-                "parallelism {} not in 1..={}",
-                self.p_cost,
-                Self::MAX_P_COST
-            ));
+            return err(format!("parallelism {} not in 1..={}", self.p_cost, Self::MAX_P_COST));
         }
         if self.t_cost == 0 || self.t_cost > Self::MAX_T_COST {
-            return err(format!(
-                "iterations {} not in 1..={}",
-                self.t_cost,
-                Self::MAX_T_COST
-            ));
+            return err(format!("iterations {} not in 1..={}", self.t_cost, Self::MAX_T_COST));
         }
         let min_m = 8 * self.p_cost;
         if self.m_cost_kib < min_m || self.m_cost_kib > Self::MAX_M_COST_KIB {
@@ -61,10 +53,9 @@ impl KdfParams {
 
     pub(super) fn derive(&self, password: &[u8], salt: &[u8; 16]) -> Result<Key32, KeystoreError> {
         self.check_bounds()?;
-        let params = argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
-            .map_err(|_| KeystoreError::Kdf)?;
-        let argon =
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params =
+            argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32)).map_err(|_| KeystoreError::Kdf)?;
+        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Box::new([0u8; 32]);
         argon
             .hash_password_into(password, salt, out.as_mut())

@@ -9,6 +9,7 @@
 
 mod kdf;
 
+pub use crate::domain::EvmSignature;
 use crate::domain::{Address, ChainKind, ChainName, WalletId};
 use crate::secret::{Key32, KeyBytes, Passphrase, ct_eq, random_bytes};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -70,14 +71,6 @@ pub struct WalletKeyRef<'a> {
     pub sealed: &'a Sealed,
 }
 
-/// An ECDSA secp256k1 signature over a 32-byte prehash, low-S normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EvmSignature {
-    pub r: [u8; 32],
-    pub s: [u8; 32],
-    pub y_parity: bool,
-}
-
 /// An unlocked keystore. Signing exists only on this type: "sign while locked" does not
 /// compile. Dropping it zeroizes the KEK and the auth key.
 pub struct Unlocked {
@@ -97,10 +90,7 @@ const VERIFIER_PLAINTEXT: &[u8] = b"bursar keystore verifier v1";
 
 impl Unlocked {
     /// Creates a new keystore for `password` with fresh salt. Runs the KDF once.
-    pub fn create(
-        password: &Passphrase,
-        kdf: KdfParams,
-    ) -> Result<(Self, KeystoreMeta), KeystoreError> {
+    pub fn create(password: &Passphrase, kdf: KdfParams) -> Result<(Self, KeystoreMeta), KeystoreError> {
         kdf.check_bounds()?;
         let salt = random_bytes::<16>();
         let (kek, auth_key) = derive(password, &kdf, &salt)?;
@@ -134,8 +124,7 @@ impl Unlocked {
         }
         meta.kdf.check_bounds()?;
         let (kek, auth_key) = derive(password, &meta.kdf, &meta.salt)?;
-        let verified = open(&kek, &meta_aad(meta), &meta.verifier)
-            .map_err(|_| KeystoreError::WrongPassword)?;
+        let verified = open(&kek, &meta_aad(meta), &meta.verifier).map_err(|_| KeystoreError::WrongPassword)?;
         if !ct_eq(&verified, VERIFIER_PLAINTEXT) {
             return Err(KeystoreError::WrongPassword);
         }
@@ -161,8 +150,7 @@ impl Unlocked {
     /// A keyed, non-reversible fingerprint for values that must not be stored in clear
     /// (e.g. an audited argument): HMAC under a key derived from the master-auth key.
     pub fn redact(&self, value: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.auth_key.expose_secret())
-            .expect("any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.auth_key.expose_secret()).expect("any key length");
         mac.update(b"bursar/v1/redact\0");
         mac.update(value);
         hex::encode(&mac.finalize().into_bytes()[..12])
@@ -178,12 +166,7 @@ impl Unlocked {
     }
 
     /// Generates a key of `kind` for a new wallet and seals it. Returns its address.
-    pub fn generate_wallet_key(
-        &self,
-        wallet_id: WalletId,
-        chain: &ChainName,
-        kind: ChainKind,
-    ) -> (Address, Sealed) {
+    pub fn generate_wallet_key(&self, wallet_id: WalletId, chain: &ChainName, kind: ChainKind) -> (Address, Sealed) {
         let (secret, address) = match kind {
             ChainKind::Evm => loop {
                 let bytes = Zeroizing::new(random_bytes::<32>());
@@ -211,33 +194,20 @@ impl Unlocked {
     }
 
     /// Re-seals a wallet key under another unlocked keystore (set-master).
-    pub fn reseal_wallet_key(
-        &self,
-        key: WalletKeyRef<'_>,
-        to: &Unlocked,
-    ) -> Result<Sealed, KeystoreError> {
+    pub fn reseal_wallet_key(&self, key: WalletKeyRef<'_>, to: &Unlocked) -> Result<Sealed, KeystoreError> {
         let (secret, _) = self.open_checked(key)?;
         let aad = to.wallet_aad(key.wallet_id, key.chain, &key.address);
         Ok(seal(&to.kek, &aad, &secret))
     }
 
     /// Re-seals a daemon secret under another unlocked keystore (set-master).
-    pub fn reseal_secret(
-        &self,
-        purpose: &str,
-        sealed: &Sealed,
-        to: &Unlocked,
-    ) -> Result<Sealed, KeystoreError> {
+    pub fn reseal_secret(&self, purpose: &str, sealed: &Sealed, to: &Unlocked) -> Result<Sealed, KeystoreError> {
         let secret = self.open_secret(purpose, sealed)?;
         Ok(to.seal_secret(purpose, &secret))
     }
 
     /// Signs a 32-byte prehash (an EVM transaction's signing hash) with an EVM wallet key.
-    pub fn sign_evm_prehash(
-        &self,
-        key: WalletKeyRef<'_>,
-        prehash: &[u8; 32],
-    ) -> Result<EvmSignature, KeystoreError> {
+    pub fn sign_evm_prehash(&self, key: WalletKeyRef<'_>, prehash: &[u8; 32]) -> Result<EvmSignature, KeystoreError> {
         self.with_key(key, |secret| match secret {
             OpenKey::Evm(k) => {
                 let (sig, recid) = k
@@ -255,11 +225,7 @@ impl Unlocked {
     }
 
     /// Signs a message (a serialized Solana transaction message) with a Solana wallet key.
-    pub fn sign_ed25519(
-        &self,
-        key: WalletKeyRef<'_>,
-        message: &[u8],
-    ) -> Result<[u8; 64], KeystoreError> {
+    pub fn sign_ed25519(&self, key: WalletKeyRef<'_>, message: &[u8]) -> Result<[u8; 64], KeystoreError> {
         use ed25519_dalek::Signer;
         self.with_key(key, |secret| match secret {
             OpenKey::Solana(k) => Ok(k.sign(message).to_bytes()),
@@ -365,21 +331,13 @@ fn meta_aad(meta: &KeystoreMeta) -> Vec<u8> {
     aad
 }
 
-fn derive(
-    password: &Passphrase,
-    kdf: &KdfParams,
-    salt: &[u8; 16],
-) -> Result<(Key32, Key32), KeystoreError> {
+fn derive(password: &Passphrase, kdf: &KdfParams, salt: &[u8; 16]) -> Result<(Key32, Key32), KeystoreError> {
     let root = kdf.derive(password.expose_secret().as_bytes(), salt)?;
-    Ok((
-        prf(&root, b"bursar/v1/kek"),
-        prf(&root, b"bursar/v1/master-auth"),
-    ))
+    Ok((prf(&root, b"bursar/v1/kek"), prf(&root, b"bursar/v1/master-auth")))
 }
 
 fn prf(key: &Key32, label: &[u8]) -> Key32 {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret()).expect("any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret()).expect("any key length");
     mac.update(label);
     let mut out = Box::new([0u8; 32]);
     out.copy_from_slice(&mac.finalize().into_bytes());
@@ -387,8 +345,7 @@ fn prf(key: &Key32, label: &[u8]) -> Key32 {
 }
 
 fn master_tag(auth_key: &Key32, candidate: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(auth_key.expose_secret()).expect("any key length");
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(auth_key.expose_secret()).expect("any key length");
     mac.update(candidate);
     mac.finalize().into_bytes().into()
 }
@@ -400,13 +357,7 @@ fn cipher(kek: &Key32) -> Aes256Gcm {
 fn seal(kek: &Key32, aad: &[u8], plaintext: &[u8]) -> Sealed {
     let nonce = random_bytes::<12>();
     let ciphertext = cipher(kek)
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
+        .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
         .expect("AES-GCM encryption of a short message cannot fail");
     Sealed { nonce, ciphertext }
 }

@@ -52,13 +52,9 @@ fn round_trip_unlock_and_sign_both_kinds() {
     again.verify_wallet_key(evm.key_ref()).unwrap();
     let sig = again.sign_evm_prehash(evm.key_ref(), &[7u8; 32]).unwrap();
     // Recover the signer and compare with the wallet's address.
-    let recovered = alloy_primitives::Signature::from_scalars_and_parity(
-        sig.r.into(),
-        sig.s.into(),
-        sig.y_parity,
-    )
-    .recover_address_from_prehash(&[7u8; 32].into())
-    .unwrap();
+    let recovered = alloy_primitives::Signature::from_scalars_and_parity(sig.r.into(), sig.s.into(), sig.y_parity)
+        .recover_address_from_prehash(&[7u8; 32].into())
+        .unwrap();
     assert_eq!(Address::Evm(recovered), evm.address);
     assert!(matches!(
         again.sign_ed25519(evm.key_ref(), b"m"),
@@ -131,10 +127,7 @@ fn header_fields_are_bound_as_aad() {
         },
     ];
     for key in tampered {
-        assert!(matches!(
-            f.keys.verify_wallet_key(key),
-            Err(KeystoreError::Corrupt)
-        ));
+        assert!(matches!(f.keys.verify_wallet_key(key), Err(KeystoreError::Corrupt)));
     }
     // Tampering the keystore header (KDF params, salt, version) breaks every key too.
     for mutate in [
@@ -160,17 +153,12 @@ fn header_fields_are_bound_as_aad() {
 #[test]
 fn address_swap_is_detected() {
     let a = fixture(ChainKind::Evm);
-    let (b_address, _) = a
-        .keys
-        .generate_wallet_key(WalletId::new(), &a.chain, ChainKind::Evm);
+    let (b_address, _) = a.keys.generate_wallet_key(WalletId::new(), &a.chain, ChainKind::Evm);
     let swapped = WalletKeyRef {
         address: b_address,
         ..a.key_ref()
     };
-    assert!(matches!(
-        a.keys.verify_wallet_key(swapped),
-        Err(KeystoreError::Corrupt)
-    ));
+    assert!(matches!(a.keys.verify_wallet_key(swapped), Err(KeystoreError::Corrupt)));
     assert!(a.keys.sign_evm_prehash(swapped, &[1; 32]).is_err());
     // Another wallet's sealed key under this wallet's header: refused as well.
     let b_id = WalletId::new();
@@ -179,10 +167,7 @@ fn address_swap_is_detected() {
         sealed: &b_sealed,
         ..a.key_ref()
     };
-    assert!(matches!(
-        a.keys.verify_wallet_key(foreign),
-        Err(KeystoreError::Corrupt)
-    ));
+    assert!(matches!(a.keys.verify_wallet_key(foreign), Err(KeystoreError::Corrupt)));
 }
 
 #[test]
@@ -215,10 +200,7 @@ fn absurd_kdf_parameters_are_refused_before_deriving() {
             p_cost: 1,
         },
     ] {
-        let meta = KeystoreMeta {
-            kdf,
-            ..f.meta.clone()
-        };
+        let meta = KeystoreMeta { kdf, ..f.meta.clone() };
         assert!(
             matches!(
                 Unlocked::unlock(&meta, &pw("correct horse battery")),
@@ -248,18 +230,13 @@ fn reseal_moves_keys_to_a_new_password() {
         "old KEK must not open the new seal"
     );
 
-    let jwt = f
-        .keys
-        .seal_secret("jwt", b"0123456789abcdef0123456789abcdef");
+    let jwt = f.keys.seal_secret("jwt", b"0123456789abcdef0123456789abcdef");
     let jwt2 = f.keys.reseal_secret("jwt", &jwt, &new_keys).unwrap();
     assert_eq!(
         &reopened.open_secret("jwt", &jwt2).unwrap()[..],
         b"0123456789abcdef0123456789abcdef"
     );
-    assert!(
-        reopened.open_secret("other", &jwt2).is_err(),
-        "purpose is bound"
-    );
+    assert!(reopened.open_secret("other", &jwt2).is_err(), "purpose is bound");
 }
 
 #[test]

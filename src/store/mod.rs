@@ -37,12 +37,37 @@ pub mod keys {
     pub const WALLETS: &str = "wallet/";
     pub const SESSIONS: &str = "session/";
     pub const AUDIT_LOG: &str = "auditlog/";
+    pub const POLICIES: &str = "policy/";
+    pub const TXS: &str = "tx/";
+    /// Index of transfers not yet final (what the workers scan): `active/<tx id>` → wallet id.
+    pub const ACTIVE_TXS: &str = "active/";
 
     pub fn wallet(id: impl std::fmt::Display) -> String {
         format!("{WALLETS}{id}")
     }
     pub fn session(id: impl std::fmt::Display) -> String {
         format!("{SESSIONS}{id}")
+    }
+    pub fn policy(wallet: impl std::fmt::Display, id: impl std::fmt::Display) -> String {
+        format!("{POLICIES}{wallet}/{id}")
+    }
+    pub fn wallet_policies(wallet: impl std::fmt::Display) -> String {
+        format!("{POLICIES}{wallet}/")
+    }
+    pub fn tx(wallet: impl std::fmt::Display, id: impl std::fmt::Display) -> String {
+        format!("{TXS}{wallet}/{id}")
+    }
+    pub fn wallet_txs(wallet: impl std::fmt::Display) -> String {
+        format!("{TXS}{wallet}/")
+    }
+    pub fn active_tx(id: impl std::fmt::Display) -> String {
+        format!("{ACTIVE_TXS}{id}")
+    }
+    pub fn idempotency(wallet: impl std::fmt::Display, key_hash: &str) -> String {
+        format!("idem/{wallet}/{key_hash}")
+    }
+    pub fn budget(wallet: impl std::fmt::Display, period: &str) -> String {
+        format!("budget/{wallet}/{period}")
     }
 }
 
@@ -68,6 +93,11 @@ impl Batch {
     pub fn put<T: Serialize>(&mut self, key: impl Into<String>, value: &T) -> &mut Self {
         let bytes = serde_json::to_vec(value).expect("records serialise infallibly");
         self.ops.push(Op::Put(key.into().into_bytes(), bytes));
+        self
+    }
+
+    pub fn delete(&mut self, key: impl Into<String>) -> &mut Self {
+        self.ops.push(Op::Delete(key.into().into_bytes()));
         self
     }
 
@@ -118,14 +148,24 @@ impl Store {
             .collect()
     }
 
+    /// Like [`Store::list`], with each record's key.
+    pub fn list_with_keys<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+        self.kv
+            .scan_prefix(prefix.as_bytes())?
+            .into_iter()
+            .map(|(key, bytes)| {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let value = decode(&key, &bytes)?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
     /// Commits `batch` atomically and durably (flushed before returning). The audit events
     /// are chained onto the log in the same commit: if the audit write fails, so does the
     /// change.
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut head = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut head = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut ops = batch.ops;
         let mut next = head.clone();
         for event in batch.events {
@@ -160,10 +200,7 @@ impl Store {
 
     /// Number of entries in the audit log (the head's sequence number).
     pub fn audit_len(&self) -> u64 {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .seq
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).seq
     }
 
     /// Recomputes the whole chain and compares it with the stored head.

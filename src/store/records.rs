@@ -2,8 +2,9 @@
 //! with `#[serde(default)]`, never rename; bump `v` and migrate on read when a change is
 //! not additive.
 
-use crate::domain::{Address, ChainKind, ChainName, SessionId, WalletId};
+use crate::domain::{Address, ChainKind, ChainName, PolicyId, SessionId, TxId, TxState, WalletId};
 use crate::keystore::Sealed;
+use alloy_primitives::U256;
 use serde::{Deserialize, Serialize};
 
 pub const RECORD_VERSION: u32 = 1;
@@ -37,6 +38,17 @@ pub struct WalletRecord {
     pub address: String,
     pub created_at: i64,
     pub key: Sealed,
+    /// The fund owner who approves APPROVAL-tier transfers; `None` means APPROVAL is DENIED.
+    #[serde(default)]
+    pub owner: Option<OwnerRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub address: String,
+    /// `GRACE` until the owner's first valid signature, then `LOCKED`.
+    pub state: String,
+    pub registered_at: i64,
 }
 
 impl WalletRecord {
@@ -69,4 +81,119 @@ pub struct SessionRecord {
     pub token_hash: String,
     /// `jti` of that token.
     pub jti: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub v: u32,
+    #[serde(with = "super::as_string")]
+    pub id: PolicyId,
+    #[serde(with = "super::as_string")]
+    pub wallet_id: WalletId,
+    /// `SPENDING_LIMIT`, `WHITELIST`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// As given, validated by `policy::parse` at creation and parsed again on use.
+    pub rules: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// One transfer request and its whole life.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TxRecord {
+    pub v: u32,
+    #[serde(with = "super::as_string")]
+    pub id: TxId,
+    #[serde(with = "super::as_string")]
+    pub wallet_id: WalletId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(with = "super::as_string")]
+    pub chain: ChainName,
+    #[serde(with = "super::as_string")]
+    pub status: TxState,
+    /// `INSTANT` … `APPROVAL`; `None` when denied.
+    pub tier: Option<String>,
+    pub to: String,
+    /// Token contract; `None` for the native asset.
+    pub token: Option<String>,
+    pub symbol: String,
+    pub decimals: u8,
+    #[serde(with = "super::as_string")]
+    pub base_units: U256,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub reasons: Vec<String>,
+    pub trace: serde_json::Value,
+    /// What this transfer holds against the budgets until it fails or is cancelled.
+    pub reserved: Reservation,
+    pub created_at: i64,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub executes_at: Option<i64>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub nonce: Option<u64>,
+    /// The signed transaction, persisted before broadcast (hex).
+    #[serde(default)]
+    pub raw: Option<String>,
+    #[serde(default)]
+    pub hash: Option<String>,
+    #[serde(default)]
+    pub block: Option<u64>,
+    #[serde(default)]
+    pub confirmations: u64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Budget reservation of one transfer, with the periods it was counted in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub day: String,
+    pub month: String,
+    #[serde(default, with = "opt_u256")]
+    pub micro_usd: Option<U256>,
+    #[serde(default, with = "opt_u256")]
+    pub native: Option<U256>,
+    /// Cleared when released (failure, cancel, expiry, denial on re-check).
+    pub held: bool,
+}
+
+/// Spend counted in one period (day `YYYY-MM-DD` or month `YYYY-MM`): confirmed plus in flight.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetRecord {
+    #[serde(with = "super::as_string")]
+    pub micro_usd: U256,
+    #[serde(with = "super::as_string")]
+    pub native: U256,
+}
+
+/// An idempotency key, bound to the first request's hash and its transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    #[serde(with = "super::as_string")]
+    pub tx_id: TxId,
+    pub request_hash: String,
+}
+
+mod opt_u256 {
+    use alloy_primitives::U256;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &Option<U256>, ser: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => ser.collect_str(v),
+            None => ser.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Option<U256>, D::Error> {
+        Option::<String>::deserialize(de)?
+            .map(|s| s.parse().map_err(D::Error::custom))
+            .transpose()
+    }
 }

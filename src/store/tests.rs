@@ -44,18 +44,14 @@ fn truncated_tail_is_detected() {
     for kind in ["a", "b"] {
         store.audit(event(kind)).unwrap();
     }
-    kv.commit(&[Op::Delete(audit::entry_key(2).into_bytes())])
-        .unwrap();
+    kv.commit(&[Op::Delete(audit::entry_key(2).into_bytes())]).unwrap();
     assert!(!store.audit_verify().unwrap().ok);
 }
 
 #[test]
 fn reopening_continues_the_chain() {
     let kv = Arc::new(MemKv::default());
-    Store::with_kv(kv.clone())
-        .unwrap()
-        .audit(event("a"))
-        .unwrap();
+    Store::with_kv(kv.clone()).unwrap().audit(event("a")).unwrap();
     let store = Store::with_kv(kv).unwrap();
     store.audit(event("b")).unwrap();
     let v = store.audit_verify().unwrap();

@@ -12,9 +12,7 @@ async fn native_and_erc20_balances_come_from_the_chain() {
     let (wallet, token) = daemon.wallet_and_token().await;
     let address = wallet["address"].as_str().unwrap();
 
-    let (status, body) = daemon
-        .session(&token, Method::GET, "/v1/wallet/balance", None)
-        .await;
+    let (status, body) = daemon.session(&token, Method::GET, "/v1/wallet/balance", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (
@@ -26,9 +24,7 @@ async fn native_and_erc20_balances_come_from_the_chain() {
     );
 
     anvil.fund(address, eth(3) / U256::from(2)).await;
-    let (_, body) = daemon
-        .session(&token, Method::GET, "/v1/wallet/balance", None)
-        .await;
+    let (_, body) = daemon.session(&token, Method::GET, "/v1/wallet/balance", None).await;
     assert_eq!(body["baseUnits"], "1500000000000000000");
     assert_eq!(body["amount"], "1.5");
     assert_eq!(body["decimals"], 18);
@@ -43,30 +39,18 @@ async fn native_and_erc20_balances_come_from_the_chain() {
             U256::from(1_000_000_000_000u64),
         )
         .await;
-    anvil
-        .transfer_token(&usdc, address, U256::from(12_345_678u64))
-        .await;
+    anvil.transfer_token(&usdc, address, U256::from(12_345_678u64)).await;
     let (status, body) = daemon
-        .session(
-            &token,
-            Method::GET,
-            &format!("/v1/wallet/balance?token={usdc}"),
-            None,
-        )
+        .session(&token, Method::GET, &format!("/v1/wallet/balance?token={usdc}"), None)
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["baseUnits"], "12345678");
     assert_eq!(body["amount"], "12.345678");
     assert_eq!(body["decimals"], 6);
     assert_eq!(body["symbol"], "USDC");
-    assert_eq!(
-        body["token"].as_str().unwrap().to_lowercase(),
-        usdc.to_lowercase()
-    );
+    assert_eq!(body["token"].as_str().unwrap().to_lowercase(), usdc.to_lowercase());
 
-    let (status, body) = daemon
-        .session(&token, Method::GET, "/v1/wallet/address", None)
-        .await;
+    let (status, body) = daemon.session(&token, Method::GET, "/v1/wallet/address", None).await;
     assert_eq!(status, 200);
     assert_eq!(body["address"], wallet["address"]);
     assert_eq!(body["chain"], "anvil");
@@ -90,12 +74,7 @@ async fn bad_token_inputs_are_clear_errors() {
     ];
     for (query, want_status, want_code) in cases {
         let (status, body) = daemon
-            .session(
-                &token,
-                Method::GET,
-                &format!("/v1/wallet/balance{query}"),
-                None,
-            )
+            .session(&token, Method::GET, &format!("/v1/wallet/balance{query}"), None)
             .await;
         assert_eq!(
             (status, body["error"]["code"].as_str()),
@@ -116,24 +95,17 @@ async fn wrong_chain_id_and_unreachable_node_are_refused() {
     })
     .await;
     let (_, token) = daemon.wallet_and_token().await;
-    let (status, body) = daemon
-        .session(&token, Method::GET, "/v1/wallet/balance", None)
-        .await;
+    let (status, body) = daemon.session(&token, Method::GET, "/v1/wallet/balance", None).await;
     assert_eq!(status, 502, "{body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("chain id 31337"),
+        body["error"]["message"].as_str().unwrap().contains("chain id 31337"),
         "{body}"
     );
 
     // No node at all: a 502 that names the chain but not the RPC URL.
     let lonely = Daemon::start(Opts::default()).await;
     let (_, token) = lonely.wallet_and_token().await;
-    let (status, body) = lonely
-        .session(&token, Method::GET, "/v1/wallet/balance", None)
-        .await;
+    let (status, body) = lonely.session(&token, Method::GET, "/v1/wallet/balance", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (502, Some("CHAIN_UNAVAILABLE")),
@@ -152,9 +124,7 @@ async fn solana_wallets_get_ed25519_keys_and_a_clear_not_supported() {
     assert_eq!(wallet["kind"], "solana");
     let address = wallet["address"].as_str().unwrap();
     assert_eq!(bs58::decode(address).into_vec().unwrap().len(), 32);
-    let session = daemon
-        .create_session(wallet["id"].as_str().unwrap(), json!({}))
-        .await;
+    let session = daemon.create_session(wallet["id"].as_str().unwrap(), json!({})).await;
     let (status, body) = daemon
         .session(
             session["token"].as_str().unwrap(),

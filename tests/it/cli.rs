@@ -12,8 +12,7 @@ fn json_out(out: &Output) -> Value {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn stderr(out: &Output) -> String {
@@ -25,9 +24,7 @@ async fn operator_flow_through_the_cli() {
     let mut daemon = Daemon::start(Opts::default()).await;
     let wallet = json_out(
         &daemon
-            .cli(&[
-                "wallet", "create", "--name", "ops", "--chain", "anvil", "--json",
-            ])
+            .cli(&["wallet", "create", "--name", "ops", "--chain", "anvil", "--json"])
             .output()
             .unwrap(),
     );
@@ -35,12 +32,7 @@ async fn operator_flow_through_the_cli() {
     assert!(wallet["address"].as_str().unwrap().starts_with("0x"));
     let list = json_out(&daemon.cli(&["wallet", "list", "--json"]).output().unwrap());
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let shown = json_out(
-        &daemon
-            .cli(&["wallet", "show", id, "--json"])
-            .output()
-            .unwrap(),
-    );
+    let shown = json_out(&daemon.cli(&["wallet", "show", id, "--json"]).output().unwrap());
     assert_eq!(shown, wallet);
 
     let session = json_out(
@@ -69,12 +61,7 @@ async fn operator_flow_through_the_cli() {
     assert_eq!(sessions[0]["id"], session["id"]);
     let revoked = json_out(
         &daemon
-            .cli(&[
-                "session",
-                "revoke",
-                session["id"].as_str().unwrap(),
-                "--json",
-            ])
+            .cli(&["session", "revoke", session["id"].as_str().unwrap(), "--json"])
             .output()
             .unwrap(),
     );
@@ -92,23 +79,13 @@ async fn operator_flow_through_the_cli() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    for kind in [
-        "init",
-        "unlock",
-        "wallet_created",
-        "session_issued",
-        "session_revoked",
-    ] {
+    for kind in ["init", "unlock", "wallet_created", "session_issued", "session_revoked"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
 
     // A second daemon on the same store gets a clear message, not a crash.
     let second = daemon
-        .cli(&[
-            "start",
-            "--bind",
-            &format!("127.0.0.1:{}", crate::harness::free_port()),
-        ])
+        .cli(&["start", "--bind", &format!("127.0.0.1:{}", crate::harness::free_port())])
         .output()
         .unwrap();
     assert_eq!(second.status.code(), Some(1));
@@ -131,36 +108,19 @@ async fn operator_flow_through_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_denied_and_failure_exit_codes() {
     let daemon = Daemon::init(Opts::default());
+    assert_eq!(daemon.cli(&["--help"]).output().unwrap().status.code(), Some(0));
     assert_eq!(
-        daemon.cli(&["--help"]).output().unwrap().status.code(),
-        Some(0)
-    );
-    assert_eq!(
-        daemon
-            .cli(&["wallet", "explode"])
-            .output()
-            .unwrap()
-            .status
-            .code(),
+        daemon.cli(&["wallet", "explode"]).output().unwrap().status.code(),
         Some(2)
     );
     assert_eq!(
-        daemon
-            .cli(&["session", "create"])
-            .output()
-            .unwrap()
-            .status
-            .code(),
+        daemon.cli(&["session", "create"]).output().unwrap().status.code(),
         Some(2)
     );
     // init twice refuses and keeps the existing store.
     let again = daemon.cli(&["init", "--auto-provision"]).output().unwrap();
     assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("already exists"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("already exists"), "{}", stderr(&again));
 
     // Wrong master password at start: exit 3, a clear message, and an audit entry.
     let pw = daemon.dir.path().join("wrong.pw");
@@ -195,10 +155,7 @@ async fn secret_inputs_follow_the_file_env_rules() {
 
     // The _FILE form works (trailing newline dropped) without the recovery key.
     std::fs::remove_file(daemon.data_dir().join("recovery.key")).unwrap();
-    daemon.env = vec![(
-        "BURSAR_MASTER_PASSWORD_FILE".into(),
-        pw.display().to_string(),
-    )];
+    daemon.env = vec![("BURSAR_MASTER_PASSWORD_FILE".into(), pw.display().to_string())];
     daemon.spawn().await;
     daemon.kill();
     // The plain env form works but warns.
@@ -217,11 +174,7 @@ async fn secret_inputs_follow_the_file_env_rules() {
     daemon.env.clear();
     let out = daemon.cli(&["start"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("BURSAR_MASTER_PASSWORD_FILE"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("BURSAR_MASTER_PASSWORD_FILE"), "{}", stderr(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,11 +195,7 @@ async fn loose_permissions_refuse_start_and_doctor_fixes_them() {
     let fixed = daemon.cli(&["doctor", "--fix", "--json"]).output().unwrap();
     let checks: Value = serde_json::from_slice(&fixed.stdout).unwrap();
     assert!(
-        checks
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["fixed"] == true),
+        checks.as_array().unwrap().iter().any(|c| c["fixed"] == true),
         "{checks}"
     );
     assert_eq!(
@@ -297,10 +246,7 @@ async fn set_master_through_the_cli_and_doctor_flags_the_stale_recovery_key() {
 
     // After a restart with the new password every key still opens.
     daemon.kill();
-    daemon.env = vec![(
-        "BURSAR_MASTER_PASSWORD_FILE".into(),
-        new_pw.display().to_string(),
-    )];
+    daemon.env = vec![("BURSAR_MASTER_PASSWORD_FILE".into(), new_pw.display().to_string())];
     daemon.spawn().await;
     daemon.kill();
     // Doctor reading the store directly reaches the same verdict.

@@ -65,10 +65,7 @@ async fn set_master_survives_kill_9_at_any_point() {
         let mut opened_with = Vec::new();
         for candidate in [&current, &next] {
             write_private(&pw_file, candidate);
-            daemon.env = vec![(
-                "BURSAR_MASTER_PASSWORD_FILE".into(),
-                pw_file.display().to_string(),
-            )];
+            daemon.env = vec![("BURSAR_MASTER_PASSWORD_FILE".into(), pw_file.display().to_string())];
             match daemon.try_spawn().await {
                 Ok(()) => {
                     opened_with.push(candidate.clone());
@@ -100,11 +97,6 @@ async fn set_master_survives_kill_9_at_any_point() {
         let (_, audit) = daemon.master(Method::GET, "/v1/audit/verify", None).await;
         assert_eq!(audit["ok"], true, "round {round}: {audit}");
     }
-    eprintln!(
-        "set-master crash rounds ({full:?} per change): {changed} committed, {unchanged} rolled back"
-    );
-    assert!(
-        changed >= 1 && unchanged >= 1,
-        "both outcomes must be exercised"
-    );
+    eprintln!("set-master crash rounds ({full:?} per change): {changed} committed, {unchanged} rolled back");
+    assert!(changed >= 1 && unchanged >= 1, "both outcomes must be exercised");
 }

@@ -16,22 +16,14 @@ fn example_config_parses_and_validates() {
 
 #[test]
 fn initial_config_written_by_init_parses() {
-    let (cfg, _) = Config::from_parts(
-        Path::new("config.toml"),
-        &Config::initial_file(),
-        Vec::new(),
-    )
-    .unwrap();
+    let (cfg, _) = Config::from_parts(Path::new("config.toml"), &Config::initial_file(), Vec::new()).unwrap();
     assert_eq!(cfg.chains["anvil"].chain_id, Some(31337));
     assert!(!cfg.keystore.kdf().is_weak());
 }
 
 #[test]
 fn claude_desktop_example_is_valid_json_without_a_real_token() {
-    let text = std::fs::read_to_string(
-        crate::harness::repo_root().join("claude_desktop_config.example.json"),
-    )
-    .unwrap();
+    let text = std::fs::read_to_string(crate::harness::repo_root().join("claude_desktop_config.example.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let env = &v["mcpServers"]["bursar"]["env"];
     assert!(

@@ -42,11 +42,7 @@ fn anvil_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let local = repo_root().join(".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from("anvil")
-    }
+    if local.exists() { local } else { PathBuf::from("anvil") }
 }
 
 /// A real anvil node on a free port.
@@ -104,10 +100,7 @@ impl Anvil {
         tx["from"] = json!(ANVIL_KEY0_ADDR);
         let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
         let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
-        assert_eq!(
-            receipt["status"], "0x1",
-            "dev transaction failed: {receipt}"
-        );
+        assert_eq!(receipt["status"], "0x1", "dev transaction failed: {receipt}");
         receipt
     }
 
@@ -117,27 +110,12 @@ impl Anvil {
     }
 
     /// Deploys the fixture ERC-20 with the whole supply on account 0.
-    pub async fn deploy_token(
-        &self,
-        name: &str,
-        symbol: &str,
-        decimals: u8,
-        supply: U256,
-    ) -> String {
-        let artifact: Value =
-            serde_json::from_str(include_str!("../fixtures/erc20/TestToken.json")).unwrap();
+    pub async fn deploy_token(&self, name: &str, symbol: &str, decimals: u8, supply: U256) -> String {
+        let artifact: Value = serde_json::from_str(include_str!("../fixtures/erc20/TestToken.json")).unwrap();
         let code = artifact["bytecode"].as_str().unwrap();
-        let args = (
-            name.to_owned(),
-            symbol.to_owned(),
-            U256::from(decimals),
-            supply,
-        )
-            .abi_encode_params();
+        let args = (name.to_owned(), symbol.to_owned(), U256::from(decimals), supply).abi_encode_params();
         let data = format!("{code}{}", hex::encode(args));
-        let receipt = self
-            .send_from_dev(json!({ "data": data, "gas": "0x300000" }))
-            .await;
+        let receipt = self.send_from_dev(json!({ "data": data, "gas": "0x300000" })).await;
         receipt["contractAddress"].as_str().unwrap().to_owned()
     }
 
@@ -212,10 +190,7 @@ impl Daemon {
     pub fn init(opts: Opts) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&data)
-            .unwrap();
+        std::fs::DirBuilder::new().mode(0o700).create(&data).unwrap();
         let port = free_port();
         let mut config = format!(
             "[server]\nbind = \"127.0.0.1:{port}\"\nmaster_auth_failures_per_minute = {}\n\n[keystore]\nargon2_memory_kib = 256\nargon2_iterations = 1\nargon2_parallelism = 1\n\n[log]\nlevel = \"{}\"\n",
@@ -288,12 +263,7 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = self
-            .cli(&["start"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = self.cli(&["start"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -352,32 +322,17 @@ impl Daemon {
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    pub async fn master(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn master(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.request(method, path, &[("x-master-password", &self.password)], body)
             .await
     }
 
-    pub async fn session(
-        &self,
-        token: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn session(&self, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let auth = format!("Bearer {token}");
-        self.request(method, path, &[("authorization", &auth)], body)
-            .await
+        self.request(method, path, &[("authorization", &auth)], body).await
     }
 
     pub async fn create_wallet(&self, chain: &str) -> Value {
@@ -398,9 +353,7 @@ impl Daemon {
         if let Value::Object(extra) = opts {
             body.as_object_mut().unwrap().extend(extra);
         }
-        let (status, res) = self
-            .master(reqwest::Method::POST, "/v1/sessions", Some(body))
-            .await;
+        let (status, res) = self.master(reqwest::Method::POST, "/v1/sessions", Some(body)).await;
         assert_eq!(status, 201, "{res}");
         res
     }
@@ -408,9 +361,7 @@ impl Daemon {
     /// A wallet on the anvil chain and a token for it.
     pub async fn wallet_and_token(&self) -> (Value, String) {
         let wallet = self.create_wallet("anvil").await;
-        let session = self
-            .create_session(wallet["id"].as_str().unwrap(), json!({}))
-            .await;
+        let session = self.create_session(wallet["id"].as_str().unwrap(), json!({})).await;
         (wallet, session["token"].as_str().unwrap().to_owned())
     }
 }

@@ -26,10 +26,7 @@ async fn foreign_host_and_origin_get_403_even_with_credentials() {
         assert_eq!(res.status().as_u16(), 403, "{header}: {value}");
         let body: serde_json::Value = res.json().await.unwrap();
         assert!(
-            body["error"]["code"]
-                .as_str()
-                .unwrap()
-                .starts_with("FORBIDDEN_"),
+            body["error"]["code"].as_str().unwrap().starts_with("FORBIDDEN_"),
             "{body}"
         );
     }
@@ -53,9 +50,7 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
     let master = [("x-master-password", daemon.password.as_str())];
 
     let big = json!({ "name": "x".repeat(100_000), "chain": "anvil" });
-    let (status, body) = daemon
-        .request(Method::POST, "/v1/wallets", &master, Some(big))
-        .await;
+    let (status, body) = daemon.request(Method::POST, "/v1/wallets", &master, Some(big)).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (413, Some("PAYLOAD_TOO_LARGE")),
@@ -83,14 +78,8 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
     let cases = [
         (json!({ "name": "w", "chain": "nope" }), "not configured"),
         (json!({ "name": "", "chain": "anvil" }), "name"),
-        (
-            json!({ "name": "w\u{202e}", "chain": "anvil" }),
-            "invisible",
-        ),
-        (
-            json!({ "name": "w", "chain": "anvil", "extra": 1 }),
-            "unknown field",
-        ),
+        (json!({ "name": "w\u{202e}", "chain": "anvil" }), "invisible"),
+        (json!({ "name": "w", "chain": "anvil", "extra": 1 }), "unknown field"),
         (json!({ "name": 5, "chain": "anvil" }), "invalid type"),
     ];
     for (req, needle) in cases {
@@ -104,16 +93,9 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
         );
     }
 
-    let (status, body) = daemon
-        .request(Method::GET, "/v1/nothing-here", &master, None)
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("NOT_FOUND"))
-    );
-    let (status, body) = daemon
-        .request(Method::PATCH, "/v1/wallets", &master, None)
-        .await;
+    let (status, body) = daemon.request(Method::GET, "/v1/nothing-here", &master, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
+    let (status, body) = daemon.request(Method::PATCH, "/v1/wallets", &master, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (405, Some("METHOD_NOT_ALLOWED"))
@@ -121,10 +103,7 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
     let (status, body) = daemon
         .request(Method::GET, "/v1/wallets/not-a-uuid", &master, None)
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("INVALID_INPUT"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("INVALID_INPUT")));
     let (status, body) = daemon
         .request(
             Method::GET,
@@ -133,10 +112,7 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
             None,
         )
         .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("NOT_FOUND"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
 
     // A set-master body error never echoes what was sent.
     let (status, body) = daemon

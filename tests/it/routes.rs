@@ -56,10 +56,7 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         )
         .await;
     let expired = daemon
-        .create_session(
-            &wid,
-            json!({ "ttlSeconds": 1, "absoluteLifetimeSeconds": 60 }),
-        )
+        .create_session(&wid, json!({ "ttlSeconds": 1, "absoluteLifetimeSeconds": 60 }))
         .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
@@ -75,23 +72,14 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             "master password on a session route",
             vec![("x-master-password".to_owned(), daemon.password.clone())],
         ),
-        (
-            "tampered token",
-            vec![("authorization".to_owned(), bearer(&tampered))],
-        ),
+        ("tampered token", vec![("authorization".to_owned(), bearer(&tampered))]),
         (
             "expired token",
-            vec![(
-                "authorization".to_owned(),
-                bearer(expired["token"].as_str().unwrap()),
-            )],
+            vec![("authorization".to_owned(), bearer(expired["token"].as_str().unwrap()))],
         ),
         (
             "revoked token",
-            vec![(
-                "authorization".to_owned(),
-                bearer(revoked["token"].as_str().unwrap()),
-            )],
+            vec![("authorization".to_owned(), bearer(revoked["token"].as_str().unwrap()))],
         ),
         (
             "token in the wrong scheme",
@@ -106,15 +94,9 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         ),
         (
             "wrong password",
-            vec![(
-                "x-master-password".to_owned(),
-                format!("{}x", daemon.password),
-            )],
+            vec![("x-master-password".to_owned(), format!("{}x", daemon.password))],
         ),
-        (
-            "empty password",
-            vec![("x-master-password".to_owned(), String::new())],
-        ),
+        ("empty password", vec![("x-master-password".to_owned(), String::new())]),
     ];
 
     let mut checked = 0;
@@ -134,10 +116,7 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             Auth::Session => &bad_sessions,
         };
         for (what, headers) in cases {
-            let headers: Vec<(&str, &str)> = headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let (status, body) = daemon
                 .request(method(&r.method), &path, &headers, Some(json!({})))
                 .await;
@@ -164,11 +143,8 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             Auth::Session => vec![("authorization".to_owned(), bearer(&live_token))],
             Auth::Public => unreachable!(),
         };
-        let headers: Vec<(&str, &str)> =
-            good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let (status, body) = daemon
-            .request(method(&r.method), &path, &headers, None)
-            .await;
+        let headers: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, body) = daemon.request(method(&r.method), &path, &headers, None).await;
         assert!(
             status != 401 && status != 403,
             "{} {} with the right credential: {status} {body}",
@@ -188,18 +164,11 @@ async fn master_password_failures_are_rate_limited_and_audited() {
     .await;
     let wrong = [("x-master-password", "definitely-not-it")];
     for _ in 0..3 {
-        let (status, _) = daemon
-            .request(Method::GET, "/v1/wallets", &wrong, None)
-            .await;
+        let (status, _) = daemon.request(Method::GET, "/v1/wallets", &wrong, None).await;
         assert_eq!(status, 401);
     }
-    let (status, body) = daemon
-        .request(Method::GET, "/v1/wallets", &wrong, None)
-        .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (429, Some("RATE_LIMITED"))
-    );
+    let (status, body) = daemon.request(Method::GET, "/v1/wallets", &wrong, None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("RATE_LIMITED")));
     // During the lockout even the right password is refused: that is what stops guessing.
     let (status, _) = daemon.master(Method::GET, "/v1/wallets", None).await;
     assert_eq!(status, 429);
@@ -209,12 +178,7 @@ async fn master_password_failures_are_rate_limited_and_audited() {
         .output()
         .unwrap();
     // The CLI itself is locked out too; read the log after restart instead.
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let mut daemon = daemon;
     daemon.kill();
     daemon.spawn().await;

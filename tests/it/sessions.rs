@@ -7,9 +7,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 async fn address_status(daemon: &Daemon, token: &str) -> (u16, Value) {
-    daemon
-        .session(token, Method::GET, "/v1/wallet/address", None)
-        .await
+    daemon.session(token, Method::GET, "/v1/wallet/address", None).await
 }
 
 fn code(body: &Value) -> &str {
@@ -43,12 +41,7 @@ async fn renewal_kills_the_old_token_and_counts() {
         (401, "SESSION_INVALID"),
         "old token must die at once: {body}"
     );
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("renewal")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("renewal"));
     // Replaying the old token on renew is refused as well.
     let (status, _) = daemon
         .session(old, Method::PUT, &format!("/v1/sessions/{id}/renew"), None)
@@ -81,19 +74,12 @@ async fn revoked_expired_and_lifetime_exceeded_tokens_are_rejected() {
             None,
         )
         .await;
-    assert_eq!(
-        (status, body["revoked"].as_bool()),
-        (200, Some(true)),
-        "{body}"
-    );
+    assert_eq!((status, body["revoked"].as_bool()), (200, Some(true)), "{body}");
     let (status, body) = address_status(&daemon, s["token"].as_str().unwrap()).await;
     assert_eq!((status, code(&body)), (401, "SESSION_REVOKED"));
 
     let short = daemon
-        .create_session(
-            wid,
-            json!({ "ttlSeconds": 1, "absoluteLifetimeSeconds": 60 }),
-        )
+        .create_session(wid, json!({ "ttlSeconds": 1, "absoluteLifetimeSeconds": 60 }))
         .await;
     let capped = daemon
         .create_session(
@@ -107,10 +93,7 @@ async fn revoked_expired_and_lifetime_exceeded_tokens_are_rejected() {
     let (status, body) = address_status(&daemon, capped["token"].as_str().unwrap()).await;
     assert_eq!((status, code(&body)), (401, "SESSION_EXPIRED"), "{body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("absolute lifetime"),
+        body["error"]["message"].as_str().unwrap().contains("absolute lifetime"),
         "{body}"
     );
     // An expired token cannot renew itself back to life.
@@ -142,12 +125,7 @@ async fn foreign_tampered_and_cross_wallet_tokens_are_rejected() {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let mut claims: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
     claims["wid"] = json!(uuid::Uuid::new_v4().to_string());
-    let forged = format!(
-        "{}.{}.{}",
-        parts[0],
-        b64.encode(claims.to_string()),
-        parts[2]
-    );
+    let forged = format!("{}.{}.{}", parts[0], b64.encode(claims.to_string()), parts[2]);
     let (status, body) = address_status(&a, &forged).await;
     assert_eq!((status, code(&body)), (401, "SESSION_INVALID"), "{body}");
     for junk in ["", "garbage", "a.b.c", &format!("{token_a}x")] {
@@ -156,9 +134,7 @@ async fn foreign_tampered_and_cross_wallet_tokens_are_rejected() {
 
     // Wallet A's session cannot act on wallet B's session, nor on master routes.
     let wallet2 = a.create_wallet("anvil").await;
-    let other = a
-        .create_session(wallet2["id"].as_str().unwrap(), json!({}))
-        .await;
+    let other = a.create_session(wallet2["id"].as_str().unwrap(), json!({})).await;
     let (status, body) = a
         .session(
             &token_a,
@@ -178,10 +154,7 @@ async fn foreign_tampered_and_cross_wallet_tokens_are_rejected() {
         .await;
     assert_eq!(status, 401);
     // The other session's token still works: nothing was changed by the refused call.
-    assert_eq!(
-        address_status(&a, other["token"].as_str().unwrap()).await.0,
-        200
-    );
+    assert_eq!(address_status(&a, other["token"].as_str().unwrap()).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,11 +163,7 @@ async fn secret_rotation_invalidates_every_token() {
     let (_, token) = daemon.wallet_and_token().await;
     assert_eq!(address_status(&daemon, &token).await.0, 200);
     let out = daemon.cli(&["session", "rotate-secret"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(address_status(&daemon, &token).await.0, 401);
     let (_, fresh) = daemon.wallet_and_token().await;
     assert_eq!(address_status(&daemon, &fresh).await.0, 200);
@@ -214,14 +183,8 @@ async fn session_creation_validates_its_bounds() {
         json!({}),
     ];
     for body in cases {
-        let (status, res) = daemon
-            .master(Method::POST, "/v1/sessions", Some(body.clone()))
-            .await;
-        assert_eq!(
-            (status, code(&res)),
-            (400, "INVALID_INPUT"),
-            "{body}: {res}"
-        );
+        let (status, res) = daemon.master(Method::POST, "/v1/sessions", Some(body.clone())).await;
+        assert_eq!((status, code(&res)), (400, "INVALID_INPUT"), "{body}: {res}");
     }
     let (status, res) = daemon
         .master(

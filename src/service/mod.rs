@@ -5,6 +5,11 @@
 //! Authentication results are proof types: `MasterAuth` and `SessionAuth` can only be made
 //! here, and every privileged use case takes one, so "forgot to check auth" does not compile.
 
+mod policies;
+mod transfers;
+
+pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};
+
 use crate::chains::{Balance, ChainError, Chains};
 use crate::config::{Config, ConfigError};
 use crate::domain::{Address, ChainName, SessionId, WalletId, WalletName};
@@ -12,9 +17,7 @@ use crate::keystore::{KdfParams, KeystoreError, KeystoreMeta, Unlocked, WalletKe
 use crate::secret::{Passphrase, random_key32};
 use crate::session::{self, SessionError, SessionKeys};
 use crate::store::records::{DaemonRecord, RECORD_VERSION, SessionRecord, WalletRecord};
-use crate::store::{
-    AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Store, StoreError, keys,
-};
+use crate::store::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Store, StoreError, keys};
 use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -140,6 +143,8 @@ pub struct Service {
     /// Serialises read-modify-write use cases (sessions, key changes) so two requests
     /// cannot both act on the same stale record.
     write_lock: Mutex<()>,
+    prices: crate::prices::Prices,
+    wallet_locks: Mutex<std::collections::HashMap<WalletId, Arc<transfers::WalletLocks>>>,
     started: Instant,
     shutdown: tokio::sync::Notify,
 }
@@ -196,8 +201,7 @@ impl Service {
             Ok(u) => u,
             Err(err) => {
                 store.audit(
-                    AuditEvent::new("unlock_failed", "master")
-                        .detail(serde_json::json!({ "reason": err.to_string() })),
+                    AuditEvent::new("unlock_failed", "master").detail(serde_json::json!({ "reason": err.to_string() })),
                 )?;
                 return Err(err.into());
             }
@@ -218,11 +222,9 @@ impl Service {
                 ServiceError::Keystore(e)
             })?;
         }
-        store.audit(
-            AuditEvent::new("unlock", "master")
-                .detail(serde_json::json!({ "wallets": wallets.len() })),
-        )?;
+        store.audit(AuditEvent::new("unlock", "master").detail(serde_json::json!({ "wallets": wallets.len() })))?;
         let chains = Chains::new(config.chains().map_err(ServiceError::Config)?);
+        let prices = crate::prices::Prices::new(&config.prices);
         Ok(Self {
             sessions: RwLock::new(Arc::new(SessionKeys::new(&jwt, &daemon.daemon_id))),
             config,
@@ -232,6 +234,8 @@ impl Service {
             chains,
             master_failures: Mutex::new(VecDeque::new()),
             write_lock: Mutex::new(()),
+            prices,
+            wallet_locks: Mutex::new(Default::default()),
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
         })
@@ -266,9 +270,7 @@ impl Service {
                 return Err(ServiceError::RateLimited);
             }
         }
-        let presented = presented.ok_or(ServiceError::Unauthenticated(
-            "X-Master-Password header missing",
-        ))?;
+        let presented = presented.ok_or(ServiceError::Unauthenticated("X-Master-Password header missing"))?;
         if self.keys().check_master(presented) {
             return Ok(MasterAuth(()));
         }
@@ -281,8 +283,7 @@ impl Service {
         // Audit up to the limit; beyond it the 429s say enough and the log stays bounded.
         if count <= limit {
             self.store.audit(
-                AuditEvent::new("master_auth_failed", "unknown")
-                    .detail(serde_json::json!({ "recentFailures": count })),
+                AuditEvent::new("master_auth_failed", "unknown").detail(serde_json::json!({ "recentFailures": count })),
             )?;
         }
         Err(ServiceError::WrongPassword)
@@ -306,12 +307,7 @@ impl Service {
 
     // ---- wallets ----------------------------------------------------------------------
 
-    pub fn create_wallet(
-        &self,
-        _: &MasterAuth,
-        name: WalletName,
-        chain: ChainName,
-    ) -> Result<WalletRecord> {
+    pub fn create_wallet(&self, _: &MasterAuth, name: WalletName, chain: ChainName) -> Result<WalletRecord> {
         let adapter = self.chains.get(&chain).ok_or_else(|| {
             let known: Vec<_> = self.chains.names().map(ChainName::as_str).collect();
             ServiceError::InvalidInput(format!(
@@ -333,6 +329,7 @@ impl Service {
             address: address.to_string(),
             created_at: now(),
             key: sealed,
+            owner: None,
         };
         let mut batch = Batch::new();
         batch.put(keys::wallet(id), &record).audit(
@@ -369,10 +366,7 @@ impl Service {
     pub async fn balance(&self, auth: &SessionAuth, token: Option<&str>) -> Result<WalletBalance> {
         let wallet = self.wallet(auth.wallet_id)?;
         let adapter = self.chains.get(&wallet.chain).ok_or_else(|| {
-            ServiceError::InvalidInput(format!(
-                "wallet's chain {} is no longer configured",
-                wallet.chain
-            ))
+            ServiceError::InvalidInput(format!("wallet's chain {} is no longer configured", wallet.chain))
         })?;
         let address = wallet.address()?;
         let balance = adapter.balance(&address, token).await?;
@@ -401,9 +395,7 @@ impl Service {
             )));
         }
         if max_renewals > 10_000 {
-            return Err(ServiceError::InvalidInput(
-                "maxRenewals must be at most 10000".into(),
-            ));
+            return Err(ServiceError::InvalidInput("maxRenewals must be at most 10000".into()));
         }
         self.wallet(req.wallet_id)?;
         let now = now();
@@ -442,11 +434,7 @@ impl Service {
         })
     }
 
-    pub fn list_sessions(
-        &self,
-        _: &MasterAuth,
-        wallet: Option<WalletId>,
-    ) -> Result<Vec<SessionRecord>> {
+    pub fn list_sessions(&self, _: &MasterAuth, wallet: Option<WalletId>) -> Result<Vec<SessionRecord>> {
         let mut sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;
         sessions.retain(|s| wallet.is_none_or(|w| s.wallet_id == w));
         sessions.sort_by_key(|s| s.created_at);
@@ -475,9 +463,7 @@ impl Service {
     /// Issues a new token for the caller's own session; the presented token dies at once.
     pub fn renew_session(&self, auth: &SessionAuth, id: SessionId) -> Result<IssuedSession> {
         if auth.session_id != id {
-            return Err(ServiceError::Forbidden(
-                "a session can only renew itself".into(),
-            ));
+            return Err(ServiceError::Forbidden("a session can only renew itself".into()));
         }
         let _guard = self.write_lock.lock().expect("write lock");
         let mut record: SessionRecord = self
@@ -519,10 +505,7 @@ impl Service {
         daemon.jwt_secret_created_at = now();
         let mut batch = Batch::new();
         batch
-            .put(
-                keys::JWT_SECRET,
-                &keys.seal_secret(JWT_PURPOSE, secret.expose_secret()),
-            )
+            .put(keys::JWT_SECRET, &keys.seal_secret(JWT_PURPOSE, secret.expose_secret()))
             .put(keys::DAEMON, &daemon)
             .audit(AuditEvent::new("session_secret_rotated", "master"));
         self.store.commit(batch)?;
@@ -568,13 +551,10 @@ impl Service {
         );
         let mut daemon = self.daemon.read().expect("daemon lock").clone();
         daemon.master_changed_at = Some(now());
-        batch
-            .put(keys::DAEMON, &daemon)
-            .put(keys::KEYSTORE, &meta)
-            .audit(
-                AuditEvent::new("master_password_changed", "master")
-                    .detail(serde_json::json!({ "wallets": wallets.len(), "kdf": meta.kdf })),
-            );
+        batch.put(keys::DAEMON, &daemon).put(keys::KEYSTORE, &meta).audit(
+            AuditEvent::new("master_password_changed", "master")
+                .detail(serde_json::json!({ "wallets": wallets.len(), "kdf": meta.kdf })),
+        );
         self.store.commit(batch)?;
         *self.keys.write().expect("keys lock") = Arc::new(next);
         *self.daemon.write().expect("daemon lock") = daemon;
@@ -613,8 +593,7 @@ impl Service {
 
     /// Asks the server to stop gracefully (`bursar stop`).
     pub fn request_shutdown(&self, _: &MasterAuth) -> Result<()> {
-        self.store
-            .audit(AuditEvent::new("shutdown_requested", "master"))?;
+        self.store.audit(AuditEvent::new("shutdown_requested", "master"))?;
         self.shutdown.notify_waiters();
         self.shutdown.notify_one();
         Ok(())

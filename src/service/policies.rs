@@ -1,0 +1,103 @@
+//! Policies and owners: the operator's rules for a wallet, validated by the policy engine's
+//! parser at creation (unknown types or fields are refused), and the owner registration that
+//! tells APPROVAL from DENY.
+
+use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, now};
+use crate::domain::{Address, PolicyId, WalletId};
+use crate::policy::{self, ParseContext};
+use crate::store::records::{OwnerRecord, PolicyRecord, RECORD_VERSION, WalletRecord};
+use crate::store::{AuditEvent, Batch, keys};
+
+impl Service {
+    pub fn add_policy(
+        &self,
+        _: &MasterAuth,
+        wallet_id: WalletId,
+        kind: &str,
+        rules: serde_json::Value,
+    ) -> Result<PolicyRecord> {
+        let wallet = self.wallet(wallet_id)?;
+        let adapter = self
+            .chains
+            .get(&wallet.chain)
+            .ok_or_else(|| ServiceError::InvalidInput(format!("wallet's chain {} is not configured", wallet.chain)))?;
+        let ctx = ParseContext {
+            chain_kind: wallet.kind,
+            native_decimals: adapter.config().native_decimals,
+        };
+        policy::parse(kind, rules.clone(), &ctx).map_err(|e| ServiceError::InvalidInput(e.to_string()))?;
+        let record = PolicyRecord {
+            v: RECORD_VERSION,
+            id: PolicyId::new(),
+            wallet_id,
+            kind: kind.to_owned(),
+            rules,
+            created_at: now(),
+        };
+        let mut batch = Batch::new();
+        batch.put(keys::policy(wallet_id, record.id), &record).audit(
+            AuditEvent::new("policy_added", "master").wallet(wallet_id).detail(
+                serde_json::json!({ "policy": record.id.to_string(), "type": record.kind, "rules": record.rules }),
+            ),
+        );
+        self.store.commit(batch)?;
+        Ok(record)
+    }
+
+    pub fn list_policies(&self, _: &MasterAuth, wallet: Option<WalletId>) -> Result<Vec<PolicyRecord>> {
+        let prefix = wallet.map_or_else(|| keys::POLICIES.to_owned(), keys::wallet_policies);
+        let mut list: Vec<PolicyRecord> = self.store.list(&prefix)?;
+        list.sort_by_key(|p| p.created_at);
+        Ok(list)
+    }
+
+    /// The session's own wallet's policies (read-only, for agents).
+    pub fn session_policies(&self, auth: &SessionAuth) -> Result<Vec<PolicyRecord>> {
+        let mut list: Vec<PolicyRecord> = self.store.list(&keys::wallet_policies(auth.wallet_id))?;
+        list.sort_by_key(|p| p.created_at);
+        Ok(list)
+    }
+
+    pub fn remove_policy(&self, _: &MasterAuth, id: PolicyId) -> Result<PolicyRecord> {
+        let all: Vec<PolicyRecord> = self.store.list(keys::POLICIES)?;
+        let record = all
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("policy {id}")))?;
+        let mut batch = Batch::new();
+        batch.delete(keys::policy(record.wallet_id, id)).audit(
+            AuditEvent::new("policy_removed", "master")
+                .wallet(record.wallet_id)
+                .detail(serde_json::json!({ "policy": id.to_string(), "type": record.kind })),
+        );
+        self.store.commit(batch)?;
+        Ok(record)
+    }
+
+    /// Registers the wallet's owner (state GRACE). Once the owner has signed (LOCKED), the
+    /// master password alone can no longer change it.
+    pub fn set_owner(&self, _: &MasterAuth, wallet_id: WalletId, address: &str) -> Result<WalletRecord> {
+        let _guard = self.write_lock.lock().expect("write lock");
+        let mut wallet = self.wallet(wallet_id)?;
+        let address =
+            Address::parse(wallet.kind, address).map_err(|e| ServiceError::InvalidInput(format!("address: {e}")))?;
+        if wallet.owner.as_ref().is_some_and(|o| o.state == "LOCKED") {
+            return Err(ServiceError::Forbidden(
+                "the owner is LOCKED: changing it needs the owner's own signature".into(),
+            ));
+        }
+        wallet.owner = Some(OwnerRecord {
+            address: address.to_string(),
+            state: "GRACE".into(),
+            registered_at: now(),
+        });
+        let mut batch = Batch::new();
+        batch.put(keys::wallet(wallet_id), &wallet).audit(
+            AuditEvent::new("owner_registered", "master")
+                .wallet(wallet_id)
+                .detail(serde_json::json!({ "address": address.to_string(), "state": "GRACE" })),
+        );
+        self.store.commit(batch)?;
+        Ok(wallet)
+    }
+}

@@ -1,0 +1,839 @@
+//! Transfers under policy. A request is decoded into the intent the daemon would sign, judged
+//! by the policy engine, and persisted with its budget reservation and audit entry in one
+//! commit — before anything is signed. INSTANT and NOTIFY execute at once; DELAY executes
+//! when due unless cancelled; APPROVAL waits for the owner or expires. Execution (re-checking
+//! policy for DELAY and APPROVAL) happens under the wallet's nonce lock: sign, persist the
+//! signed transaction (the outbox) with its audit entry, broadcast, confirm. On restart,
+//! every in-flight transaction is reconciled from its stored raw bytes: never re-signed.
+
+use super::{Result, Service, ServiceError, SessionAuth, key_ref, now};
+use crate::chains::{Adapter, AssetMeta, ChainError, TransferPlan, TxStatus};
+use crate::domain::{Address, Amount, TxId, TxState, WalletId, sanitize};
+use crate::policy::{self, Asset, Decision, Intent, Outcome, ParseContext, Policy, Tier};
+use crate::store::records::{
+    BudgetRecord, IdempotencyRecord, PolicyRecord, RECORD_VERSION, Reservation, TxRecord, WalletRecord,
+};
+use crate::store::{AuditEvent, Batch, keys};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A transfer as the agent asked for it (raw strings: parsed here, against the chain).
+#[derive(Debug, Clone, Default)]
+pub struct TransferRequest {
+    pub to: String,
+    pub amount: Option<String>,
+    pub amount_base_units: Option<String>,
+    pub token: Option<String>,
+    pub idempotency_key: String,
+    pub memo: Option<String>,
+}
+
+/// A dry run's answer.
+pub struct CheckResult {
+    pub decision: Decision,
+    pub amount: Amount,
+    pub symbol: String,
+    pub spent: Spent,
+}
+
+/// Spend counted in the current day and month (confirmed plus in flight).
+#[derive(Debug, Clone, Default)]
+pub struct Spent {
+    pub today: BudgetRecord,
+    pub month: BudgetRecord,
+}
+
+/// Per-wallet serialisation: `decide` covers evaluation + reservation + every budget change
+/// (so parallel requests cannot overspend); `nonce` covers sign + broadcast (so parallel
+/// sends get sequential nonces) and caches the next nonce.
+#[derive(Default)]
+pub(super) struct WalletLocks {
+    decide: tokio::sync::Mutex<()>,
+    nonce: tokio::sync::Mutex<Option<u64>>,
+}
+
+const MAX_MEMO_CHARS: usize = 256;
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+fn period_keys(now: i64) -> (String, String) {
+    let t = time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (y, m, d) = (t.year(), u8::from(t.month()), t.day());
+    (format!("{y:04}-{m:02}-{d:02}"), format!("{y:04}-{m:02}"))
+}
+
+fn invalid(msg: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidInput(msg.into())
+}
+
+impl Service {
+    pub(super) fn wallet_locks(&self, wallet: WalletId) -> Arc<WalletLocks> {
+        self.wallet_locks
+            .lock()
+            .expect("wallet locks")
+            .entry(wallet)
+            .or_default()
+            .clone()
+    }
+
+    fn adapter(&self, wallet: &WalletRecord) -> Result<&Adapter> {
+        self.chains
+            .get(&wallet.chain)
+            .ok_or_else(|| invalid(format!("wallet's chain {} is no longer configured", wallet.chain)))
+    }
+
+    /// Decodes the request into the intent the daemon would sign.
+    async fn decode(&self, wallet: &WalletRecord, req: &TransferRequest) -> Result<(Intent, AssetMeta)> {
+        let adapter = self.adapter(wallet)?;
+        let to = Address::parse(wallet.kind, &req.to).map_err(|e| invalid(format!("to: {e}")))?;
+        let token = match req.token.as_deref().filter(|t| !t.is_empty() && *t != "native") {
+            Some(t) => Some(Address::parse(wallet.kind, t).map_err(|e| invalid(format!("token: {e}")))?),
+            None => None,
+        };
+        let meta = adapter.asset_meta(token.as_ref()).await?;
+        let amount = match (&req.amount, &req.amount_base_units) {
+            (Some(a), None) => Amount::parse_decimal(a, meta.decimals).map_err(|e| invalid(format!("amount: {e}")))?,
+            (None, Some(b)) => {
+                Amount::parse_base_units(b, meta.decimals).map_err(|e| invalid(format!("amountBaseUnits: {e}")))?
+            }
+            _ => {
+                return Err(invalid(
+                    "give exactly one of amount (decimal, whole units) or amountBaseUnits (integer)",
+                ));
+            }
+        };
+        if amount.base_units.is_zero() {
+            return Err(invalid("amount must be greater than zero"));
+        }
+        let asset = token.map_or(Asset::Native, Asset::Token);
+        Ok((
+            Intent {
+                chain: wallet.chain.clone(),
+                to,
+                asset,
+                amount,
+                call: None,
+                approve: None,
+            },
+            meta,
+        ))
+    }
+
+    /// The wallet's policies, parsed. A stored policy that no longer parses fails closed.
+    fn policies(&self, wallet: &WalletRecord) -> Result<Vec<Policy>> {
+        let records: Vec<PolicyRecord> = self.store.list(&keys::wallet_policies(wallet.id))?;
+        let ctx = ParseContext {
+            chain_kind: wallet.kind,
+            native_decimals: self.adapter(wallet)?.config().native_decimals,
+        };
+        records
+            .into_iter()
+            .map(|r| {
+                let rules = policy::parse(&r.kind, r.rules, &ctx)
+                    .map_err(|e| ServiceError::Conflict(format!("stored policy {} is invalid: {e}", r.id)))?;
+                Ok(Policy {
+                    id: r.id.to_string(),
+                    rules,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn spent(&self, wallet: WalletId, now: i64) -> Result<Spent> {
+        let (day, month) = period_keys(now);
+        Ok(Spent {
+            today: self.store.get(&keys::budget(wallet, &day))?.unwrap_or_default(),
+            month: self.store.get(&keys::budget(wallet, &month))?.unwrap_or_default(),
+        })
+    }
+
+    /// Runs the policy engine. `exclude` is a transfer being re-checked: its own reservation
+    /// and its own request are not counted against it again.
+    fn evaluate(
+        &self,
+        wallet: &WalletRecord,
+        intent: &Intent,
+        now: i64,
+        exclude: Option<&TxRecord>,
+    ) -> Result<Decision> {
+        let policies = self.policies(wallet)?;
+        let mut spent = self.spent(wallet.id, now)?;
+        if let Some(tx) = exclude.filter(|t| t.reserved.held) {
+            let (day, month) = period_keys(now);
+            let (usd, native) = (
+                tx.reserved.micro_usd.unwrap_or_default(),
+                tx.reserved.native.unwrap_or_default(),
+            );
+            if tx.reserved.day == day {
+                spent.today.micro_usd = spent.today.micro_usd.saturating_sub(usd);
+                spent.today.native = spent.today.native.saturating_sub(native);
+            }
+            if tx.reserved.month == month {
+                spent.month.micro_usd = spent.month.micro_usd.saturating_sub(usd);
+                spent.month.native = spent.month.native.saturating_sub(native);
+            }
+        }
+        let txs: Vec<TxRecord> = self.store.list(&keys::wallet_txs(wallet.id))?;
+        let this_request = u32::from(exclude.is_none());
+        let requests_in_window = |window: u64| {
+            let since = now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
+            let earlier = txs.iter().filter(|t| t.created_at > since).count();
+            u32::try_from(earlier).unwrap_or(u32::MAX).saturating_add(this_request)
+        };
+        let counters = policy::Counters {
+            spent_today_micro_usd: spent.today.micro_usd,
+            spent_month_micro_usd: spent.month.micro_usd,
+            spent_today_native: spent.today.native,
+            spent_month_native: spent.month.native,
+            requests_in_window: &requests_in_window,
+        };
+        let native_symbol = &self.adapter(wallet)?.config().native_symbol;
+        let ctx = policy::Context {
+            now,
+            price: self.prices.lookup(&wallet.chain, &intent.asset, native_symbol, now),
+            max_price_age_seconds: self.prices.max_age_seconds,
+            counters: &counters,
+            owner_registered: wallet.owner.is_some(),
+            native_symbol,
+        };
+        Ok(policy::evaluate(intent, &policies, &ctx))
+    }
+
+    /// `POST /v1/transactions/check`: the decision, nothing reserved, nothing signed.
+    pub async fn check_transfer(&self, auth: &SessionAuth, req: &TransferRequest) -> Result<CheckResult> {
+        let wallet = self.wallet(auth.wallet_id)?;
+        let (intent, meta) = self.decode(&wallet, req).await?;
+        let now = now();
+        let decision = self.evaluate(&wallet, &intent, now, None)?;
+        Ok(CheckResult {
+            decision,
+            amount: intent.amount,
+            symbol: meta.symbol,
+            spent: self.spent(wallet.id, now)?,
+        })
+    }
+
+    /// `POST /v1/transactions/send`.
+    pub async fn send(&self, auth: &SessionAuth, req: &TransferRequest) -> Result<TxRecord> {
+        let key = req.idempotency_key.trim();
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "idempotencyKey is required: 1-{MAX_IDEMPOTENCY_KEY} printable characters, reused on retry"
+            )));
+        }
+        let memo = req
+            .memo
+            .as_deref()
+            .map(|m| sanitize::chain_string(m, MAX_MEMO_CHARS))
+            .filter(|m| !m.is_empty());
+        let wallet = self.wallet(auth.wallet_id)?;
+        let (intent, meta) = self.decode(&wallet, req).await?;
+        let request_hash = request_hash(&intent, memo.as_deref());
+        let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+        let locks = self.wallet_locks(wallet.id);
+
+        let tx = {
+            let _decide = locks.decide.lock().await;
+            if let Some(seen) = self
+                .store
+                .get::<IdempotencyRecord>(&keys::idempotency(wallet.id, &key_hash))?
+            {
+                if seen.request_hash != request_hash {
+                    return Err(ServiceError::Conflict(
+                        "idempotencyKey was already used for a different transfer; use a new key for a new transfer"
+                            .into(),
+                    ));
+                }
+                return self.tx(wallet.id, seen.tx_id);
+            }
+            let now = now();
+            let decision = self.evaluate(&wallet, &intent, now, None)?;
+            let (day, month) = period_keys(now);
+            let (status, tier) = match decision.outcome {
+                Outcome::Denied => (TxState::Denied, None),
+                Outcome::Allowed(t @ (Tier::Instant | Tier::Notify)) => (TxState::Requested, Some(t)),
+                Outcome::Allowed(t @ Tier::Delay) => (TxState::Delayed, Some(t)),
+                Outcome::Allowed(t @ Tier::Approval) => (TxState::PendingApproval, Some(t)),
+            };
+            let held = status != TxState::Denied;
+            let to_i64 = |s: Option<u64>| s.map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
+            let tx = TxRecord {
+                v: RECORD_VERSION,
+                id: TxId::new(),
+                wallet_id: wallet.id,
+                session_id: Some(auth.session_id.to_string()),
+                chain: wallet.chain.clone(),
+                status,
+                tier: tier.map(|t| t.as_str().to_owned()),
+                to: intent.to.to_string(),
+                token: match intent.asset {
+                    Asset::Native => None,
+                    Asset::Token(t) => Some(t.to_string()),
+                },
+                symbol: meta.symbol.clone(),
+                decimals: intent.amount.decimals,
+                base_units: intent.amount.base_units,
+                memo,
+                idempotency_key: key.to_owned(),
+                request_hash: request_hash.clone(),
+                reasons: decision.reasons.clone(),
+                trace: trace_json(&decision),
+                reserved: Reservation {
+                    day,
+                    month,
+                    micro_usd: decision.spend.micro_usd,
+                    native: decision.spend.native,
+                    held,
+                },
+                created_at: now,
+                updated_at: now,
+                executes_at: if status == TxState::Delayed {
+                    to_i64(decision.delay_seconds)
+                } else {
+                    None
+                },
+                expires_at: if status == TxState::PendingApproval {
+                    to_i64(decision.approval_timeout_seconds)
+                } else {
+                    None
+                },
+                nonce: None,
+                raw: None,
+                hash: None,
+                block: None,
+                confirmations: 0,
+                error: None,
+            };
+            let mut batch = Batch::new();
+            if held {
+                self.adjust_budgets(&mut batch, wallet.id, &tx.reserved, true)?;
+            }
+            batch.put(
+                keys::idempotency(wallet.id, &key_hash),
+                &IdempotencyRecord {
+                    tx_id: tx.id,
+                    request_hash,
+                },
+            );
+            self.save_tx(&mut batch, &tx, decided_event(&tx, &decision));
+            self.store.commit(batch)?;
+            tx
+        };
+        match tx.status {
+            TxState::Requested => {
+                let tx = self.execute(tx.id, wallet.id, false).await?;
+                Ok(self.wait_confirmed(tx).await)
+            }
+            _ => Ok(tx),
+        }
+    }
+
+    pub fn get_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
+        self.tx(auth.wallet_id, id)
+    }
+
+    /// The session's own transfers, newest first.
+    pub fn list_transactions(
+        &self,
+        auth: &SessionAuth,
+        status: Option<TxState>,
+        limit: usize,
+    ) -> Result<Vec<TxRecord>> {
+        let mut txs: Vec<TxRecord> = self.store.list(&keys::wallet_txs(auth.wallet_id))?;
+        txs.retain(|t| status.is_none_or(|s| t.status == s));
+        txs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        txs.truncate(limit.clamp(1, 500));
+        Ok(txs)
+    }
+
+    /// Cancels the session's own DELAY or APPROVAL transfer that has not been signed.
+    pub async fn cancel_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
+        let locks = self.wallet_locks(auth.wallet_id);
+        let _decide = locks.decide.lock().await;
+        let mut tx = self.tx(auth.wallet_id, id)?;
+        if !tx.status.is_cancellable() {
+            return Err(ServiceError::Conflict(format!(
+                "transaction is {} and can no longer be cancelled",
+                tx.status
+            )));
+        }
+        let mut batch = Batch::new();
+        self.finish(&mut batch, &mut tx, TxState::Cancelled, None)?;
+        self.save_tx(
+            &mut batch,
+            &tx,
+            AuditEvent::new("tx_cancelled", format!("session:{}", auth.session_id))
+                .wallet(tx.wallet_id)
+                .detail(serde_json::json!({ "tx": tx.id.to_string() })),
+        );
+        self.store.commit(batch)?;
+        Ok(tx)
+    }
+
+    /// The seam for owner approvals: a PENDING_APPROVAL transfer, approved by a verified
+    /// owner signature, is re-checked (denials still win) and executed with a fresh nonce.
+    pub async fn execute_approved(&self, wallet: WalletId, id: TxId) -> Result<TxRecord> {
+        let tx = self.tx(wallet, id)?;
+        if tx.status != TxState::PendingApproval {
+            return Err(ServiceError::Conflict(format!(
+                "transaction is {}, not PENDING_APPROVAL",
+                tx.status
+            )));
+        }
+        let tx = self.execute(id, wallet, true).await?;
+        Ok(self.wait_confirmed(tx).await)
+    }
+
+    pub(super) fn tx(&self, wallet: WalletId, id: TxId) -> Result<TxRecord> {
+        // Keyed by wallet: another wallet's transaction is simply not found.
+        self.store
+            .get(&keys::tx(wallet, id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("transaction {id}")))
+    }
+
+    /// Puts the record, keeps the active index (what the workers scan) in step, and audits.
+    fn save_tx(&self, batch: &mut Batch, tx: &TxRecord, event: AuditEvent) {
+        batch.put(keys::tx(tx.wallet_id, tx.id), tx);
+        let active = keys::active_tx(tx.id);
+        if tx.status.is_final() {
+            batch.delete(active);
+        } else {
+            batch.put(active, &tx.wallet_id.to_string());
+        }
+        batch.audit(event);
+    }
+
+    /// Moves `tx` to a final state and releases its reservation (unless it confirmed).
+    fn finish(&self, batch: &mut Batch, tx: &mut TxRecord, state: TxState, error: Option<String>) -> Result<()> {
+        if tx.reserved.held && state != TxState::Confirmed {
+            self.adjust_budgets(batch, tx.wallet_id, &tx.reserved, false)?;
+            tx.reserved.held = false;
+        }
+        tx.status = state;
+        tx.error = error.or(tx.error.take());
+        tx.updated_at = now();
+        Ok(())
+    }
+
+    /// Adds (`reserve`) or subtracts a reservation to its day and month budgets. Callers hold
+    /// the wallet's `decide` lock.
+    fn adjust_budgets(&self, batch: &mut Batch, wallet: WalletId, r: &Reservation, reserve: bool) -> Result<()> {
+        for period in [&r.day, &r.month] {
+            let key = keys::budget(wallet, period);
+            let mut budget: BudgetRecord = self.store.get(&key)?.unwrap_or_default();
+            let (usd, native) = (r.micro_usd.unwrap_or_default(), r.native.unwrap_or_default());
+            if reserve {
+                budget.micro_usd = budget.micro_usd.saturating_add(usd);
+                budget.native = budget.native.saturating_add(native);
+            } else {
+                budget.micro_usd = budget.micro_usd.saturating_sub(usd);
+                budget.native = budget.native.saturating_sub(native);
+            }
+            batch.put(key, &budget);
+        }
+        Ok(())
+    }
+
+    /// Signs and broadcasts `id` under the wallet's nonce lock. `recheck` re-runs policy first
+    /// (DELAY when due, APPROVAL when approved).
+    async fn execute(&self, id: TxId, wallet_id: WalletId, recheck: bool) -> Result<TxRecord> {
+        let locks = self.wallet_locks(wallet_id);
+        let mut next_nonce = locks.nonce.lock().await;
+        let wallet = self.wallet(wallet_id)?;
+        let adapter = self.adapter(&wallet)?;
+        let mut tx = self.tx(wallet_id, id)?;
+        let executable = matches!(tx.status, TxState::Requested)
+            || (recheck && matches!(tx.status, TxState::Delayed | TxState::PendingApproval));
+        if !executable {
+            return Ok(tx);
+        }
+        if recheck && let Some(stopped) = self.recheck(&wallet, &mut tx, &locks).await? {
+            return Ok(stopped);
+        }
+        let from = wallet.address()?;
+        let to = Address::parse(wallet.kind, &tx.to).map_err(|e| invalid(e.to_string()))?;
+        let token = tx
+            .token
+            .as_deref()
+            .map(|t| Address::parse(wallet.kind, t))
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        let prepared = async {
+            // Nonce from the chain as well as our cache: a crashed broadcast may have used one.
+            let chain_nonce = adapter.pending_nonce(&from).await?;
+            let nonce = next_nonce.map_or(chain_nonce, |n| n.max(chain_nonce));
+            let plan = TransferPlan {
+                from,
+                to,
+                token,
+                base_units: tx.base_units,
+                nonce,
+            };
+            Ok::<_, ChainError>((nonce, adapter.prepare(&plan).await?))
+        }
+        .await;
+        let (nonce, unsigned) = match prepared {
+            Ok(p) => p,
+            Err(err) => return self.fail(tx, &locks, err.to_string()).await,
+        };
+        // Decrypt → sign → zeroize in one synchronous call; no key crosses an await.
+        let signature = self
+            .keys()
+            .sign_evm_prehash(key_ref(&wallet)?, unsigned.signing_hash())?;
+        let signed = adapter.finalize(unsigned, &signature)?;
+        tx.status = TxState::Signed;
+        tx.nonce = Some(nonce);
+        tx.raw = Some(hex::encode(&signed.raw));
+        tx.hash = Some(signed.hash.clone());
+        tx.updated_at = now();
+        let mut batch = Batch::new();
+        let event = AuditEvent::new("tx_signed", "system")
+            .wallet(wallet_id)
+            .detail(serde_json::json!({ "tx": id.to_string(), "nonce": nonce, "hash": signed.hash }));
+        self.save_tx(&mut batch, &tx, event);
+        // The outbox: durable (and audited) before the signature leaves the process.
+        self.store.commit(batch)?;
+        match adapter.broadcast(&signed).await {
+            Ok(()) => {
+                *next_nonce = Some(nonce + 1);
+                tx.status = TxState::Submitted;
+                tx.updated_at = now();
+                let mut batch = Batch::new();
+                self.save_tx(
+                    &mut batch,
+                    &tx,
+                    AuditEvent::new("tx_broadcast", "system")
+                        .wallet(wallet_id)
+                        .detail(serde_json::json!({ "tx": id.to_string(), "hash": signed.hash })),
+                );
+                self.store.commit(batch)?;
+                Ok(tx)
+            }
+            Err(ChainError::Rejected { reason, .. }) => {
+                // The node refused it: the nonce is still free, the reservation goes back.
+                *next_nonce = None;
+                self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await
+            }
+            Err(err) => {
+                // Unknown outcome: it stays SIGNED; the worker re-broadcasts the same bytes.
+                *next_nonce = Some(nonce + 1);
+                tracing::warn!(tx = %id, error = %err, "broadcast outcome unknown; will retry the same signed transaction");
+                Ok(tx)
+            }
+        }
+    }
+
+    /// Re-checks a DELAY or APPROVAL transfer at execution time. Returns the record when it
+    /// must not go ahead (denied now, or DELAY that now needs approval).
+    async fn recheck(&self, wallet: &WalletRecord, tx: &mut TxRecord, locks: &WalletLocks) -> Result<Option<TxRecord>> {
+        let _decide = locks.decide.lock().await;
+        let intent = self.intent_of(wallet, tx)?;
+        let decision = self.evaluate(wallet, &intent, now(), Some(tx))?;
+        let was_approval = tx.status == TxState::PendingApproval;
+        let mut batch = Batch::new();
+        let event = |kind: &str| {
+            AuditEvent::new(kind, "system")
+                .wallet(tx.wallet_id)
+                .detail(serde_json::json!({ "tx": tx.id.to_string(), "reasons": decision.reasons }))
+        };
+        match decision.outcome {
+            Outcome::Denied => {
+                let e = event("tx_denied_on_recheck");
+                tx.reasons = decision.reasons.clone();
+                tx.trace = trace_json(&decision);
+                self.finish(
+                    &mut batch,
+                    tx,
+                    TxState::Denied,
+                    Some("denied when re-checked before signing".into()),
+                )?;
+                self.save_tx(&mut batch, tx, e);
+            }
+            Outcome::Allowed(Tier::Approval) if !was_approval => {
+                let e = event("tx_escalated_to_approval");
+                tx.status = TxState::PendingApproval;
+                tx.tier = Some(Tier::Approval.as_str().to_owned());
+                tx.reasons = decision.reasons.clone();
+                tx.trace = trace_json(&decision);
+                tx.expires_at = decision
+                    .approval_timeout_seconds
+                    .map(|s| now().saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
+                tx.updated_at = now();
+                self.save_tx(&mut batch, tx, e);
+            }
+            Outcome::Allowed(_) => return Ok(None),
+        }
+        self.store.commit(batch)?;
+        Ok(Some(tx.clone()))
+    }
+
+    async fn fail(&self, mut tx: TxRecord, locks: &WalletLocks, error: String) -> Result<TxRecord> {
+        let _decide = locks.decide.lock().await;
+        let mut batch = Batch::new();
+        self.finish(&mut batch, &mut tx, TxState::Failed, Some(error.clone()))?;
+        self.save_tx(
+            &mut batch,
+            &tx,
+            AuditEvent::new("tx_failed", "system")
+                .wallet(tx.wallet_id)
+                .detail(serde_json::json!({ "tx": tx.id.to_string(), "error": error })),
+        );
+        self.store.commit(batch)?;
+        Ok(tx)
+    }
+
+    fn intent_of(&self, wallet: &WalletRecord, tx: &TxRecord) -> Result<Intent> {
+        let to = Address::parse(wallet.kind, &tx.to).map_err(|e| invalid(e.to_string()))?;
+        let asset = match &tx.token {
+            Some(t) => Asset::Token(Address::parse(wallet.kind, t).map_err(|e| invalid(e.to_string()))?),
+            None => Asset::Native,
+        };
+        let amount = Amount::new(tx.base_units, tx.decimals).map_err(|e| invalid(e.to_string()))?;
+        Ok(Intent {
+            chain: tx.chain.clone(),
+            to,
+            asset,
+            amount,
+            call: None,
+            approve: None,
+        })
+    }
+
+    /// Waits (bounded by `transfers.confirm_wait_seconds`) for a submitted transfer to confirm.
+    async fn wait_confirmed(&self, mut tx: TxRecord) -> TxRecord {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.config.transfers.confirm_wait_seconds);
+        while matches!(tx.status, TxState::Submitted | TxState::Signed) && tokio::time::Instant::now() < deadline {
+            match self.confirm_once(tx.wallet_id, tx.id).await {
+                Ok(t) => tx = t,
+                Err(err) => tracing::debug!(tx = %tx.id, error = %err, "confirmation check failed"),
+            }
+            if matches!(tx.status, TxState::Submitted | TxState::Signed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tx
+    }
+
+    /// One look at the chain for a SIGNED or SUBMITTED transfer: re-broadcast the stored bytes
+    /// if the node does not know them, record confirmations, finish on success or revert.
+    async fn confirm_once(&self, wallet_id: WalletId, id: TxId) -> Result<TxRecord> {
+        let wallet = self.wallet(wallet_id)?;
+        let adapter = self.adapter(&wallet)?;
+        let mut tx = self.tx(wallet_id, id)?;
+        let Some(hash) = tx.hash.clone() else { return Ok(tx) };
+        if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+            return Ok(tx);
+        }
+        match adapter.status(&hash).await? {
+            TxStatus::Pending => {
+                let raw = hex::decode(tx.raw.as_deref().unwrap_or_default())
+                    .map_err(|_| invalid("stored transaction bytes are corrupt"))?;
+                let signed = crate::chains::SignedTx {
+                    raw,
+                    hash: hash.clone(),
+                };
+                match adapter.broadcast(&signed).await {
+                    Ok(()) if tx.status == TxState::Signed => {
+                        tx.status = TxState::Submitted;
+                        tx.updated_at = now();
+                        let mut batch = Batch::new();
+                        self.save_tx(
+                            &mut batch,
+                            &tx,
+                            AuditEvent::new("tx_broadcast", "system")
+                                .wallet(wallet_id)
+                                .detail(serde_json::json!({ "tx": id.to_string(), "hash": hash, "rebroadcast": true })),
+                        );
+                        self.store.commit(batch)?;
+                    }
+                    Ok(()) => {}
+                    Err(ChainError::Rejected { reason, .. }) => {
+                        // Not mined and refused (e.g. its nonce was used by another transaction).
+                        let locks = self.wallet_locks(wallet_id);
+                        *locks.nonce.lock().await = None;
+                        return self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+                Ok(tx)
+            }
+            TxStatus::Mined {
+                success,
+                block,
+                confirmations,
+            } => {
+                tx.block = Some(block);
+                tx.confirmations = confirmations;
+                let required = adapter.config().confirmations;
+                if success && confirmations < required {
+                    if tx.status == TxState::Signed {
+                        tx.status = TxState::Submitted;
+                    }
+                    tx.updated_at = now();
+                    let mut batch = Batch::new();
+                    batch.put(keys::tx(wallet_id, id), &tx);
+                    self.store.commit(batch)?;
+                    return Ok(tx);
+                }
+                let locks = self.wallet_locks(wallet_id);
+                let _decide = locks.decide.lock().await;
+                let mut batch = Batch::new();
+                let (state, kind, error) = if success {
+                    (TxState::Confirmed, "tx_confirmed", None)
+                } else {
+                    (TxState::Failed, "tx_reverted", Some("reverted on chain".to_owned()))
+                };
+                self.finish(&mut batch, &mut tx, state, error)?;
+                self.save_tx(
+                    &mut batch,
+                    &tx,
+                    AuditEvent::new(kind, "system")
+                        .wallet(wallet_id)
+                        .detail(serde_json::json!({ "tx": id.to_string(), "hash": hash, "block": block })),
+                );
+                self.store.commit(batch)?;
+                Ok(tx)
+            }
+        }
+    }
+
+    /// One pass over every active transfer: execute due DELAYs, expire approvals, reconcile
+    /// and confirm what was signed. Run at start (before serving) and then periodically.
+    pub async fn tick(self: &Arc<Self>) {
+        let active: Vec<(String, String)> = match self.store.list_with_keys(keys::ACTIVE_TXS) {
+            Ok(a) => a,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot list active transactions");
+                return;
+            }
+        };
+        let now = now();
+        for (key, wallet) in active {
+            let (Some(id), Ok(wallet)) = (
+                key.rsplit('/').next().and_then(|s| s.parse::<TxId>().ok()),
+                wallet.parse::<WalletId>(),
+            ) else {
+                continue;
+            };
+            let Ok(tx) = self.tx(wallet, id) else { continue };
+            let result = match tx.status {
+                TxState::Delayed if tx.executes_at.is_some_and(|t| t <= now) => {
+                    self.execute(id, wallet, true).await.map(|_| ())
+                }
+                TxState::PendingApproval if tx.expires_at.is_some_and(|t| t <= now) => self.expire(wallet, id).await,
+                // A crash between decision and signing: the decision stands, execute it.
+                TxState::Requested => self.execute(id, wallet, false).await.map(|_| ()),
+                TxState::Signed | TxState::Submitted => self.confirm_once(wallet, id).await.map(|_| ()),
+                _ => Ok(()),
+            };
+            if let Err(err) = result {
+                tracing::warn!(tx = %id, error = %err, "transaction worker step failed; will retry");
+            }
+        }
+    }
+
+    async fn expire(&self, wallet: WalletId, id: TxId) -> Result<()> {
+        let locks = self.wallet_locks(wallet);
+        let _decide = locks.decide.lock().await;
+        let mut tx = self.tx(wallet, id)?;
+        if tx.status != TxState::PendingApproval {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        self.finish(
+            &mut batch,
+            &mut tx,
+            TxState::Expired,
+            Some("the owner did not approve in time".into()),
+        )?;
+        self.save_tx(
+            &mut batch,
+            &tx,
+            AuditEvent::new("tx_expired", "system")
+                .wallet(wallet)
+                .detail(serde_json::json!({ "tx": id.to_string() })),
+        );
+        self.store.commit(batch)?;
+        Ok(())
+    }
+
+    /// Keeps the HTTP price source fresh, when one is configured.
+    pub async fn refresh_prices(&self) {
+        self.prices.refresh_forever().await;
+    }
+
+    /// The workers' loop (spawned by the server after the first, blocking `tick`).
+    pub async fn run_workers(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.config.transfers.worker_interval_ms);
+        loop {
+            tokio::time::sleep(interval).await;
+            self.tick().await;
+        }
+    }
+}
+
+/// Identity of a transfer for idempotency: the decoded intent, not the raw strings, so
+/// "0.5" and "500000000000000000" base units are the same request.
+fn request_hash(intent: &Intent, memo: Option<&str>) -> String {
+    let asset = match intent.asset {
+        Asset::Native => "native".to_owned(),
+        Asset::Token(t) => t.to_string().to_lowercase(),
+    };
+    let canonical = format!(
+        "{}\0{}\0{}\0{}\0{}",
+        intent.chain,
+        intent.to.to_string().to_lowercase(),
+        asset,
+        intent.amount.base_units,
+        memo.unwrap_or("")
+    );
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+pub fn trace_json(decision: &Decision) -> serde_json::Value {
+    serde_json::Value::Array(
+        decision
+            .trace
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "policyId": t.policy_id,
+                    "rule": t.rule,
+                    "counter": t.counter,
+                    "effect": match t.effect {
+                        policy::Effect::Tier(tier) => tier.as_str(),
+                        policy::Effect::Deny => "DENY",
+                        policy::Effect::Pass => "PASS",
+                    },
+                    "detail": t.detail,
+                })
+            })
+            .collect(),
+    )
+}
+
+fn decided_event(tx: &TxRecord, decision: &Decision) -> AuditEvent {
+    let kind = if tx.status == TxState::Denied {
+        "tx_denied"
+    } else {
+        "tx_requested"
+    };
+    AuditEvent::new(
+        kind,
+        tx.session_id
+            .as_deref()
+            .map(|s| format!("session:{s}"))
+            .unwrap_or_else(|| "system".into()),
+    )
+    .wallet(tx.wallet_id)
+    .detail(serde_json::json!({
+        "tx": tx.id.to_string(),
+        "status": tx.status.as_str(),
+        "tier": tx.tier,
+        "to": tx.to,
+        "token": tx.token,
+        "baseUnits": tx.base_units.to_string(),
+        "reasons": decision.reasons,
+        "trace": trace_json(decision),
+    }))
+}
