@@ -493,7 +493,7 @@ impl Service {
         self.save_tx(&mut batch, &tx, event);
         // The outbox: durable (and audited) before the signature leaves the process.
         self.store.commit(batch)?;
-        match adapter.broadcast(&signed).await {
+        match broadcast_checked(adapter, &signed).await {
             Ok(()) => {
                 *next_nonce = Some(nonce + 1);
                 tx.status = TxState::Submitted;
@@ -626,31 +626,40 @@ impl Service {
         }
         match adapter.status(&hash).await? {
             TxStatus::Pending => {
+                // Re-broadcasting races the executor's own broadcast: only with the nonce lock.
+                let locks = self.wallet_locks(wallet_id);
+                let Ok(mut next_nonce) = locks.nonce.try_lock() else {
+                    return Ok(tx);
+                };
+                let mut tx = self.tx(wallet_id, id)?;
+                if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+                    return Ok(tx);
+                }
                 let raw = hex::decode(tx.raw.as_deref().unwrap_or_default())
                     .map_err(|_| invalid("stored transaction bytes are corrupt"))?;
                 let signed = crate::chains::SignedTx {
                     raw,
                     hash: hash.clone(),
                 };
-                match adapter.broadcast(&signed).await {
+                match broadcast_checked(adapter, &signed).await {
                     Ok(()) if tx.status == TxState::Signed => {
                         tx.status = TxState::Submitted;
                         tx.updated_at = now();
                         let mut batch = Batch::new();
+                        let detail = serde_json::json!({ "tx": id.to_string(), "hash": hash, "rebroadcast": true });
                         self.save_tx(
                             &mut batch,
                             &tx,
                             AuditEvent::new("tx_broadcast", "system")
                                 .wallet(wallet_id)
-                                .detail(serde_json::json!({ "tx": id.to_string(), "hash": hash, "rebroadcast": true })),
+                                .detail(detail),
                         );
                         self.store.commit(batch)?;
                     }
                     Ok(()) => {}
                     Err(ChainError::Rejected { reason, .. }) => {
                         // Not mined and refused (e.g. its nonce was used by another transaction).
-                        let locks = self.wallet_locks(wallet_id);
-                        *locks.nonce.lock().await = None;
+                        *next_nonce = None;
                         return self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await;
                     }
                     Err(err) => return Err(err.into()),
@@ -769,6 +778,18 @@ impl Service {
             tokio::time::sleep(interval).await;
             self.tick().await;
         }
+    }
+}
+
+/// Broadcasts, treating a refusal of a transaction the chain already mined (e.g. "nonce too
+/// low" for our own, already included bytes) as the success it is.
+async fn broadcast_checked(adapter: &Adapter, signed: &crate::chains::SignedTx) -> Result<(), ChainError> {
+    match adapter.broadcast(signed).await {
+        Err(ChainError::Rejected { reason, chain }) => match adapter.status(&signed.hash).await {
+            Ok(TxStatus::Mined { .. }) => Ok(()),
+            _ => Err(ChainError::Rejected { reason, chain }),
+        },
+        other => other,
     }
 }
 

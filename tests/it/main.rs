@@ -12,3 +12,4 @@ mod hygiene;
 mod routes;
 mod sessions;
 mod tidy;
+mod transfers;

@@ -80,7 +80,10 @@ const BORDERS: &[(&str, &[&str])] = &[
             "now_utc",
         ],
     ),
-    ("prices.rs", &["crate::store", "crate::keystore", "crate::chains", "axum", "sled"]),
+    (
+        "prices.rs",
+        &["crate::store", "crate::keystore", "crate::chains", "axum", "sled"],
+    ),
     (
         "session.rs",
         &[
