@@ -16,6 +16,7 @@ pub mod chains;
 pub mod prices;
 pub mod session;
 
+pub mod faults;
 pub mod service;
 
 pub mod api;

@@ -12,11 +12,19 @@ use serde::de::DeserializeOwned;
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    master: Option<Passphrase>,
+    credential: Credential,
+}
+
+/// How the CLI authenticates to the daemon.
+pub enum Credential {
+    None,
+    Master(Passphrase),
+    /// A session token (the `tx` commands act as the agent would).
+    Session(Passphrase),
 }
 
 impl Client {
-    pub fn new(url: Option<String>, master: Option<Passphrase>) -> CliResult<Self> {
+    pub fn new(url: Option<String>, credential: Credential) -> CliResult<Self> {
         let base = url
             .or_else(|| std::env::var("BURSAR_URL").ok().filter(|u| !u.is_empty()))
             .unwrap_or_else(|| crate::config::DEFAULT_URL.to_owned())
@@ -27,7 +35,7 @@ impl Client {
             .no_proxy()
             .build()
             .map_err(|e| anyhow!("building the HTTP client: {e}"))?;
-        Ok(Self { http, base, master })
+        Ok(Self { http, base, credential })
     }
 
     pub fn base(&self) -> &str {
@@ -49,8 +57,10 @@ impl Client {
         body: Option<&B>,
     ) -> CliResult<T> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(master) = &self.master {
-            req = req.header("X-Master-Password", master.expose_secret());
+        match &self.credential {
+            Credential::None => {}
+            Credential::Master(master) => req = req.header("X-Master-Password", master.expose_secret()),
+            Credential::Session(token) => req = req.bearer_auth(token.expose_secret()),
         }
         if let Some(body) = body {
             req = req.json(body);

@@ -1,7 +1,10 @@
 //! One function per command: convert arguments, one call (service or REST), print.
 
-use super::client::Client;
-use super::{AuditCommand, Cli, CliError, CliResult, Command, Output, SessionCommand, WalletCommand, denied, password};
+use super::client::{Client, Credential};
+use super::{
+    AuditCommand, Cli, CliError, CliResult, Command, Output, PolicyCommand, SessionCommand, TxCommand, WalletCommand,
+    denied, password,
+};
 use crate::api::dto;
 use crate::config::{self, Config, RECOVERY_KEY_FILE, STORE_DIR};
 use crate::service::{Service, ServiceError};
@@ -47,6 +50,8 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
         Command::Wallet(cmd) => wallet(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Session(cmd) => session(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Audit(cmd) => audit(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::Policy(cmd) => policy(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::Tx(cmd) => tx(cmd, session_client(cli.url)?, out).await,
     }
 }
 
@@ -55,7 +60,111 @@ fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
     if let Some(w) = &found.warning {
         eprintln!("warning: {w}");
     }
-    Client::new(url, Some(found.password))
+    Client::new(url, Credential::Master(found.password))
+}
+
+fn session_client(url: Option<String>) -> CliResult<Client> {
+    let Some((token, _, warning)) = config::secret_from_env("BURSAR_SESSION_TOKEN")? else {
+        return Err(anyhow!("no session token: set BURSAR_SESSION_TOKEN_FILE (or BURSAR_SESSION_TOKEN)").into());
+    };
+    if let Some(w) = warning {
+        eprintln!("warning: {w}");
+    }
+    Client::new(url, Credential::Session(token))
+}
+
+async fn policy(cmd: PolicyCommand, client: Client, out: &Output) -> CliResult {
+    let show = |p: &dto::PolicyDto| format!("{}  wallet {}  {}  {}", p.id, p.wallet_id, p.kind, p.rules);
+    match cmd {
+        PolicyCommand::Add {
+            wallet,
+            kind,
+            rules,
+            rules_file,
+        } => {
+            let text = match (rules, rules_file) {
+                (Some(r), _) => r,
+                (None, Some(path)) => {
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            let rules: serde_json::Value = serde_json::from_str(&text).map_err(|e| CliError {
+                code: 2,
+                error: anyhow!("--rules is not valid JSON: {e}"),
+            })?;
+            let body = serde_json::json!({ "walletId": wallet, "type": kind, "rules": rules });
+            let p: dto::PolicyDto = client.send(Method::POST, "/v1/policies", &body).await?;
+            out.emit(&p, |p| show(p));
+        }
+        PolicyCommand::List { wallet } => {
+            let path = match wallet {
+                Some(w) => format!("/v1/policies?walletId={}", path_segment(&w)?),
+                None => "/v1/policies".to_owned(),
+            };
+            let list: Vec<dto::PolicyDto> = client.get(&path).await?;
+            out.emit(&list, |l| {
+                if l.is_empty() {
+                    "no policies (default deny: every transfer needs the owner's approval)".into()
+                } else {
+                    l.iter().map(show).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        PolicyCommand::Remove { id } => {
+            let p: dto::PolicyDto = client
+                .send(Method::DELETE, &format!("/v1/policies/{}", path_segment(&id)?), &())
+                .await?;
+            out.emit(&p, |p| format!("removed policy {}", p.id));
+        }
+    }
+    Ok(())
+}
+
+async fn tx(cmd: TxCommand, client: Client, out: &Output) -> CliResult {
+    let show = |t: &dto::Transaction| {
+        format!(
+            "{}  {:<16} {:<8} {} {} → {}{}",
+            t.id,
+            t.status,
+            t.tier.as_deref().unwrap_or("-"),
+            t.amount,
+            t.symbol,
+            t.to,
+            t.hash.as_ref().map(|h| format!("  {h}")).unwrap_or_default()
+        )
+    };
+    match cmd {
+        TxCommand::List { status, limit } => {
+            let mut path = format!("/v1/transactions?limit={limit}");
+            if let Some(st) = status {
+                path += &format!("&status={}", path_segment(&st)?);
+            }
+            let list: Vec<dto::Transaction> = client.get(&path).await?;
+            out.emit(&list, |l| {
+                if l.is_empty() {
+                    "no transactions".into()
+                } else {
+                    l.iter().map(show).collect::<Vec<_>>().join("\n")
+                }
+            });
+        }
+        TxCommand::Show { id } => {
+            let t: dto::Transaction = client.get(&format!("/v1/transactions/{}", path_segment(&id)?)).await?;
+            out.emit(&t, |t| format!("{}\nreasons: {}", show(t), t.reasons.join("; ")));
+        }
+        TxCommand::Cancel { id } => {
+            let t: dto::Transaction = client
+                .send(
+                    Method::POST,
+                    &format!("/v1/transactions/{}/cancel", path_segment(&id)?),
+                    &(),
+                )
+                .await?;
+            out.emit(&t, |t| format!("cancelled {}", t.id));
+        }
+    }
+    Ok(())
 }
 
 fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
@@ -186,10 +295,14 @@ fn service_error(err: ServiceError) -> CliError {
 }
 
 async fn status(data_dir: &Path, url: Option<String>, out: &Output) -> CliResult {
-    let anonymous = Client::new(url.clone(), None)?;
+    let anonymous = Client::new(url.clone(), Credential::None)?;
     let health: serde_json::Value = anonymous.get("/health").await?;
     let detail: Option<dto::Status> = match password::from_sources(data_dir)? {
-        Some(found) => Some(Client::new(url, Some(found.password))?.get("/v1/admin/status").await?),
+        Some(found) => Some(
+            Client::new(url, Credential::Master(found.password))?
+                .get("/v1/admin/status")
+                .await?,
+        ),
         None => None,
     };
     let value = serde_json::json!({ "url": anonymous.base(), "health": health, "status": detail });

@@ -2,7 +2,7 @@
 //! a lingering recovery.key after `set-master`, secrets in env, a non-loopback bind, weak
 //! KDF parameters, an old JWT secret. `--fix` repairs what is safe to repair (permissions).
 
-use super::client::Client;
+use super::client::{Client, Credential};
 use super::{CliResult, Output};
 use crate::config::{self, Config, RECOVERY_KEY_FILE, STORE_DIR};
 use crate::keystore::KeystoreMeta;
@@ -194,7 +194,7 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
         Err(StoreError::Locked) if recovery.exists() => {
             // The daemon is running; ask it whether recovery.key still holds the password.
             let password = config::read_secret_file(&recovery)?;
-            match Client::new(url, Some(password))?
+            match Client::new(url, Credential::Master(password))?
                 .get::<serde_json::Value>("/v1/admin/status")
                 .await
             {

@@ -73,6 +73,12 @@ pub enum Command {
     /// Manage agent sessions
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Manage a wallet's policies (what an agent may do without asking)
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// The agent's transfers, with its session token (BURSAR_SESSION_TOKEN_FILE)
+    #[command(subcommand)]
+    Tx(TxCommand),
     /// Read and verify the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -125,6 +131,47 @@ pub enum SessionCommand {
     Revoke { id: String },
     /// Replace the token-signing secret: every session token stops working
     RotateSecret,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Attach a policy (types and rules: see README "Policies")
+    Add {
+        #[arg(long, value_name = "WALLET_ID")]
+        wallet: String,
+        /// SPENDING_LIMIT, WHITELIST, ALLOWED_TOKENS, RATE_LIMIT, TIME_RESTRICTION, …
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: String,
+        /// The rules as JSON, e.g. '{"instant_max":"0.1","notify_max":"0.5"}'
+        #[arg(long, conflicts_with = "rules_file", required_unless_present = "rules_file")]
+        rules: Option<String>,
+        /// Read the rules JSON from a file
+        #[arg(long, value_name = "PATH")]
+        rules_file: Option<PathBuf>,
+    },
+    /// List policies
+    List {
+        #[arg(long, value_name = "WALLET_ID")]
+        wallet: Option<String>,
+    },
+    /// Remove a policy
+    Remove { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TxCommand {
+    /// List the session's transfers, newest first
+    List {
+        /// REQUESTED, DELAYED, PENDING_APPROVAL, SIGNED, SUBMITTED, CONFIRMED, DENIED, …
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one transfer
+    Show { id: String },
+    /// Cancel a DELAYED or PENDING_APPROVAL transfer
+    Cancel { id: String },
 }
 
 #[derive(Debug, Subcommand)]

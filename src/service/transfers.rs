@@ -476,6 +476,7 @@ impl Service {
             Ok(p) => p,
             Err(err) => return self.fail(tx, &locks, err.to_string()).await,
         };
+        crate::faults::hit("before_sign");
         // Decrypt → sign → zeroize in one synchronous call; no key crosses an await.
         let signature = self
             .keys()
@@ -493,7 +494,12 @@ impl Service {
         self.save_tx(&mut batch, &tx, event);
         // The outbox: durable (and audited) before the signature leaves the process.
         self.store.commit(batch)?;
-        match broadcast_checked(adapter, &signed).await {
+        crate::faults::hit("after_sign");
+        let broadcast = broadcast_checked(adapter, &signed).await;
+        if broadcast.is_ok() {
+            crate::faults::hit("after_broadcast");
+        }
+        match broadcast {
             Ok(()) => {
                 *next_nonce = Some(nonce + 1);
                 tx.status = TxState::Submitted;
@@ -684,6 +690,7 @@ impl Service {
                     self.store.commit(batch)?;
                     return Ok(tx);
                 }
+                crate::faults::hit("before_confirm");
                 let locks = self.wallet_locks(wallet_id);
                 let _decide = locks.decide.lock().await;
                 let mut batch = Batch::new();

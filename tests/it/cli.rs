@@ -261,3 +261,101 @@ async fn set_master_through_the_cli_and_doctor_flags_the_stale_recovery_key() {
         "{checks}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_and_tx_commands() {
+    let anvil = crate::harness::Anvil::start().await;
+    let daemon = Daemon::with_anvil(&anvil).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    let rules = r#"{"instant_max":"0.1","delay_max":"1","delay_seconds":3600}"#;
+    let added = json_out(
+        &daemon
+            .cli(&[
+                "policy",
+                "add",
+                "--wallet",
+                wid,
+                "--type",
+                "SPENDING_LIMIT",
+                "--rules",
+                rules,
+                "--json",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(added["type"], "SPENDING_LIMIT");
+    let bad = daemon
+        .cli(&[
+            "policy",
+            "add",
+            "--wallet",
+            wid,
+            "--type",
+            "SPENDING_LIMIT",
+            "--rules",
+            "{not json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = daemon
+        .cli(&["policy", "add", "--wallet", wid, "--type", "WHATEVER", "--rules", "{}"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("WHATEVER"), "{}", stderr(&bad));
+    let list = json_out(
+        &daemon
+            .cli(&["policy", "list", "--wallet", wid, "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    anvil
+        .fund(wallet["address"].as_str().unwrap(), crate::harness::eth(5))
+        .await;
+    let (status, delayed) = daemon
+        .session(
+            &token,
+            reqwest::Method::POST,
+            "/v1/transactions/send",
+            Some(
+                serde_json::json!({ "to": crate::harness::ANVIL_KEY0_ADDR, "amount": "0.5", "idempotencyKey": "cli" }),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (status, delayed["status"].as_str()),
+        (200, Some("DELAYED")),
+        "{delayed}"
+    );
+    let token_file = daemon.dir.path().join("agent.token");
+    write_private(&token_file, &token);
+    let tx = |args: &[&str]| {
+        daemon
+            .cli(args)
+            .env("BURSAR_SESSION_TOKEN_FILE", &token_file)
+            .output()
+            .unwrap()
+    };
+    let listed = json_out(&tx(&["tx", "list", "--status", "DELAYED", "--json"]));
+    assert_eq!(listed[0]["id"], delayed["id"]);
+    let id = delayed["id"].as_str().unwrap();
+    assert_eq!(json_out(&tx(&["tx", "show", id, "--json"]))["status"], "DELAYED");
+    assert_eq!(json_out(&tx(&["tx", "cancel", id, "--json"]))["status"], "CANCELLED");
+    let again = tx(&["tx", "cancel", id]);
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    // Without a token the tx commands say what to set.
+    let none = daemon.cli(&["tx", "list"]).output().unwrap();
+    assert!(stderr(&none).contains("BURSAR_SESSION_TOKEN_FILE"));
+    let removed = json_out(
+        &daemon
+            .cli(&["policy", "remove", added["id"].as_str().unwrap(), "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(removed["id"], added["id"]);
+}

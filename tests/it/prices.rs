@@ -1,0 +1,138 @@
+//! The HTTP price source against a local CoinGecko-compatible stub: a fresh price prices USD
+//! rules; a stale or missing one escalates to APPROVAL (fail closed), never skips the rule.
+
+use crate::harness::{Daemon, Opts, free_port};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Serves `GET /simple/price` with whatever `answer` holds (`Value::Null` = HTTP 503).
+async fn stub(answer: Arc<Mutex<Value>>) -> String {
+    let port = free_port();
+    let app = axum::Router::new().route(
+        "/simple/price",
+        axum::routing::get(move || {
+            let answer = answer.clone();
+            async move {
+                let v = answer.lock().unwrap().clone();
+                if v.is_null() {
+                    Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                } else {
+                    Ok(axum::Json(v))
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn tier(daemon: &Daemon, token: &str) -> Value {
+    let (status, c) = daemon
+        .session(
+            token,
+            Method::POST,
+            "/v1/transactions/check",
+            Some(json!({ "to": crate::harness::ANVIL_KEY0_ADDR, "amount": "0.1" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    c
+}
+
+async fn wait_tier(daemon: &Daemon, token: &str, want: &str) -> Value {
+    for _ in 0..50 {
+        let c = tier(daemon, token).await;
+        if c["tier"] == want {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("tier never became {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_stale_and_missing_http_prices() {
+    let anvil = crate::harness::Anvil::start().await;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let answer = Arc::new(Mutex::new(
+        json!({ "ethereum": { "usd": 2000.5, "last_updated_at": now() } }),
+    ));
+    let base = stub(answer.clone()).await;
+    let extra = format!(
+        "\n[prices]\nmax_age_seconds = 60\n\n[prices.http]\nbase_url = \"{base}\"\nrefresh_seconds = 1\n\n[prices.http.ids]\nETH = \"ethereum\"\n"
+    );
+    let daemon = Daemon::start(Opts {
+        anvil_url: Some(anvil.url.clone()),
+        extra_config: extra,
+        ..Opts::default()
+    })
+    .await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    daemon
+        .master(
+            Method::PUT,
+            &format!("/v1/wallets/{wid}/owner"),
+            Some(json!({ "address": crate::harness::ANVIL_KEY0_ADDR })),
+        )
+        .await;
+    let (status, _) = daemon
+        .master(Method::POST, "/v1/policies", Some(json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max_usd": "500", "notify_max_usd": "1000" } })))
+        .await;
+    assert_eq!(status, 201);
+
+    // 0.1 ETH at $2000.50 = $200.05: within instant_max_usd.
+    let c = wait_tier(&daemon, &token, "INSTANT").await;
+    assert!(c["reasons"].to_string().contains("200.05"), "{c}");
+
+    // The source keeps answering, but with a price from long ago: stale → APPROVAL.
+    *answer.lock().unwrap() = json!({ "ethereum": { "usd": 2000.5, "last_updated_at": now() - 3600 } });
+    let c = wait_tier(&daemon, &token, "APPROVAL").await;
+    assert!(c["trace"].to_string().to_lowercase().contains("stale"), "{c}");
+
+    // The source goes down: the cached price ages out and the rule still fails closed.
+    *answer.lock().unwrap() = Value::Null;
+    assert_eq!(tier(&daemon, &token).await["tier"], "APPROVAL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_price_source_fails_closed_from_the_start() {
+    let extra = format!(
+        "\n[prices.http]\nbase_url = \"http://127.0.0.1:{}\"\n\n[prices.http.ids]\nETH = \"ethereum\"\n",
+        free_port()
+    );
+    let anvil = crate::harness::Anvil::start().await;
+    let daemon = Daemon::start(Opts {
+        anvil_url: Some(anvil.url.clone()),
+        extra_config: extra,
+        ..Opts::default()
+    })
+    .await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    daemon
+        .master(
+            Method::PUT,
+            &format!("/v1/wallets/{wid}/owner"),
+            Some(json!({ "address": crate::harness::ANVIL_KEY0_ADDR })),
+        )
+        .await;
+    daemon
+        .master(
+            Method::POST,
+            "/v1/policies",
+            Some(json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max_usd": "1000000" } })),
+        )
+        .await;
+    let c = tier(&daemon, &token).await;
+    assert_eq!(c["tier"], "APPROVAL", "{c}");
+    assert!(c["trace"].to_string().contains("price"), "{c}");
+}
