@@ -260,5 +260,61 @@ async fn main() {
         let (lat, wall) = load(&client, format!("{url}{path}"), &token, requests, concurrency).await;
         report(&format!("{name}, c={concurrency}"), &lat, wall);
     }
+
+    // Transfers: INSTANT under a SPENDING_LIMIT, each request answered once CONFIRMED on anvil
+    // (policy → reserve → sign → outbox → broadcast → receipt, all audited and flushed).
+    let wid = wallet["id"].as_str().unwrap();
+    let address = wallet["address"].as_str().unwrap();
+    client
+        .post(format!("{url}/v1/policies"))
+        .header("x-master-password", &master)
+        .json(&serde_json::json!({"walletId": wid, "type": "SPENDING_LIMIT", "rules": {"instant_max": "1"}}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(&anvil_url)
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"anvil_setBalance","params":[address, "0x3635C9ADC5DEA00000"]}))
+        .send()
+        .await
+        .unwrap();
+    let sends = (requests / 10).max(8);
+    for (c, n) in [(1, sends / 2), (concurrency, sends)] {
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for worker in 0..c {
+            let (client, url, auth) = (client.clone(), url.clone(), format!("Bearer {token}"));
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..n / c {
+                    let body = serde_json::json!({
+                        "to": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+                        "amount": "0.0001",
+                        "idempotencyKey": format!("bench-{c}-{worker}-{i}"),
+                    });
+                    let t = Instant::now();
+                    let tx: serde_json::Value = client
+                        .post(format!("{url}/v1/transactions/send"))
+                        .header("authorization", &auth)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(tx["status"], "CONFIRMED", "{tx}");
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort();
+        report(&format!("send INSTANT → CONFIRMED, c={c}"), &all, t0.elapsed());
+    }
     println!("RSS after load: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
 }
