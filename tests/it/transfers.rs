@@ -484,3 +484,53 @@ async fn policy_and_transfer_inputs_are_validated() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_dropped_sends_leave_no_nonce_gap() {
+    let anvil = Anvil::start().await;
+    let mut o = opts(&anvil);
+    o.extra_config = o
+        .extra_config
+        .replace("confirm_wait_seconds = 10", "confirm_wait_seconds = 1");
+    let daemon = Daemon::start(o).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    daemon
+        .master(
+            Method::POST,
+            "/v1/policies",
+            Some(json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max": "1000" } })),
+        )
+        .await;
+    // Unfunded: the chain refuses it; FAILED, the reservation released, no nonce used.
+    let (status, failed) = send(&daemon, &token, "1", "too-much").await;
+    assert_eq!((status, failed["status"].as_str()), (200, Some("FAILED")), "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("rejected"), "{failed}");
+    assert_eq!(
+        check(&daemon, &token, "0.1").await["spentToday"]["nativeBaseUnits"],
+        "0"
+    );
+
+    anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
+    // Mining off: the next send is broadcast but stays pending; then the node drops it.
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let (_, pending) = send(&daemon, &token, "0.5", "dropped").await;
+    assert_eq!(
+        (pending["status"].as_str(), pending["nonce"].as_u64()),
+        (Some("SUBMITTED"), Some(0)),
+        "{pending}"
+    );
+    anvil.rpc("anvil_dropTransaction", json!([pending["hash"]])).await;
+    // The worker notices it is unknown, re-broadcasts the same signed bytes, and it confirms.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    anvil.rpc("evm_setAutomine", json!([true])).await;
+    anvil.rpc("evm_mine", json!([])).await;
+    let done = wait_status(&daemon, &token, pending["id"].as_str().unwrap(), "CONFIRMED").await;
+    assert_eq!(done["hash"], pending["hash"], "re-broadcast, never re-signed");
+    let (_, next) = send(&daemon, &token, "0.5", "after").await;
+    assert_eq!(
+        (next["status"].as_str(), next["nonce"].as_u64()),
+        (Some("CONFIRMED"), Some(1)),
+        "{next}"
+    );
+}
