@@ -70,6 +70,35 @@ async fn check(daemon: &Daemon, token: &str, amount: &str) -> Value {
     body
 }
 
+/// `n` concurrent sends of `amount` with keys `{prefix}-{i}`; (status, body) of each.
+async fn send_parallel(daemon: &Daemon, token: &str, amount: &str, n: usize, prefix: &str) -> Vec<(u16, Value)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (url, token, amount, key) = (
+                daemon.url.clone(),
+                token.to_owned(),
+                amount.to_owned(),
+                format!("{prefix}-{i}"),
+            );
+            tokio::spawn(async move {
+                let res = crate::harness::http()
+                    .post(format!("{url}/v1/transactions/send"))
+                    .bearer_auth(token)
+                    .json(&json!({ "to": RECIPIENT, "amount": amount, "idempotencyKey": key }))
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 async fn balance_of(anvil: &Anvil, address: &str) -> U256 {
     let hex = anvil.rpc("eth_getBalance", json!([address, "latest"])).await;
     U256::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
@@ -350,23 +379,9 @@ async fn parallel_sends_get_sequential_nonces() {
         false,
     )
     .await;
-    let mut tasks = Vec::new();
-    for i in 0..100 {
-        let (url, token) = (daemon.url.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            let res = crate::harness::http()
-                .post(format!("{url}/v1/transactions/send"))
-                .bearer_auth(token)
-                .json(&json!({ "to": RECIPIENT, "amount": "0.001", "idempotencyKey": format!("p-{i}") }))
-                .send()
-                .await
-                .unwrap();
-            res.json::<Value>().await.unwrap()
-        }));
-    }
+    let results = send_parallel(&daemon, &token, "0.001", 100, "p").await;
     let mut nonces = Vec::new();
-    for t in tasks {
-        let tx = t.await.unwrap();
+    for (_, tx) in results {
         assert!(
             matches!(tx["status"].as_str(), Some("CONFIRMED") | Some("SUBMITTED")),
             "{tx}"
@@ -388,23 +403,10 @@ async fn parallel_sends_cannot_overspend_the_daily_limit() {
         false,
     )
     .await;
-    let mut tasks = Vec::new();
-    for i in 0..100 {
-        let (url, token) = (daemon.url.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            let res = crate::harness::http()
-                .post(format!("{url}/v1/transactions/send"))
-                .bearer_auth(token)
-                .json(&json!({ "to": RECIPIENT, "amount": "0.05", "idempotencyKey": format!("d-{i}") }))
-                .send()
-                .await
-                .unwrap();
-            (res.status().as_u16(), res.json::<Value>().await.unwrap())
-        }));
-    }
+    let results = send_parallel(&daemon, &token, "0.05", 100, "d").await;
     let (mut passed, mut denied) = (0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
+    for result in results {
+        match result {
             (200, tx) if tx["tier"] == "INSTANT" => passed += 1,
             // Over the daily limit needs the owner; there is none, so it is denied.
             (403, body) if body["error"]["code"] == "POLICY_DENIED" => denied += 1,
