@@ -458,10 +458,22 @@ impl Service {
             .map(|t| Address::parse(wallet.kind, t))
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
+        // Never below a nonce we already signed for and may still broadcast: after a crash the
+        // chain does not know those bytes yet, and the cache is empty.
+        let outstanding = self
+            .active_txs()?
+            .into_iter()
+            .filter(|t| t.wallet_id == wallet_id)
+            .filter_map(|t| t.nonce.map(|n| n + 1))
+            .max();
         let prepared = async {
             // Nonce from the chain as well as our cache: a crashed broadcast may have used one.
             let chain_nonce = adapter.pending_nonce(&from).await?;
-            let nonce = next_nonce.map_or(chain_nonce, |n| n.max(chain_nonce));
+            let nonce = [Some(chain_nonce), *next_nonce, outstanding]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or(chain_nonce);
             let plan = TransferPlan {
                 from,
                 to,
@@ -716,22 +728,18 @@ impl Service {
     /// One pass over every active transfer: execute due DELAYs, expire approvals, reconcile
     /// and confirm what was signed. Run at start (before serving) and then periodically.
     pub async fn tick(self: &Arc<Self>) {
-        let active: Vec<(String, String)> = match self.store.list_with_keys(keys::ACTIVE_TXS) {
+        let mut active = match self.active_txs() {
             Ok(a) => a,
             Err(err) => {
                 tracing::error!(error = %err, "cannot list active transactions");
                 return;
             }
         };
+        // Signed bytes reach the chain before anything new is signed.
+        active.sort_by_key(|t| !matches!(t.status, TxState::Signed | TxState::Submitted));
         let now = now();
-        for (key, wallet) in active {
-            let (Some(id), Ok(wallet)) = (
-                key.rsplit('/').next().and_then(|s| s.parse::<TxId>().ok()),
-                wallet.parse::<WalletId>(),
-            ) else {
-                continue;
-            };
-            let Ok(tx) = self.tx(wallet, id) else { continue };
+        for tx in active {
+            let (id, wallet) = (tx.id, tx.wallet_id);
             let result = match tx.status {
                 TxState::Delayed if tx.executes_at.is_some_and(|t| t <= now) => {
                     self.execute(id, wallet, true).await.map(|_| ())
@@ -746,6 +754,19 @@ impl Service {
                 tracing::warn!(tx = %id, error = %err, "transaction worker step failed; will retry");
             }
         }
+    }
+
+    /// Every transfer that is not final, via the `active/` index.
+    fn active_txs(&self) -> Result<Vec<TxRecord>> {
+        let index: Vec<(String, String)> = self.store.list_with_keys(keys::ACTIVE_TXS)?;
+        let mut txs = Vec::with_capacity(index.len());
+        for (key, wallet) in index {
+            let id = key.rsplit('/').next().and_then(|s| s.parse::<TxId>().ok());
+            if let (Some(id), Ok(wallet)) = (id, wallet.parse::<WalletId>()) {
+                txs.push(self.tx(wallet, id)?);
+            }
+        }
+        Ok(txs)
     }
 
     async fn expire(&self, wallet: WalletId, id: TxId) -> Result<()> {

@@ -13,4 +13,6 @@ mod prices;
 mod routes;
 mod sessions;
 mod tidy;
+#[cfg(feature = "test-faults")]
+mod transfer_crash;
 mod transfers;
