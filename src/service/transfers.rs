@@ -545,6 +545,11 @@ impl Service {
     /// must not go ahead (denied now, or DELAY that now needs approval).
     async fn recheck(&self, wallet: &WalletRecord, tx: &mut TxRecord, locks: &WalletLocks) -> Result<Option<TxRecord>> {
         let _decide = locks.decide.lock().await;
+        // Fresh under the lock: a cancel may have landed since the caller read it.
+        *tx = self.tx(tx.wallet_id, tx.id)?;
+        if !tx.status.is_cancellable() {
+            return Ok(Some(tx.clone()));
+        }
         let intent = self.intent_of(wallet, tx)?;
         let decision = self.evaluate(wallet, &intent, now(), Some(tx))?;
         let was_approval = tx.status == TxState::PendingApproval;
@@ -579,7 +584,16 @@ impl Service {
                 tx.updated_at = now();
                 self.save_tx(&mut batch, tx, e);
             }
-            Outcome::Allowed(_) => return Ok(None),
+            Outcome::Allowed(_) => {
+                // Committed to executing: no longer cancellable, and a crash from here on
+                // resumes as any REQUESTED transfer does.
+                let e = event("tx_executing");
+                tx.status = TxState::Requested;
+                tx.updated_at = now();
+                self.save_tx(&mut batch, tx, e);
+                self.store.commit(batch)?;
+                return Ok(None);
+            }
         }
         self.store.commit(batch)?;
         Ok(Some(tx.clone()))
@@ -620,13 +634,16 @@ impl Service {
     /// Waits (bounded by `transfers.confirm_wait_seconds`) for a submitted transfer to confirm.
     async fn wait_confirmed(&self, mut tx: TxRecord) -> TxRecord {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.config.transfers.confirm_wait_seconds);
+        // Receipts on fast chains (anvil) are there within milliseconds: poll from 5 ms up.
+        let mut pause = Duration::from_millis(5);
         while matches!(tx.status, TxState::Submitted | TxState::Signed) && tokio::time::Instant::now() < deadline {
             match self.confirm_once(tx.wallet_id, tx.id).await {
                 Ok(t) => tx = t,
                 Err(err) => tracing::debug!(tx = %tx.id, error = %err, "confirmation check failed"),
             }
             if matches!(tx.status, TxState::Submitted | TxState::Signed) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
             }
         }
         tx
@@ -637,7 +654,7 @@ impl Service {
     async fn confirm_once(&self, wallet_id: WalletId, id: TxId) -> Result<TxRecord> {
         let wallet = self.wallet(wallet_id)?;
         let adapter = self.adapter(&wallet)?;
-        let mut tx = self.tx(wallet_id, id)?;
+        let tx = self.tx(wallet_id, id)?;
         let Some(hash) = tx.hash.clone() else { return Ok(tx) };
         if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Ok(tx);
@@ -689,36 +706,38 @@ impl Service {
                 block,
                 confirmations,
             } => {
-                tx.block = Some(block);
-                tx.confirmations = confirmations;
-                let required = adapter.config().confirmations;
-                if success && confirmations < required {
-                    if tx.status == TxState::Signed {
-                        tx.status = TxState::Submitted;
-                    }
-                    tx.updated_at = now();
-                    let mut batch = Batch::new();
-                    batch.put(keys::tx(wallet_id, id), &tx);
-                    self.store.commit(batch)?;
-                    return Ok(tx);
+                let done = !success || confirmations >= adapter.config().confirmations;
+                if done {
+                    crate::faults::hit("before_confirm");
                 }
-                crate::faults::hit("before_confirm");
                 let locks = self.wallet_locks(wallet_id);
                 let _decide = locks.decide.lock().await;
+                // Fresh under the lock: the request and the worker may both be confirming it.
+                let mut tx = self.tx(wallet_id, id)?;
+                if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+                    return Ok(tx);
+                }
+                tx.block = Some(block);
+                tx.confirmations = confirmations;
+                tx.updated_at = now();
                 let mut batch = Batch::new();
-                let (state, kind, error) = if success {
-                    (TxState::Confirmed, "tx_confirmed", None)
+                if !done {
+                    tx.status = TxState::Submitted;
+                    batch.put(keys::tx(wallet_id, id), &tx);
                 } else {
-                    (TxState::Failed, "tx_reverted", Some("reverted on chain".to_owned()))
-                };
-                self.finish(&mut batch, &mut tx, state, error)?;
-                self.save_tx(
-                    &mut batch,
-                    &tx,
-                    AuditEvent::new(kind, "system")
-                        .wallet(wallet_id)
-                        .detail(serde_json::json!({ "tx": id.to_string(), "hash": hash, "block": block })),
-                );
+                    let (state, kind, error) = if success {
+                        (TxState::Confirmed, "tx_confirmed", None)
+                    } else {
+                        (TxState::Failed, "tx_reverted", Some("reverted on chain".to_owned()))
+                    };
+                    self.finish(&mut batch, &mut tx, state, error)?;
+                    let detail = serde_json::json!({ "tx": id.to_string(), "hash": hash, "block": block });
+                    self.save_tx(
+                        &mut batch,
+                        &tx,
+                        AuditEvent::new(kind, "system").wallet(wallet_id).detail(detail),
+                    );
+                }
                 self.store.commit(batch)?;
                 Ok(tx)
             }
