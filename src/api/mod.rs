@@ -1,7 +1,8 @@
-//! The network edges: REST (axum) today, MCP next. Transport, auth extraction and error
-//! mapping only; every rule lives behind `Service`.
+//! The network edges: REST (axum) and MCP (rmcp, over stdio and streamable HTTP). Transport,
+//! auth extraction and error mapping only; every rule lives behind `Service`.
 
 pub mod dto;
 pub mod error;
+pub mod mcp;
 pub mod rest;
 pub mod server;

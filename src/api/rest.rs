@@ -82,7 +82,16 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/transactions/{id}", Session, tx_show),
         route(Method::POST, "/v1/transactions/{id}/cancel", Session, tx_cancel),
         route(Method::GET, "/v1/wallet/policies", Session, wallet_policies),
+        // MCP over streamable HTTP: the bearer token is checked here on every request, and
+        // again by each tool's REST call; the MCP session id is never authentication.
+        route(Method::POST, "/mcp", Session, mcp),
+        route(Method::GET, "/mcp", Session, mcp),
+        route(Method::DELETE, "/mcp", Session, mcp),
     ]
+}
+
+async fn mcp(State(s): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    s.mcp(req).await
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;

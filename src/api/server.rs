@@ -3,6 +3,7 @@
 //! limits, JSON 404/405, and graceful shutdown.
 
 use super::error::ApiError;
+use super::mcp::{Backend, BursarMcp};
 use super::rest::{self, Auth};
 use crate::service::{Service, ServiceError};
 use axum::Router;
@@ -18,6 +19,26 @@ use std::sync::Arc;
 pub struct AppState {
     pub service: Arc<Service>,
     guard: Arc<HostGuard>,
+    /// The MCP service; set once the router it calls into exists.
+    mcp: Arc<std::sync::OnceLock<McpService>>,
+}
+
+type McpService = rmcp::transport::streamable_http_server::StreamableHttpService<
+    BursarMcp,
+    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
+>;
+
+impl AppState {
+    /// Hands an authenticated `/mcp` request to rmcp's streamable HTTP service.
+    pub(super) async fn mcp(&self, req: Request) -> Response {
+        let Some(svc) = self.mcp.get() else {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "MCP is starting").into_response();
+        };
+        match tower::ServiceExt::oneshot(svc.clone(), req).await {
+            Ok(res) => res.map(axum::body::Body::new),
+            Err(never) => match never {},
+        }
+    }
 }
 
 /// Accepted `Host` and `Origin` values: the loopback names of the bound address plus the
@@ -81,7 +102,13 @@ pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
     let cfg = &service.config().server;
     let guard = Arc::new(HostGuard::new(addr, &cfg.allowed_hosts, &cfg.allowed_origins));
     let max_body = cfg.max_body_bytes;
-    let state = AppState { service, guard };
+    let mcp_hosts: Vec<String> = guard.hosts.iter().cloned().collect();
+    let mcp_origins: Vec<String> = guard.origins.iter().cloned().collect();
+    let state = AppState {
+        service,
+        guard,
+        mcp: Arc::new(std::sync::OnceLock::new()),
+    };
     let mut router = Router::new();
     for r in rest::routes() {
         let handler = match r.auth {
@@ -93,12 +120,30 @@ pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
         };
         router = router.route(r.path, handler);
     }
-    router
+    let app = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn_with_state(state.clone(), guard_and_headers))
-        .with_state(state)
+        .with_state(state.clone());
+    // The MCP tools call this same router in process (never `/mcp` itself).
+    let mut cfg = rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default();
+    cfg.allowed_hosts = mcp_hosts;
+    cfg.allowed_origins = mcp_origins;
+    cfg.max_request_body_bytes = max_body;
+    let (rest, host) = (app.clone(), format!("127.0.0.1:{}", addr.port()));
+    let svc = McpService::new(
+        move || {
+            Ok(BursarMcp::new(Backend::Daemon {
+                rest: rest.clone(),
+                host: host.clone(),
+            }))
+        },
+        Default::default(),
+        cfg,
+    );
+    let _ = state.mcp.set(svc);
+    app
 }
 
 async fn guard_and_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -82,6 +82,9 @@ pub enum Command {
     /// Read and verify the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// MCP server on stdio for agent hosts (Claude Desktop): forwards to the daemon with the
+    /// session token from BURSAR_SESSION_TOKEN_FILE; stdout carries only JSON-RPC
+    Mcp,
     /// Check the installation against the security checklist
     Doctor {
         /// Repair what can be repaired safely (file permissions)

@@ -155,6 +155,7 @@ fn expose_secret_call_sites_are_known() {
         "src/secret.rs",
         "src/keystore/mod.rs",
         "src/service/mod.rs",
+        "src/api/mcp.rs",
         "src/cli/client.rs",
         "src/cli/commands.rs",
         "src/cli/password.rs",

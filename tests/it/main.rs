@@ -9,6 +9,7 @@ mod crash;
 mod examples;
 mod http;
 mod hygiene;
+mod mcp;
 mod prices;
 mod routes;
 mod sessions;
