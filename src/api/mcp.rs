@@ -128,6 +128,11 @@ impl BursarMcp {
         }
     }
 
+    /// The `tools/list` result, for `schemas/` and `tools/` (generated and golden-tested).
+    pub fn tool_definitions() -> Vec<rmcp::model::Tool> {
+        Self::tool_router().list_all()
+    }
+
     /// The address of this agent's wallet, its chain and wallet id.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn get_address(&self, ctx: RequestContext<RoleServer>) -> Result<Json<dto::WalletAddress>, ToolError> {
@@ -151,7 +156,7 @@ impl BursarMcp {
     }
 
     /// Send funds from this wallet. The owner's policy decides the tier: INSTANT (sent now),
-    /// NOTIFY (sent now, owner notified), DELAY (status DELAYED: executes at `executes_at`
+    /// NOTIFY (sent now, owner notified), DELAY (status DELAYED: executes at `executesAt`
     /// unless cancelled with `cancel_transaction`), APPROVAL (status PENDING_APPROVAL: the
     /// owner must approve it out of band; you cannot) or DENIED (an error result with the
     /// reasons; do not retry the same transfer). The answer carries the transaction id, tier,

@@ -12,6 +12,7 @@ mod hygiene;
 mod mcp;
 mod prices;
 mod routes;
+mod schemas;
 mod sessions;
 mod tidy;
 #[cfg(feature = "test-faults")]
