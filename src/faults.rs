@@ -9,7 +9,7 @@ pub const POINTS: [&str; 4] = ["before_sign", "after_sign", "after_broadcast", "
 #[cfg(feature = "test-faults")]
 pub fn hit(point: &str) {
     if std::env::var("BURSAR_TEST_FAULT").is_ok_and(|p| p == point) {
-        eprintln!("test fault: aborting at {point}");
+        tracing::error!("test fault: aborting at {point}");
         std::process::abort();
     }
 }

@@ -4,25 +4,15 @@
 //! idempotency keys. Every transfer happens on chain at most once, under its one signature,
 //! with budgets and the audit chain in step.
 
-use crate::harness::{Anvil, Daemon, Opts, eth, http};
+use crate::harness::{Anvil, Daemon, eth, http};
+use crate::transfers::{RECIPIENT, balance_of, opts, wait_status};
 use alloy::primitives::U256;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const IN_FLIGHT: [&str; 3] = ["REQUESTED", "SIGNED", "SUBMITTED"];
-
-fn opts(anvil: &Anvil) -> Opts {
-    Opts {
-        anvil_url: Some(anvil.url.clone()),
-        extra_config:
-            "\n[prices.native]\nETH = \"2000\"\n\n[transfers]\nworker_interval_ms = 100\nconfirm_wait_seconds = 10\n"
-                .into(),
-        ..Opts::default()
-    }
-}
 
 /// A funded wallet with one SPENDING_LIMIT policy (and `RECIPIENT` as owner); returns
 /// (wallet address, session token).
@@ -79,18 +69,6 @@ async fn list(daemon: &Daemon, token: &str, status: &str) -> Vec<Value> {
     body.as_array().unwrap().clone()
 }
 
-async fn wait_status(daemon: &Daemon, token: &str, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tx = get(daemon, token, &format!("/v1/transactions/{id}")).await;
-        if tx["status"] == want {
-            return tx;
-        }
-        assert!(Instant::now() < deadline, "transaction {id} never reached {want}: {tx}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until nothing is REQUESTED, SIGNED or SUBMITTED any more.
 async fn wait_settled(daemon: &Daemon, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -118,10 +96,6 @@ async fn spent_today(daemon: &Daemon, token: &str) -> String {
 
 fn hex_u256(v: &Value) -> U256 {
     U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-}
-
-async fn balance_of(anvil: &Anvil, address: &str) -> U256 {
-    hex_u256(&anvil.rpc("eth_getBalance", json!([address, "latest"])).await)
 }
 
 async fn chain_nonce(anvil: &Anvil, address: &str) -> u64 {

@@ -6,9 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+pub(crate) const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
-fn opts(anvil: &Anvil) -> Opts {
+pub(crate) fn opts(anvil: &Anvil) -> Opts {
     Opts {
         anvil_url: Some(anvil.url.clone()),
         extra_config:
@@ -99,12 +99,12 @@ async fn send_parallel(daemon: &Daemon, token: &str, amount: &str, n: usize, pre
     out
 }
 
-async fn balance_of(anvil: &Anvil, address: &str) -> U256 {
+pub(crate) async fn balance_of(anvil: &Anvil, address: &str) -> U256 {
     let hex = anvil.rpc("eth_getBalance", json!([address, "latest"])).await;
     U256::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
-async fn wait_status(daemon: &Daemon, token: &str, id: &str, want: &str) -> Value {
+pub(crate) async fn wait_status(daemon: &Daemon, token: &str, id: &str, want: &str) -> Value {
     for _ in 0..100 {
         let (_, tx) = daemon
             .session(token, Method::GET, &format!("/v1/transactions/{id}"), None)
