@@ -32,7 +32,7 @@ impl CreateWallet {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Wallet {
     pub id: String,
@@ -45,7 +45,7 @@ pub struct Wallet {
     pub owner: Option<Owner>,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Owner {
     pub address: String,
     pub state: String,

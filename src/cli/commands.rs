@@ -33,6 +33,18 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
             Ok(())
         }
         Command::Status => status(&data_dir, cli.url, out).await,
+        Command::Quickset {
+            ttl,
+            max_renewals,
+            absolute_lifetime,
+        } => {
+            let lifetime = Lifetime {
+                ttl,
+                max_renewals,
+                absolute_lifetime,
+            };
+            quickset(&data_dir, master_client(&data_dir, cli.url)?, lifetime, out).await
+        }
         Command::SetMaster {
             new_password_file,
             delete_recovery_key,
@@ -49,7 +61,7 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
             .await
         }
         Command::Wallet(cmd) => wallet(cmd, master_client(&data_dir, cli.url)?, out).await,
-        Command::Session(cmd) => session(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::Session(cmd) => session(cmd, &data_dir, master_client(&data_dir, cli.url)?, out).await,
         Command::Audit(cmd) => audit(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Policy(cmd) => policy(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Tx(cmd) => tx(cmd, session_client(cli.url)?, out).await,
@@ -62,6 +74,144 @@ fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
         eprintln!("warning: {w}");
     }
     Client::new(url, Credential::Master(found.password))
+}
+
+/// How long a session lives.
+struct Lifetime {
+    ttl: u64,
+    max_renewals: u32,
+    absolute_lifetime: u64,
+}
+
+/// A session for `wallet`, its token written to `<data>/agents/<wallet id>.token` (0600).
+/// Returns the token file: configs point at it, so the token itself is never printed.
+async fn agent_session(
+    data_dir: &Path,
+    client: &Client,
+    wallet: &dto::Wallet,
+    life: &Lifetime,
+) -> CliResult<(dto::SessionToken, PathBuf)> {
+    let body = serde_json::json!({
+        "walletId": wallet.id, "ttlSeconds": life.ttl, "maxRenewals": life.max_renewals, "absoluteLifetimeSeconds": life.absolute_lifetime
+    });
+    let session: dto::SessionToken = client.send(Method::POST, "/v1/sessions", &body).await?;
+    let dir = data_dir.join("agents");
+    config::create_data_dir(&dir).context("creating the agents directory")?;
+    let file = dir.join(format!("{}.token", session.id));
+    config::write_private_file(&file, session.token.as_bytes()).context("writing the token file")?;
+    Ok((session, file))
+}
+
+/// A `claude_desktop_config.json` block launching `bursar mcp` for each token file.
+fn mcp_config_block(client: &Client, servers: &[(String, PathBuf)]) -> serde_json::Value {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "bursar".into());
+    let entries: serde_json::Map<String, serde_json::Value> = servers
+        .iter()
+        .map(|(name, file)| {
+            let server = serde_json::json!({
+                "command": exe, "args": ["mcp"],
+                "env": { "BURSAR_URL": client.base(), "BURSAR_SESSION_TOKEN_FILE": file.display().to_string() }
+            });
+            (name.clone(), server)
+        })
+        .collect();
+    serde_json::json!({ "mcpServers": entries })
+}
+
+async fn quickset(data_dir: &Path, client: Client, life: Lifetime, out: &Output) -> CliResult {
+    let status: dto::Status = client.get("/v1/admin/status").await?;
+    let existing: Vec<dto::Wallet> = client.get("/v1/wallets").await?;
+    let mut servers = Vec::new();
+    for chain in &status.chains {
+        // Reuse the chain's first wallet; create one where there is none.
+        let wallet = match existing.iter().find(|w| &w.chain == chain) {
+            Some(w) => w.clone(),
+            None => {
+                client
+                    .send::<_, dto::Wallet>(
+                        Method::POST,
+                        "/v1/wallets",
+                        &serde_json::json!({ "name": format!("agent-{chain}"), "chain": chain }),
+                    )
+                    .await?
+            }
+        };
+        let (_, file) = agent_session(data_dir, &client, &wallet, &life).await?;
+        servers.push((format!("bursar-{chain}"), file));
+    }
+    let block = mcp_config_block(&client, &servers);
+    out.emit(&block, |b| {
+        format!(
+            "{}\n\nPaste this into claude_desktop_config.json. Tokens are in the 0600 files it names; with no policy every transfer needs the owner's approval (`bursar policy add`).",
+            serde_json::to_string_pretty(b).unwrap_or_default()
+        )
+    });
+    Ok(())
+}
+
+/// Reads one answer; an empty line takes `default`.
+fn ask(question: &str, default: &str) -> CliResult<String> {
+    eprint!("{question} [{default}]: ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let answer = line.trim();
+    Ok(if answer.is_empty() {
+        default.to_owned()
+    } else {
+        answer.to_owned()
+    })
+}
+
+fn ask_number<T: std::str::FromStr>(question: &str, default: T) -> CliResult<T>
+where
+    T: std::fmt::Display,
+{
+    let answer = ask(question, &default.to_string())?;
+    answer.parse().map_err(|_| CliError {
+        code: 2,
+        error: anyhow!("{question}: {answer:?} is not a number"),
+    })
+}
+
+async fn session_prompt(data_dir: &Path, client: Client, out: &Output) -> CliResult {
+    let wallets: Vec<dto::Wallet> = client.get("/v1/wallets").await?;
+    if wallets.is_empty() {
+        return Err(
+            anyhow!("no wallets yet: `bursar wallet create --name NAME --chain CHAIN` (or `bursar quickset`)").into(),
+        );
+    }
+    for (idx, w) in wallets.iter().enumerate() {
+        eprintln!("  {}) {}  {} ({})  {}", idx + 1, w.name, w.chain, w.kind, w.address);
+    }
+    let pick: usize = ask_number("wallet", 1)?;
+    let wallet = wallets.get(pick.wrapping_sub(1)).ok_or_else(|| CliError {
+        code: 2,
+        error: anyhow!("no wallet number {pick}"),
+    })?;
+    let life = Lifetime {
+        ttl: ask_number("token lifetime in seconds", 86_400)?,
+        max_renewals: ask_number("renewals allowed", 30)?,
+        absolute_lifetime: ask_number("absolute lifetime in seconds", 30 * 86_400)?,
+    };
+    let instant_max = ask(
+        "basic policy: send at once up to this many whole units (empty for none)",
+        "",
+    )?;
+    if !instant_max.is_empty() {
+        let body = serde_json::json!({ "walletId": wallet.id, "type": "SPENDING_LIMIT", "rules": { "instant_max": instant_max } });
+        let _: dto::PolicyDto = client.send(Method::POST, "/v1/policies", &body).await?;
+    }
+    let (_, file) = agent_session(data_dir, &client, wallet, &life).await?;
+    let block = mcp_config_block(&client, &[(format!("bursar-{}", wallet.name.replace(' ', "-")), file)]);
+    out.emit(&block, |b| {
+        format!(
+            "{}\n\nPaste this into claude_desktop_config.json.",
+            serde_json::to_string_pretty(b).unwrap_or_default()
+        )
+    });
+    Ok(())
 }
 
 /// `bursar mcp`: starts even when the token is missing or the daemon is down, so the agent
@@ -441,7 +591,7 @@ async fn wallet(cmd: WalletCommand, client: Client, out: &Output) -> CliResult {
     Ok(())
 }
 
-async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult {
+async fn session(cmd: SessionCommand, data_dir: &Path, client: Client, out: &Output) -> CliResult {
     let show = |s: &dto::Session| {
         format!(
             "{}  wallet {}  expires {}  renewals {}/{}{}",
@@ -491,6 +641,7 @@ async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult
                 .await?;
             out.emit(&s, |s| format!("revoked session {}", s.id));
         }
+        SessionCommand::Prompt => return session_prompt(data_dir, client, out).await,
         SessionCommand::RotateSecret => {
             let _: dto::Ok = client
                 .send(Method::POST, "/v1/admin/rotate-session-secret", &())

@@ -53,6 +53,19 @@ pub enum Command {
     },
     /// Ask the running daemon to shut down
     Stop,
+    /// One wallet per configured chain, a bounded session for each (token in a 0600 file),
+    /// and a ready claude_desktop_config.json block
+    Quickset {
+        /// Token lifetime in seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+        ttl: u64,
+        /// How many times the agent may renew
+        #[arg(long, default_value_t = 30)]
+        max_renewals: u32,
+        /// No renewal reaches past this many seconds from now
+        #[arg(long, value_name = "SECONDS", default_value_t = 30 * 86_400)]
+        absolute_lifetime: u64,
+    },
     /// Show whether the daemon is up (and its state, when a master password is available)
     Status,
     /// Change the master password: re-encrypts every key and secret atomically
@@ -134,6 +147,9 @@ pub enum SessionCommand {
     Revoke { id: String },
     /// Replace the token-signing secret: every session token stops working
     RotateSecret,
+    /// Interactive: pick a wallet, lifetime and an optional basic policy, then print a ready
+    /// MCP config block (answers are read line by line from stdin; prompts go to stderr)
+    Prompt,
 }
 
 #[derive(Debug, Subcommand)]

@@ -359,3 +359,74 @@ async fn policy_and_tx_commands() {
     );
     assert_eq!(removed["id"], added["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickset_and_session_prompt_print_ready_mcp_configs() {
+    let daemon = Daemon::start(Opts::default()).await;
+    let block = json_out(&daemon.cli(&["quickset", "--ttl", "600", "--json"]).output().unwrap());
+    let servers = block["mcpServers"].as_object().unwrap();
+    assert_eq!(servers.len(), 2, "one per configured chain: {block}");
+    for server in servers.values() {
+        assert_eq!(server["args"][0], "mcp");
+        assert_eq!(server["env"]["BURSAR_URL"], daemon.url.as_str());
+        let file = server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap();
+        assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+        let token = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !block.to_string().contains(&token),
+            "the block names the file, never the token"
+        );
+        let (status, _) = daemon
+            .session(&token, reqwest::Method::GET, "/v1/wallet/address", None)
+            .await;
+        assert_eq!(status, 200);
+    }
+    // Running it again reuses the wallets.
+    json_out(&daemon.cli(&["quickset", "--json"]).output().unwrap());
+    let wallets = json_out(&daemon.cli(&["wallet", "list", "--json"]).output().unwrap());
+    assert_eq!(wallets.as_array().unwrap().len(), 2);
+
+    // The interactive form, answered line by line: wallet 1, ttl, renewals, lifetime, policy.
+    let mut child = daemon
+        .cli(&["session", "prompt", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1\n3600\n2\n7200\n0.01\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let block = json_out(&out);
+    let server = block["mcpServers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let token = std::fs::read_to_string(server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap()).unwrap();
+    let (_, policies) = daemon
+        .session(&token, reqwest::Method::GET, "/v1/wallet/policies", None)
+        .await;
+    assert_eq!(policies[0]["rules"]["instant_max"], "0.01", "{policies}");
+    let (_, sessions) = daemon.master(reqwest::Method::GET, "/v1/sessions", None).await;
+    assert!(
+        sessions.as_array().unwrap().iter().any(|s| s["maxRenewals"] == 2),
+        "{sessions}"
+    );
+    // A bad answer is a usage error, and nothing is created.
+    let mut child = daemon
+        .cli(&["session", "prompt"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"9\n").unwrap();
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(2));
+}
