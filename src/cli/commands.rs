@@ -164,10 +164,7 @@ fn ask(question: &str, default: &str) -> CliResult<String> {
     })
 }
 
-fn ask_number<T: std::str::FromStr>(question: &str, default: T) -> CliResult<T>
-where
-    T: std::fmt::Display,
-{
+fn ask_number<T: std::str::FromStr + std::fmt::Display>(question: &str, default: T) -> CliResult<T> {
     let answer = ask(question, &default.to_string())?;
     answer.parse().map_err(|_| CliError {
         code: 2,
