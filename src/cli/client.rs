@@ -23,19 +23,30 @@ pub enum Credential {
     Session(Passphrase),
 }
 
+/// The daemon's URL: `--url` > `BURSAR_URL` > the default loopback address.
+pub fn daemon_url(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("BURSAR_URL").ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| crate::config::DEFAULT_URL.to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The HTTP client every CLI command (and `bursar mcp`) talks to the daemon with.
+pub fn http_client() -> CliResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .map_err(|e| anyhow!("building the HTTP client: {e}").into())
+}
+
 impl Client {
     pub fn new(url: Option<String>, credential: Credential) -> CliResult<Self> {
-        let base = url
-            .or_else(|| std::env::var("BURSAR_URL").ok().filter(|u| !u.is_empty()))
-            .unwrap_or_else(|| crate::config::DEFAULT_URL.to_owned())
-            .trim_end_matches('/')
-            .to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .no_proxy()
-            .build()
-            .map_err(|e| anyhow!("building the HTTP client: {e}"))?;
-        Ok(Self { http, base, credential })
+        Ok(Self {
+            http: http_client()?,
+            base: daemon_url(url),
+            credential,
+        })
     }
 
     pub fn base(&self) -> &str {

@@ -226,16 +226,7 @@ async fn mcp_stdio(url: Option<String>) -> CliResult {
         Ok(None) => Err("no session token: the operator must set BURSAR_SESSION_TOKEN_FILE in this MCP server's environment (`bursar session create` issues one)".to_owned()),
         Err(err) => Err(err.to_string()),
     };
-    let base = url
-        .or_else(|| std::env::var("BURSAR_URL").ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| config::DEFAULT_URL.to_owned())
-        .trim_end_matches('/')
-        .to_owned();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(|e| anyhow!("HTTP client: {e}"))?;
+    let (http, base) = (super::client::http_client()?, super::client::daemon_url(url));
     let server = BursarMcp::new(Backend::Remote { http, base, token });
     let running = rmcp::ServiceExt::serve(server, rmcp::transport::stdio())
         .await

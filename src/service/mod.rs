@@ -363,11 +363,16 @@ impl Service {
         self.wallet(auth.wallet_id)
     }
 
+    /// The adapter of the wallet's chain.
+    fn adapter(&self, wallet: &WalletRecord) -> Result<&crate::chains::Adapter> {
+        self.chains.get(&wallet.chain).ok_or_else(|| {
+            ServiceError::InvalidInput(format!("wallet's chain {} is no longer configured", wallet.chain))
+        })
+    }
+
     pub async fn balance(&self, auth: &SessionAuth, token: Option<&str>) -> Result<WalletBalance> {
         let wallet = self.wallet(auth.wallet_id)?;
-        let adapter = self.chains.get(&wallet.chain).ok_or_else(|| {
-            ServiceError::InvalidInput(format!("wallet's chain {} is no longer configured", wallet.chain))
-        })?;
+        let adapter = self.adapter(&wallet)?;
         let address = wallet.address()?;
         let balance = adapter.balance(&address, token).await?;
         Ok(WalletBalance { wallet, balance })

@@ -17,10 +17,7 @@ impl Service {
         rules: serde_json::Value,
     ) -> Result<PolicyRecord> {
         let wallet = self.wallet(wallet_id)?;
-        let adapter = self
-            .chains
-            .get(&wallet.chain)
-            .ok_or_else(|| ServiceError::InvalidInput(format!("wallet's chain {} is not configured", wallet.chain)))?;
+        let adapter = self.adapter(&wallet)?;
         let ctx = ParseContext {
             chain_kind: wallet.kind,
             native_decimals: adapter.config().native_decimals,

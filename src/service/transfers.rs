@@ -76,12 +76,6 @@ impl Service {
             .clone()
     }
 
-    fn adapter(&self, wallet: &WalletRecord) -> Result<&Adapter> {
-        self.chains
-            .get(&wallet.chain)
-            .ok_or_else(|| invalid(format!("wallet's chain {} is no longer configured", wallet.chain)))
-    }
-
     /// Decodes the request into the intent the daemon would sign.
     async fn decode(&self, wallet: &WalletRecord, req: &TransferRequest) -> Result<(Intent, AssetMeta)> {
         let adapter = self.adapter(wallet)?;
@@ -173,11 +167,20 @@ impl Service {
                 spent.month.native = spent.month.native.saturating_sub(native);
             }
         }
-        let txs: Vec<TxRecord> = self.store.list(&keys::wallet_txs(wallet.id))?;
+        // Read only if a RATE_LIMIT policy asks: it is the one rule that needs the history.
+        let txs = std::cell::OnceCell::<Option<Vec<TxRecord>>>::new();
         let this_request = u32::from(exclude.is_none());
         let requests_in_window = |window: u64| {
             let since = now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
-            let earlier = txs.iter().filter(|t| t.created_at > since).count();
+            let history = txs.get_or_init(|| {
+                self.store
+                    .list(&keys::wallet_txs(wallet.id))
+                    .inspect_err(|err| tracing::error!(error = %err, "cannot read transaction history for RATE_LIMIT"))
+                    .ok()
+            });
+            // Fail closed: an unreadable history counts as over any limit.
+            let Some(history) = history else { return u32::MAX };
+            let earlier = history.iter().filter(|t| t.created_at > since).count();
             u32::try_from(earlier).unwrap_or(u32::MAX).saturating_add(this_request)
         };
         let counters = policy::Counters {

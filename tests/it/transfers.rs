@@ -536,3 +536,28 @@ async fn failed_and_dropped_sends_leave_no_nonce_gap() {
         "{next}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_enforced_on_the_send_path() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let policies = [
+        ("SPENDING_LIMIT", json!({ "instant_max": "1" })),
+        ("RATE_LIMIT", json!({ "max_requests": 2, "window_seconds": 60 })),
+    ];
+    let (_, token) = setup(&anvil, &daemon, &policies, false).await;
+    for key in ["r1", "r2"] {
+        let (status, tx) = send(&daemon, &token, "0.01", key).await;
+        assert_eq!((status, tx["status"].as_str()), (200, Some("CONFIRMED")), "{tx}");
+    }
+    let (status, body) = send(&daemon, &token, "0.01", "r3").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("POLICY_DENIED")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("RATE_LIMIT"),
+        "{body}"
+    );
+}
