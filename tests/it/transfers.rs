@@ -557,7 +557,10 @@ async fn rate_limit_is_enforced_on_the_send_path() {
         "{body}"
     );
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("rate limit reached"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit reached"),
         "{body}"
     );
 }
