@@ -43,7 +43,40 @@ pub struct Config {
     pub log: LogConfig,
     pub prices: PricesConfig,
     pub transfers: TransfersConfig,
+    pub owner: OwnerConfig,
+    pub autostop: AutoStopConfig,
     pub chains: BTreeMap<String, ChainConfig>,
+}
+
+/// Owner messages (approvals, owner connect/disconnect, owner kill switch).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnerConfig {
+    /// The domain (RFC 3986 authority) every owner message binds, and the base of the links
+    /// in them. Default: the bind address, e.g. `127.0.0.1:3100`.
+    pub domain: Option<String>,
+}
+
+/// AutoStop: suspend a wallet (as the kill switch does) when its agent misbehaves. 0 disables
+/// a trigger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoStopConfig {
+    /// Consecutive sends that end DENIED or FAILED.
+    pub consecutive_failures: u32,
+    /// Send requests within `burst_window_seconds`.
+    pub burst_requests: u32,
+    pub burst_window_seconds: u64,
+}
+
+impl Default for AutoStopConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 10,
+            burst_requests: 120,
+            burst_window_seconds: 60,
+        }
+    }
 }
 
 /// USD prices for USD policy rules. Unknown or stale prices escalate to APPROVAL.
@@ -327,12 +360,27 @@ impl Config {
         Ok((config, warnings))
     }
 
+    /// The domain owner messages bind: `[owner] domain`, or the bind address.
+    pub fn owner_domain(&self) -> String {
+        self.owner
+            .domain
+            .clone()
+            .unwrap_or_else(|| self.server.bind.to_string())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.keystore
             .kdf()
             .check_bounds()
             .map_err(|e| ConfigError::Invalid(format!("[keystore] {e}")))?;
         self.chains()?;
+        if let Some(domain) = &self.owner.domain
+            && (domain.contains('@') || domain.parse::<http::uri::Authority>().is_err())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[owner] domain = {domain:?} is not a host[:port] authority"
+            )));
+        }
         for (key, usd) in self.prices.native.iter().chain(&self.prices.tokens) {
             crate::domain::Amount::parse_decimal(usd, 6)
                 .map_err(|e| ConfigError::Invalid(format!("[prices] {key} = {usd:?}: {e}")))?;

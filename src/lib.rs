@@ -5,6 +5,7 @@
 //! sessions and chains beside them, the service that orchestrates them, and the edges.
 
 pub mod domain;
+pub mod owner;
 pub mod policy;
 pub mod secret;
 

@@ -1,5 +1,6 @@
 //! Wire types (JSON, camelCase). Requests are parsed into domain types here, once.
 
+use super::error::ApiError;
 use crate::domain::{ChainName, WalletId, WalletName};
 use crate::service::{DaemonStatus, IssuedSession, NewSession, ServiceError, WalletBalance};
 use crate::store::records::{SessionRecord, WalletRecord};
@@ -43,6 +44,8 @@ pub struct Wallet {
     pub created_at: String,
     /// The registered owner (`state`: GRACE until their first signature, then LOCKED).
     pub owner: Option<Owner>,
+    /// Set while the kill switch or AutoStop holds the wallet.
+    pub frozen: Option<Frozen>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl From<WalletRecord> for Wallet {
                 address: o.address,
                 state: o.state,
             }),
+            frozen: w.frozen.map(Into::into),
         }
     }
 }
@@ -519,3 +523,132 @@ pub struct SetOwner {
 impl ApiJsonBody for Transfer {}
 impl ApiJsonBody for CreatePolicy {}
 impl ApiJsonBody for SetOwner {}
+
+// ---- owner control ---------------------------------------------------------------------
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Nonce {
+    /// Single-use; put it in the `Nonce:` line of an owner message.
+    pub nonce: String,
+    pub expires_at: String,
+    /// The domain owner messages must bind.
+    pub domain: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionQuery {
+    /// `approve` (default) or `reject` for transactions; `connect`, `disconnect`,
+    /// `kill-switch-on`, `kill-switch-off` for wallets.
+    pub action: Option<String>,
+}
+
+impl ActionQuery {
+    pub fn parse(&self, default: crate::owner::Action) -> Result<crate::owner::Action, ApiError> {
+        match self.action.as_deref() {
+            None => Ok(default),
+            Some(a) => crate::owner::Action::parse(a).ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "INVALID_INPUT",
+                    "action must be one of approve, reject, connect, disconnect, kill-switch-on, kill-switch-off",
+                )
+            }),
+        }
+    }
+}
+
+/// The exact text the owner signs, and how to submit the signature.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerMessage {
+    pub message: String,
+    /// `message` in base64: send it as `X-Owner-Message`, the signature as `X-Owner-Signature`.
+    pub message_base64: String,
+    pub action: String,
+    pub wallet_id: String,
+    pub owner: String,
+    /// The decoded transaction whose digest the message binds (approve / reject).
+    pub subject: Option<crate::owner::Subject>,
+    pub digest: Option<String>,
+    pub expires_at: String,
+    /// Where to POST the signed message.
+    pub submit_to: String,
+}
+
+impl From<crate::service::OwnerMessage> for OwnerMessage {
+    fn from(m: crate::service::OwnerMessage) -> Self {
+        use base64::Engine;
+        let submit_to = match (&m.subject, m.action) {
+            (Some(s), a) => format!("/v1/transactions/{}/{}", s.tx, a.as_str()),
+            (None, crate::owner::Action::KillSwitchOn) => "/v1/owner/kill-switch".into(),
+            (None, crate::owner::Action::KillSwitchOff) => "/v1/admin/kill-switch".into(),
+            (None, a) => format!("/v1/owner/{}", a.as_str()),
+        };
+        Self {
+            message_base64: base64::engine::general_purpose::STANDARD.encode(&m.text),
+            message: m.text,
+            action: m.action.as_str().to_owned(),
+            wallet_id: m.wallet_id.to_string(),
+            owner: m.owner,
+            digest: m.subject.as_ref().map(crate::owner::Subject::digest),
+            subject: m.subject,
+            expires_at: rfc3339(m.expires_at),
+            submit_to,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KillSwitch {
+    /// `true` freezes, `false` lifts.
+    pub on: bool,
+    /// One wallet; absent for every wallet.
+    pub wallet_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl ApiJsonBody for KillSwitch {}
+
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KillSwitchReport {
+    pub wallet_id: String,
+    pub frozen: Option<Frozen>,
+    pub sessions_revoked: usize,
+    pub transactions_cancelled: usize,
+    /// Lifting was refused for this wallet: its LOCKED owner must sign too.
+    pub needs_owner_signature: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+pub struct Frozen {
+    /// `master`, `owner` or `autostop`.
+    pub by: String,
+    pub reason: String,
+    pub since: String,
+}
+
+impl From<crate::store::records::FreezeRecord> for Frozen {
+    fn from(f: crate::store::records::FreezeRecord) -> Self {
+        Self {
+            by: f.by,
+            reason: f.reason,
+            since: rfc3339(f.since),
+        }
+    }
+}
+
+impl From<crate::service::KillSwitchReport> for KillSwitchReport {
+    fn from(r: crate::service::KillSwitchReport) -> Self {
+        Self {
+            wallet_id: r.wallet_id.to_string(),
+            frozen: r.frozen.map(Into::into),
+            sessions_revoked: r.sessions_revoked,
+            transactions_cancelled: r.transactions_cancelled,
+            needs_owner_signature: r.needs_owner_signature,
+        }
+    }
+}

@@ -61,6 +61,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND"),
             ServiceError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
             ServiceError::Conflict(_) => (S::CONFLICT, "CONFLICT"),
+            ServiceError::OwnerRejected(_) => (S::UNAUTHORIZED, "OWNER_REJECTED"),
+            ServiceError::Frozen(_) => (S::LOCKED, "WALLET_FROZEN"),
             ServiceError::Chain(e) => match e {
                 ChainError::Unreachable { .. } | ChainError::ChainIdMismatch { .. } => {
                     (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE")

@@ -4,5 +4,6 @@
 pub mod dto;
 pub mod error;
 pub mod mcp;
+pub mod page;
 pub mod rest;
 pub mod server;

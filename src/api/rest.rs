@@ -6,7 +6,7 @@
 use super::dto::{self, ApiJsonBody};
 use super::error::ApiError;
 use super::server::AppState;
-use crate::service::{MasterAuth, SessionAuth};
+use crate::service::{MasterAuth, ServiceError, SessionAuth};
 use crate::store::AuditFilter;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::handler::Handler;
@@ -24,6 +24,11 @@ pub enum Auth {
     Master,
     /// `Authorization: Bearer <session token>`.
     Session,
+    /// Either a session token (the caller's own wallet) or the master password.
+    SessionOrMaster,
+    /// `X-Owner-Message` + `X-Owner-Signature`: present here, verified by the handler's use
+    /// case against the exact action, wallet and transaction.
+    Owner,
 }
 
 pub struct Route {
@@ -82,6 +87,30 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/transactions/{id}", Session, tx_show),
         route(Method::POST, "/v1/transactions/{id}/cancel", Session, tx_cancel),
         route(Method::GET, "/v1/wallet/policies", Session, wallet_policies),
+        route(Method::GET, "/v1/nonce", Public, owner_nonce),
+        route(
+            Method::GET,
+            "/v1/transactions/{id}/approval-message",
+            SessionOrMaster,
+            tx_approval_message,
+        ),
+        route(Method::POST, "/v1/transactions/{id}/approve", Owner, tx_approve),
+        route(Method::POST, "/v1/transactions/{id}/reject", Owner, tx_reject),
+        route(
+            Method::GET,
+            "/v1/wallets/{id}/owner/message",
+            Master,
+            wallet_owner_message,
+        ),
+        route(Method::DELETE, "/v1/wallets/{id}/owner", Master, wallet_remove_owner),
+        route(Method::POST, "/v1/owner/connect", Owner, owner_connect),
+        route(Method::POST, "/v1/owner/disconnect", Owner, owner_disconnect),
+        route(Method::POST, "/v1/owner/kill-switch", Owner, owner_kill_switch),
+        route(Method::POST, "/v1/admin/kill-switch", Master, admin_kill_switch),
+        route(Method::GET, "/v1/admin/kill-switch", Master, admin_kill_switch_status),
+        // The owner's approval page: public on loopback; it holds no secret, and nothing
+        // happens without the owner's signature.
+        route(Method::GET, "/approve/{id}", Public, super::page::approval_page),
         // MCP over streamable HTTP: the bearer token is checked here on every request, and
         // again by each tool's REST call; the MCP session id is never authentication.
         route(Method::POST, "/mcp", Session, mcp),
@@ -97,6 +126,7 @@ async fn mcp(State(s): State<AppState>, req: axum::extract::Request) -> axum::re
 type ApiResult<T> = Result<Json<T>, ApiError>;
 type Master = Extension<MasterAuth>;
 type Session = Extension<SessionAuth>;
+type Owner = Extension<crate::service::OwnerProof>;
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
@@ -317,6 +347,112 @@ async fn tx_cancel(State(s): State<AppState>, Extension(a): Session, Id(id): Id)
             .cancel_transaction(&a, id.parse().map_err(invalid_id)?)
             .await?
             .into(),
+    ))
+}
+
+// ---- owner control -------------------------------------------------------------------
+
+async fn owner_nonce(State(s): State<AppState>) -> ApiResult<dto::Nonce> {
+    let (nonce, expires) = s.service.issue_nonce()?;
+    Ok(Json(dto::Nonce {
+        nonce,
+        expires_at: dto::rfc3339(expires),
+        domain: s.service.config().owner_domain(),
+    }))
+}
+
+async fn tx_approval_message(
+    State(s): State<AppState>,
+    session: Option<Session>,
+    master: Option<Master>,
+    Id(id): Id,
+    ApiQuery(q): ApiQuery<dto::ActionQuery>,
+) -> ApiResult<dto::OwnerMessage> {
+    let id = id.parse().map_err(invalid_id)?;
+    let action = q.parse(crate::owner::Action::Approve)?;
+    let message = match (session, master) {
+        (Some(Extension(a)), _) => s.service.approval_message_for_session(&a, id, action)?,
+        (None, Some(Extension(m))) => s.service.approval_message_for_master(&m, id, action)?,
+        (None, None) => return Err(ServiceError::Unauthenticated("credentials missing").into()),
+    };
+    Ok(Json(message.into()))
+}
+
+async fn tx_approve(State(s): State<AppState>, Extension(proof): Owner, Id(id): Id) -> ApiResult<dto::Transaction> {
+    let id = id.parse().map_err(invalid_id)?;
+    let tx: dto::Transaction = s.service.approve(id, &proof).await?.into();
+    if tx.status == crate::domain::TxState::Denied.as_str() {
+        return Err(ApiError::policy_denied(tx));
+    }
+    Ok(Json(tx))
+}
+
+async fn tx_reject(State(s): State<AppState>, Extension(proof): Owner, Id(id): Id) -> ApiResult<dto::Transaction> {
+    Ok(Json(
+        s.service.reject(id.parse().map_err(invalid_id)?, &proof).await?.into(),
+    ))
+}
+
+async fn wallet_owner_message(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    Id(id): Id,
+    ApiQuery(q): ApiQuery<dto::ActionQuery>,
+) -> ApiResult<dto::OwnerMessage> {
+    let action = q.parse(crate::owner::Action::Connect)?;
+    Ok(Json(
+        s.service
+            .wallet_owner_message(&m, id.parse().map_err(invalid_id)?, action)?
+            .into(),
+    ))
+}
+
+async fn wallet_remove_owner(State(s): State<AppState>, Extension(m): Master, Id(id): Id) -> ApiResult<dto::Wallet> {
+    Ok(Json(
+        s.service.remove_owner(&m, id.parse().map_err(invalid_id)?)?.into(),
+    ))
+}
+
+async fn owner_connect(State(s): State<AppState>, Extension(proof): Owner) -> ApiResult<dto::Wallet> {
+    Ok(Json(s.service.owner_connect(&proof)?.into()))
+}
+
+async fn owner_disconnect(State(s): State<AppState>, Extension(proof): Owner) -> ApiResult<dto::Wallet> {
+    Ok(Json(s.service.owner_disconnect(&proof)?.into()))
+}
+
+async fn owner_kill_switch(State(s): State<AppState>, Extension(proof): Owner) -> ApiResult<dto::KillSwitchReport> {
+    Ok(Json(s.service.kill_switch_on_owner(&proof).await?.into()))
+}
+
+/// Freeze (`on: true`) or lift. Lifting a wallet whose owner is LOCKED also needs the
+/// owner's `X-Owner-Message` / `X-Owner-Signature` over a `kill-switch-off` message.
+async fn admin_kill_switch(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<dto::KillSwitch>,
+) -> ApiResult<Vec<dto::KillSwitchReport>> {
+    let wallet = body
+        .wallet_id
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(invalid_id)?;
+    let reports = if body.on {
+        let reason = body.reason.as_deref().unwrap_or("pulled by the operator");
+        let reason = crate::domain::sanitize::chain_string(reason, 200);
+        s.service.kill_switch_on_master(&m, wallet, &reason).await?
+    } else {
+        let proof = super::server::owner_proof(&headers)?;
+        s.service.kill_switch_off(&m, wallet, proof.as_ref()).await?
+    };
+    Ok(Json(reports.into_iter().map(Into::into).collect()))
+}
+
+async fn admin_kill_switch_status(State(s): State<AppState>, Extension(m): Master) -> ApiResult<Vec<dto::Wallet>> {
+    Ok(Json(
+        s.service.kill_switch_status(&m)?.into_iter().map(Into::into).collect(),
     ))
 }
 

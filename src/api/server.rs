@@ -117,6 +117,10 @@ pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
             Auth::Session => r
                 .handler
                 .route_layer(from_fn_with_state(state.clone(), require_session)),
+            Auth::SessionOrMaster => r
+                .handler
+                .route_layer(from_fn_with_state(state.clone(), require_session_or_master)),
+            Auth::Owner => r.handler.route_layer(axum::middleware::from_fn(require_owner)),
         };
         router = router.route(r.path, handler);
     }
@@ -189,6 +193,61 @@ async fn require_session(State(state): State<AppState>, mut req: Request, next: 
         }
         Err(err) => ApiError::from(err).into_response(),
     }
+}
+
+/// A session token if one is presented, otherwise the master password.
+async fn require_session_or_master(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        require_session(State(state), req, next).await
+    } else {
+        require_master(State(state), req, next).await
+    }
+}
+
+/// Owner routes: the headers must be present and well-formed here; the use case verifies the
+/// signature against the exact action, wallet and transaction.
+async fn require_owner(mut req: Request, next: Next) -> Response {
+    match owner_proof(req.headers()) {
+        Ok(Some(proof)) => {
+            req.extensions_mut().insert(proof);
+            next.run(req).await
+        }
+        Ok(None) => ApiError::from(ServiceError::Unauthenticated(
+            "X-Owner-Message and X-Owner-Signature headers missing",
+        ))
+        .into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Reads `X-Owner-Message` (base64 of the exact text) and `X-Owner-Signature` (hex or
+/// base58). `None` when neither is present.
+pub(super) fn owner_proof(headers: &HeaderMap) -> Result<Option<crate::service::OwnerProof>, ApiError> {
+    use base64::Engine;
+    let (message, signature) = match (headers.get("x-owner-message"), headers.get("x-owner-signature")) {
+        (None, None) => return Ok(None),
+        (Some(m), Some(s)) => (m, s),
+        _ => {
+            return Err(ServiceError::Unauthenticated("X-Owner-Message and X-Owner-Signature go together").into());
+        }
+    };
+    let malformed = |what: &str| ApiError::from(ServiceError::OwnerRejected(format!("{what} is malformed")));
+    let limit = crate::owner::MAX_MESSAGE_BYTES * 4 / 3 + 4;
+    if message.len() > limit {
+        return Err(malformed("X-Owner-Message (too long)"));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(message.as_bytes())
+        .map_err(|_| malformed("X-Owner-Message (not base64)"))?;
+    let message = String::from_utf8(bytes).map_err(|_| malformed("X-Owner-Message (not UTF-8)"))?;
+    let signature = signature
+        .to_str()
+        .ok()
+        .filter(|s| s.len() <= 256)
+        .ok_or_else(|| malformed("X-Owner-Signature"))?;
+    let signature = crate::owner::decode_signature(signature)
+        .map_err(|e| ApiError::from(ServiceError::OwnerRejected(e.to_string())))?;
+    Ok(Some(crate::service::OwnerProof { message, signature }))
 }
 
 async fn not_found() -> ApiError {

@@ -5,8 +5,11 @@
 //! Authentication results are proof types: `MasterAuth` and `SessionAuth` can only be made
 //! here, and every privileged use case takes one, so "forgot to check auth" does not compile.
 
+mod owner;
 mod policies;
 mod transfers;
+
+pub use owner::{KillSwitchReport, OwnerMessage, OwnerProof};
 
 pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};
 
@@ -43,6 +46,10 @@ pub enum ServiceError {
     InvalidInput(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("owner signature rejected: {0}")]
+    OwnerRejected(String),
+    #[error("{0}")]
+    Frozen(String),
     #[error("{0}")]
     Chain(ChainError),
     #[error("bursar is not initialised in {0}; run `bursar init`")]
@@ -145,6 +152,7 @@ pub struct Service {
     write_lock: Mutex<()>,
     prices: crate::prices::Prices,
     wallet_locks: Mutex<std::collections::HashMap<WalletId, Arc<transfers::WalletLocks>>>,
+    owner: owner::OwnerState,
     started: Instant,
     shutdown: tokio::sync::Notify,
 }
@@ -236,6 +244,7 @@ impl Service {
             write_lock: Mutex::new(()),
             prices,
             wallet_locks: Mutex::new(Default::default()),
+            owner: Default::default(),
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
         })
@@ -330,6 +339,7 @@ impl Service {
             created_at: now(),
             key: sealed,
             owner: None,
+            frozen: None,
         };
         let mut batch = Batch::new();
         batch.put(keys::wallet(id), &record).audit(
@@ -402,7 +412,12 @@ impl Service {
         if max_renewals > 10_000 {
             return Err(ServiceError::InvalidInput("maxRenewals must be at most 10000".into()));
         }
-        self.wallet(req.wallet_id)?;
+        if let Some(f) = self.wallet(req.wallet_id)?.frozen {
+            return Err(ServiceError::Frozen(format!(
+                "the wallet is frozen ({}: {}); lift the kill switch before creating sessions",
+                f.by, f.reason
+            )));
+        }
         let now = now();
         let to_i64 = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
         let id = SessionId::new();

@@ -49,8 +49,8 @@ pub struct Spent {
 /// sends get sequential nonces) and caches the next nonce.
 #[derive(Default)]
 pub(super) struct WalletLocks {
-    decide: tokio::sync::Mutex<()>,
-    nonce: tokio::sync::Mutex<Option<u64>>,
+    pub(super) decide: tokio::sync::Mutex<()>,
+    pub(super) nonce: tokio::sync::Mutex<Option<u64>>,
 }
 
 const MAX_MEMO_CHARS: usize = 256;
@@ -230,6 +230,8 @@ impl Service {
             .map(|m| sanitize::chain_string(m, MAX_MEMO_CHARS))
             .filter(|m| !m.is_empty());
         let wallet = self.wallet(auth.wallet_id)?;
+        refuse_frozen(&wallet)?;
+        self.autostop_request(wallet.id).await?;
         let (intent, meta) = self.decode(&wallet, req).await?;
         let request_hash = request_hash(&intent, memo.as_deref());
         let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
@@ -322,13 +324,15 @@ impl Service {
             self.store.commit(batch)?;
             tx
         };
-        match tx.status {
+        let tx = match tx.status {
             TxState::Requested => {
                 let tx = self.execute(tx.id, wallet.id, false).await?;
-                Ok(self.wait_confirmed(tx).await)
+                self.wait_confirmed(tx).await
             }
-            _ => Ok(tx),
-        }
+            _ => tx,
+        };
+        self.autostop_outcome(wallet.id, tx.status).await?;
+        Ok(tx)
     }
 
     pub fn get_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
@@ -395,7 +399,7 @@ impl Service {
     }
 
     /// Puts the record, keeps the active index (what the workers scan) in step, and audits.
-    fn save_tx(&self, batch: &mut Batch, tx: &TxRecord, event: AuditEvent) {
+    pub(super) fn save_tx(&self, batch: &mut Batch, tx: &TxRecord, event: AuditEvent) {
         batch.put(keys::tx(tx.wallet_id, tx.id), tx);
         let active = keys::active_tx(tx.id);
         if tx.status.is_final() {
@@ -407,7 +411,13 @@ impl Service {
     }
 
     /// Moves `tx` to a final state and releases its reservation (unless it confirmed).
-    fn finish(&self, batch: &mut Batch, tx: &mut TxRecord, state: TxState, error: Option<String>) -> Result<()> {
+    pub(super) fn finish(
+        &self,
+        batch: &mut Batch,
+        tx: &mut TxRecord,
+        state: TxState,
+        error: Option<String>,
+    ) -> Result<()> {
         if tx.reserved.held && state != TxState::Confirmed {
             self.adjust_budgets(batch, tx.wallet_id, &tx.reserved, false)?;
             tx.reserved.held = false;
@@ -443,6 +453,9 @@ impl Service {
         let locks = self.wallet_locks(wallet_id);
         let mut next_nonce = locks.nonce.lock().await;
         let wallet = self.wallet(wallet_id)?;
+        // The kill switch cancels what is not signed while holding this lock; this is the
+        // last word for anything that slipped past it.
+        refuse_frozen(&wallet)?;
         let adapter = self.adapter(&wallet)?;
         let mut tx = self.tx(wallet_id, id)?;
         let executable = matches!(tx.status, TxState::Requested)
@@ -779,7 +792,7 @@ impl Service {
     }
 
     /// Every transfer that is not final, via the `active/` index.
-    fn active_txs(&self) -> Result<Vec<TxRecord>> {
+    pub(super) fn active_txs(&self) -> Result<Vec<TxRecord>> {
         let index: Vec<(String, String)> = self.store.list_with_keys(keys::ACTIVE_TXS)?;
         let mut txs = Vec::with_capacity(index.len());
         for (key, wallet) in index {
@@ -828,6 +841,16 @@ impl Service {
             tokio::time::sleep(interval).await;
             self.tick().await;
         }
+    }
+}
+
+fn refuse_frozen(wallet: &WalletRecord) -> Result<()> {
+    match &wallet.frozen {
+        Some(f) => Err(ServiceError::Frozen(format!(
+            "wallet is frozen by {} ({}); nothing is signed until the kill switch is lifted",
+            f.by, f.reason
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -41,6 +41,17 @@ pub struct WalletRecord {
     /// The fund owner who approves APPROVAL-tier transfers; `None` means APPROVAL is DENIED.
     #[serde(default)]
     pub owner: Option<OwnerRecord>,
+    /// Set by the kill switch or AutoStop: no session, no signature until lifted.
+    #[serde(default)]
+    pub frozen: Option<FreezeRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeRecord {
+    /// `master`, `owner` or `autostop`.
+    pub by: String,
+    pub reason: String,
+    pub since: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,6 +204,10 @@ impl Daemon {
             "\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{rpc}\"\nchain_id = {}\nnative_symbol = \"ETH\"\n\n[chains.localsol]\nkind = \"solana\"\nrpc_url = \"http://127.0.0.1:1\"\n",
             opts.chain_id
         );
+        if !opts.extra_config.contains("[autostop]") {
+            // Tests fire bursts and denials on purpose; the AutoStop tests turn it back on.
+            config += "\n[autostop]\nconsecutive_failures = 0\nburst_requests = 0\n";
+        }
         config += &opts.extra_config;
         write_private(&data.join("config.toml"), &config);
         let mut daemon = Self {

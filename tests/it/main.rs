@@ -10,6 +10,7 @@ mod examples;
 mod http;
 mod hygiene;
 mod mcp;
+mod owner;
 mod prices;
 mod routes;
 mod schemas;

@@ -10,8 +10,9 @@ use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
 
-/// The only routes that take no credential (INTERFACE.md; `/v1/nonce` joins with owner control).
-const PUBLIC_ROUTES: &[&str] = &["/health"];
+/// The only routes that take no credential: INTERFACE.md's two, and the owner's approval
+/// page (which holds no secret and acts only on the owner's signature).
+const PUBLIC_ROUTES: &[&str] = &["/health", "/v1/nonce", "/approve/{id}"];
 
 #[test]
 fn only_listed_routes_are_public() {
@@ -98,6 +99,43 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         ),
         ("empty password", vec![("x-master-password".to_owned(), String::new())]),
     ];
+    let bad_either: Vec<(&str, Vec<(String, String)>)> = bad_sessions
+        .iter()
+        .filter(|(what, _)| !what.starts_with("master password"))
+        .chain(
+            bad_masters
+                .iter()
+                .filter(|(what, _)| !what.starts_with("session token")),
+        )
+        .cloned()
+        .collect();
+    let stranger = crate::owner::Owner::new();
+    let (_, nonce) = daemon.request(Method::GET, "/v1/nonce", &[], None).await;
+    let forged = format!(
+        "127.0.0.1:{} wants you to sign in with your Ethereum account:\n{}\n\nConnect.\n\nURI: http://x/\nVersion: 1\nChain ID: 31337\nNonce: {}\nIssued At: 2030-01-01T00:00:00Z\nExpiration Time: 2030-01-01T00:05:00Z\nRequest ID: bursar:connect\nResources:\n- urn:bursar:wallet:{wid}",
+        daemon.port,
+        stranger.address(),
+        nonce["nonce"].as_str().unwrap()
+    );
+    let bad_owners: Vec<(&str, Vec<(String, String)>)> = vec![
+        ("no credential", vec![]),
+        (
+            "session token on an owner route",
+            vec![("authorization".to_owned(), bearer(&live_token))],
+        ),
+        (
+            "master password on an owner route",
+            vec![("x-master-password".to_owned(), daemon.password.clone())],
+        ),
+        (
+            "garbage owner headers",
+            vec![
+                ("x-owner-message".to_owned(), "bm90IGEgbWVzc2FnZQ==".to_owned()),
+                ("x-owner-signature".to_owned(), "0x1234".to_owned()),
+            ],
+        ),
+        ("a stranger's signature", stranger.headers(&forged).to_vec()),
+    ];
 
     let mut checked = 0;
     for r in routes() {
@@ -114,6 +152,8 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             Auth::Public => continue,
             Auth::Master => &bad_masters,
             Auth::Session => &bad_sessions,
+            Auth::SessionOrMaster => &bad_either,
+            Auth::Owner => &bad_owners,
         };
         for (what, headers) in cases {
             let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -140,7 +180,9 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         }
         let good: Vec<(String, String)> = match r.auth {
             Auth::Master => vec![("x-master-password".to_owned(), daemon.password.clone())],
-            Auth::Session => vec![("authorization".to_owned(), bearer(&live_token))],
+            Auth::Session | Auth::SessionOrMaster => vec![("authorization".to_owned(), bearer(&live_token))],
+            // Proven end to end in tests/it/owner.rs with a real owner key.
+            Auth::Owner => continue,
             Auth::Public => unreachable!(),
         };
         let headers: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

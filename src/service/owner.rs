@@ -1,0 +1,731 @@
+//! Owner control: single-use nonces, owner messages and their verification, approve and
+//! reject, owner connect/disconnect (GRACE → LOCKED), the kill switch and AutoStop.
+//!
+//! Every owner action is proven by a signature over a message the daemon can rebuild from
+//! its own state (see [`crate::owner`]): the domain, the chain, the owner, the wallet, the
+//! action, the transaction and the digest of what would be signed. Rejected attempts are
+//! audited and rate-limited like wrong master passwords.
+
+use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, now};
+use crate::domain::{Address, ChainKind, TxId, TxState, WalletId};
+use crate::owner::{self, Action, Claims, NONCE_TTL_SECONDS, Subject};
+use crate::store::records::{FreezeRecord, SessionRecord, TxRecord, WalletRecord};
+use crate::store::{AuditEvent, Batch, keys};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Outstanding nonces beyond this are refused (429) until some expire.
+const MAX_NONCES: usize = 10_000;
+
+/// What an owner presents: the exact message text and its signature (decoded bytes).
+#[derive(Debug, Clone)]
+pub struct OwnerProof {
+    pub message: String,
+    pub signature: Vec<u8>,
+}
+
+/// A message for the owner to sign, as the daemon issued it.
+#[derive(Debug, Clone)]
+pub struct OwnerMessage {
+    pub text: String,
+    pub action: Action,
+    pub wallet_id: WalletId,
+    pub owner: String,
+    pub subject: Option<Subject>,
+    pub expires_at: i64,
+    /// Why the policy asked for approval (approve / reject only).
+    pub reasons: Vec<String>,
+    /// The amount in whole units (approve / reject only).
+    pub amount: Option<String>,
+}
+
+/// In-memory owner-side state: issued nonces, recent rejections, AutoStop counters. Losing
+/// it on restart fails closed (an unknown nonce is refused).
+#[derive(Default)]
+pub(super) struct OwnerState {
+    nonces: Mutex<HashMap<String, i64>>,
+    failures: Mutex<VecDeque<Instant>>,
+    autostop: Mutex<HashMap<WalletId, AutoStopCounters>>,
+}
+
+#[derive(Default)]
+struct AutoStopCounters {
+    consecutive_failures: u32,
+    requests: VecDeque<Instant>,
+}
+
+/// One wallet's answer to a kill-switch request.
+#[derive(Debug, Clone)]
+pub struct KillSwitchReport {
+    pub wallet_id: WalletId,
+    pub frozen: Option<FreezeRecord>,
+    pub sessions_revoked: usize,
+    pub transactions_cancelled: usize,
+    /// Lifting was refused: the wallet's LOCKED owner must sign too.
+    pub needs_owner_signature: bool,
+}
+
+fn rejected(msg: impl Into<String>) -> ServiceError {
+    ServiceError::OwnerRejected(msg.into())
+}
+
+/// Printable ASCII only (a SIWE statement must be), for names and symbols shown in one.
+fn ascii(s: &str, max: usize) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(max)
+        .collect()
+}
+
+impl Service {
+    // ---- nonces ------------------------------------------------------------------------
+
+    /// `GET /v1/nonce`: a single-use nonce, valid for five minutes.
+    pub fn issue_nonce(&self) -> Result<(String, i64)> {
+        let now = now();
+        let mut nonces = self.owner.nonces.lock().expect("nonces");
+        if nonces.len() >= MAX_NONCES {
+            nonces.retain(|_, exp| *exp > now);
+            if nonces.len() >= MAX_NONCES {
+                return Err(ServiceError::RateLimited);
+            }
+        }
+        let nonce = hex::encode(crate::secret::random_bytes::<16>());
+        let expires = now + NONCE_TTL_SECONDS;
+        nonces.insert(nonce.clone(), expires);
+        Ok((nonce, expires))
+    }
+
+    fn consume_nonce(&self, nonce: &str) -> bool {
+        let exp = self.owner.nonces.lock().expect("nonces").remove(nonce);
+        exp.is_some_and(|e| e > now())
+    }
+
+    // ---- messages ----------------------------------------------------------------------
+
+    fn chain_id_text(&self, wallet: &WalletRecord) -> Result<String> {
+        Ok(match wallet.kind {
+            ChainKind::Evm => self
+                .adapter(wallet)?
+                .config()
+                .chain_id
+                .map(|id| id.to_string())
+                .ok_or_else(|| ServiceError::InvalidInput("the wallet's chain has no chain id".into()))?,
+            ChainKind::Solana => wallet.chain.to_string(),
+        })
+    }
+
+    /// The canonical decoded transaction an approval binds.
+    pub fn approval_subject(&self, wallet: &WalletRecord, tx: &TxRecord) -> Result<Subject> {
+        Ok(Subject {
+            tx: tx.id.to_string(),
+            wallet: wallet.id.to_string(),
+            chain: tx.chain.to_string(),
+            chain_id: self.chain_id_text(wallet)?,
+            from: wallet.address.clone(),
+            to: tx.to.clone(),
+            asset: tx.token.clone().unwrap_or_else(|| "native".into()),
+            symbol: tx.symbol.clone(),
+            decimals: tx.decimals,
+            amount_base_units: tx.base_units.to_string(),
+        })
+    }
+
+    fn statement(wallet: &WalletRecord, action: Action, tx: Option<&TxRecord>) -> String {
+        let name = ascii(&wallet.name, 64);
+        match (action, tx) {
+            (Action::Approve | Action::Reject, Some(tx)) => {
+                let amount = crate::domain::Amount::new(tx.base_units, tx.decimals)
+                    .map(|a| a.to_decimal_string())
+                    .unwrap_or_else(|_| format!("{} base units of", tx.base_units));
+                let verb = if action == Action::Approve { "Approve" } else { "Reject" };
+                let token = tx.token.as_deref().map(|t| format!(" (token {t})")).unwrap_or_default();
+                format!(
+                    "{verb} bursar transfer: send {amount} {}{token} to {} on {} from wallet {name}.",
+                    ascii(&tx.symbol, 16),
+                    tx.to,
+                    ascii(tx.chain.as_str(), 64),
+                )
+            }
+            (Action::Connect, _) => format!("Connect as the owner of bursar wallet {name}."),
+            (Action::Disconnect, _) => format!("Stop being the owner of bursar wallet {name}."),
+            (Action::KillSwitchOn, _) => {
+                format!("Freeze bursar wallet {name}: revoke its sessions, cancel pending transfers, sign nothing.")
+            }
+            (Action::KillSwitchOff, _) => format!("Lift the freeze on bursar wallet {name}."),
+            (Action::Approve | Action::Reject, None) => String::new(),
+        }
+    }
+
+    /// Builds the exact text the wallet's owner must sign for `action` (with a fresh nonce).
+    fn owner_message(&self, wallet: &WalletRecord, action: Action, tx: Option<&TxRecord>) -> Result<OwnerMessage> {
+        let owner = wallet.owner.as_ref().ok_or_else(|| {
+            ServiceError::Conflict(
+                "the wallet has no registered owner: register one with `bursar owner connect`".into(),
+            )
+        })?;
+        let subject = tx.map(|t| self.approval_subject(wallet, t)).transpose()?;
+        let (nonce, nonce_expires) = self.issue_nonce()?;
+        let now = now();
+        let expires_at = tx
+            .and_then(|t| t.expires_at)
+            .map_or(nonce_expires, |e| e.min(nonce_expires));
+        let domain = self.config.owner_domain();
+        let uri = match tx {
+            Some(t) => format!("http://{domain}/approve/{}", t.id),
+            None => format!("http://{domain}/v1/wallets/{}", wallet.id),
+        };
+        let claims = Claims {
+            domain,
+            owner: owner.address.clone(),
+            chain_id: self.chain_id_text(wallet)?,
+            statement: Self::statement(wallet, action, tx),
+            uri,
+            nonce,
+            issued_at: now,
+            expires_at,
+            action,
+            wallet: wallet.id,
+            tx: tx.map(|t| t.id),
+            digest: subject.as_ref().map(Subject::digest),
+        };
+        let text = owner::render(wallet.kind, &claims).map_err(|e| ServiceError::InvalidInput(e.to_string()))?;
+        Ok(OwnerMessage {
+            text,
+            action,
+            wallet_id: wallet.id,
+            owner: owner.address.clone(),
+            subject,
+            expires_at,
+            reasons: tx.map(|t| t.reasons.clone()).unwrap_or_default(),
+            amount: tx.and_then(|t| {
+                crate::domain::Amount::new(t.base_units, t.decimals)
+                    .ok()
+                    .map(|a| a.to_decimal_string())
+            }),
+        })
+    }
+
+    /// `GET /v1/transactions/{id}/approval-message` for the agent (its own wallet).
+    pub fn approval_message_for_session(&self, auth: &SessionAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
+        self.approval_message(auth.wallet_id, id, action)
+    }
+
+    /// `GET /v1/transactions/{id}/approval-message` for the operator (any wallet).
+    pub fn approval_message_for_master(&self, _: &MasterAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
+        self.approval_message(self.active_tx_wallet(id)?, id, action)
+    }
+
+    /// The approval message for the public approval page (`GET /approve/{id}`): only for a
+    /// transaction still waiting for its owner, which nobody can act on without signing.
+    pub fn approval_message_public(&self, id: TxId, action: Action) -> Result<OwnerMessage> {
+        self.approval_message(self.active_tx_wallet(id)?, id, action)
+    }
+
+    fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {
+        self.store
+            .get::<String>(&keys::active_tx(id))?
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| ServiceError::NotFound(format!("pending transaction {id}")))
+    }
+
+    fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action) -> Result<OwnerMessage> {
+        if !action.needs_tx() {
+            return Err(ServiceError::InvalidInput("action must be approve or reject".into()));
+        }
+        let wallet = self.wallet(wallet_id)?;
+        let tx = self.tx(wallet_id, id)?;
+        if tx.status != TxState::PendingApproval {
+            return Err(ServiceError::Conflict(format!(
+                "transaction is {}; only PENDING_APPROVAL transfers need the owner",
+                tx.status
+            )));
+        }
+        self.owner_message(&wallet, action, Some(&tx))
+    }
+
+    /// `GET /v1/wallets/{id}/owner/message?action=`: connect, disconnect or kill switch.
+    pub fn wallet_owner_message(&self, _: &MasterAuth, wallet_id: WalletId, action: Action) -> Result<OwnerMessage> {
+        if action.needs_tx() {
+            return Err(ServiceError::InvalidInput(
+                "approve/reject messages come from /v1/transactions/{id}/approval-message".into(),
+            ));
+        }
+        let wallet = self.wallet(wallet_id)?;
+        self.owner_message(&wallet, action, None)
+    }
+
+    // ---- verification ------------------------------------------------------------------
+
+    /// Verifies an owner proof for `action` (and, for approve/reject, transaction `tx`).
+    /// Rejections are audited and count towards the auth-failure rate limit.
+    fn verify_owner(&self, proof: &OwnerProof, action: Action, tx: Option<TxId>) -> Result<(WalletRecord, Claims)> {
+        let window = Duration::from_secs(60);
+        let limit = self.config.server.master_auth_failures_per_minute as usize;
+        {
+            let mut failures = self.owner.failures.lock().expect("failures");
+            while failures.front().is_some_and(|t| t.elapsed() > window) {
+                failures.pop_front();
+            }
+            if failures.len() >= limit {
+                return Err(ServiceError::RateLimited);
+            }
+        }
+        let result = self.check_owner(proof, action, tx);
+        if let Err(err) = &result {
+            let count = {
+                let mut failures = self.owner.failures.lock().expect("failures");
+                failures.push_back(Instant::now());
+                failures.len()
+            };
+            tracing::warn!(action = action.as_str(), error = %err, "owner signature rejected");
+            if count <= limit {
+                self.store.audit(
+                    AuditEvent::new("owner_auth_failed", "unknown").detail(serde_json::json!({
+                        "action": action.as_str(),
+                        "tx": tx.map(|t| t.to_string()),
+                        "reason": err.to_string(),
+                    })),
+                )?;
+            }
+        }
+        result
+    }
+
+    fn check_owner(&self, proof: &OwnerProof, action: Action, tx_id: Option<TxId>) -> Result<(WalletRecord, Claims)> {
+        let first = proof.message.split('\n').next().unwrap_or_default();
+        let kind = if first.ends_with("Ethereum account:") {
+            ChainKind::Evm
+        } else {
+            ChainKind::Solana
+        };
+        let claims = owner::parse(kind, &proof.message).map_err(|e| rejected(e.to_string()))?;
+        let wallet = self
+            .wallet(claims.wallet)
+            .map_err(|_| rejected("the message names an unknown wallet"))?;
+        if wallet.kind != kind {
+            return Err(rejected("the message is for another kind of chain"));
+        }
+        let registered = wallet
+            .owner
+            .as_ref()
+            .ok_or_else(|| rejected("the wallet has no registered owner"))?;
+        let claimed = Address::parse(kind, &claims.owner).map_err(|_| rejected("the message's address is invalid"))?;
+        if Address::parse(kind, &registered.address).ok() != Some(claimed) {
+            return Err(rejected("the message is not from the wallet's owner"));
+        }
+        if claims.domain != self.config.owner_domain() {
+            return Err(rejected("the message is for another domain"));
+        }
+        if claims.chain_id != self.chain_id_text(&wallet)? {
+            return Err(rejected("the message is for another chain"));
+        }
+        if claims.action != action {
+            return Err(rejected(format!(
+                "the message authorises {}, not {}",
+                claims.action.as_str(),
+                action.as_str()
+            )));
+        }
+        if claims.tx != tx_id {
+            return Err(rejected("the message is for another transaction"));
+        }
+        if let Some(id) = tx_id {
+            let tx = self
+                .tx(wallet.id, id)
+                .map_err(|_| rejected("the message is for another transaction"))?;
+            let digest = self.approval_subject(&wallet, &tx)?.digest();
+            if claims.digest.as_deref() != Some(digest.as_str()) {
+                return Err(rejected(
+                    "the message's transaction digest does not match the transaction",
+                ));
+            }
+        }
+        let now = now();
+        if claims.issued_at > now + owner::MAX_SKEW_SECONDS {
+            return Err(rejected("the message is issued in the future"));
+        }
+        if claims.expires_at <= now {
+            return Err(rejected("the message has expired"));
+        }
+        if claims.expires_at - claims.issued_at > NONCE_TTL_SECONDS + owner::MAX_SKEW_SECONDS {
+            return Err(rejected("the message is valid for longer than a nonce lives"));
+        }
+        owner::verify_signature(&claimed, &proof.message, &proof.signature).map_err(|e| rejected(e.to_string()))?;
+        // Last: a message that fails any check above does not burn the owner's nonce.
+        if !self.consume_nonce(&claims.nonce) {
+            return Err(rejected("the nonce is unknown, expired or already used"));
+        }
+        Ok((wallet, claims))
+    }
+
+    /// Re-reads the wallet under the write lock, applies `change`, turns a GRACE owner
+    /// LOCKED (its first valid signature), and commits with `extra`'s writes.
+    fn commit_owner_change(
+        &self,
+        wallet_id: WalletId,
+        actor: &str,
+        change: impl FnOnce(&mut WalletRecord) -> Result<()>,
+        mut batch: Batch,
+    ) -> Result<WalletRecord> {
+        let _guard = self.write_lock.lock().expect("write lock");
+        let mut wallet = self.wallet(wallet_id)?;
+        if let Some(o) = wallet.owner.as_mut().filter(|o| o.state == "GRACE") {
+            o.state = "LOCKED".into();
+            batch.audit(
+                AuditEvent::new("owner_locked", actor)
+                    .wallet(wallet_id)
+                    .detail(serde_json::json!({ "address": o.address })),
+            );
+        }
+        change(&mut wallet)?;
+        batch.put(keys::wallet(wallet_id), &wallet);
+        self.store.commit(batch)?;
+        Ok(wallet)
+    }
+
+    // ---- approve / reject ----------------------------------------------------------------
+
+    /// `POST /v1/transactions/{id}/approve`: verified owner signature → policy re-checked →
+    /// signed now, with a fresh nonce, through the normal pipeline.
+    pub async fn approve(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+        let (wallet, claims) = self.verify_owner(proof, Action::Approve, Some(id))?;
+        if wallet.frozen.is_some() {
+            return Err(ServiceError::Frozen(
+                "the wallet is frozen by the kill switch; lift it first".into(),
+            ));
+        }
+        let actor = format!("owner:{}", claims.owner);
+        let mut batch = Batch::new();
+        batch.audit(
+            AuditEvent::new("tx_approved", &actor)
+                .wallet(wallet.id)
+                .detail(serde_json::json!({ "tx": id.to_string(), "digest": claims.digest })),
+        );
+        self.commit_owner_change(wallet.id, &actor, |_| Ok(()), batch)?;
+        self.execute_approved(wallet.id, id).await
+    }
+
+    /// `POST /v1/transactions/{id}/reject`: REJECTED, reservation released, nothing signed.
+    pub async fn reject(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+        let (wallet, claims) = self.verify_owner(proof, Action::Reject, Some(id))?;
+        let locks = self.wallet_locks(wallet.id);
+        let _decide = locks.decide.lock().await;
+        let mut tx = self.tx(wallet.id, id)?;
+        if tx.status != TxState::PendingApproval {
+            return Err(ServiceError::Conflict(format!(
+                "transaction is {}, not PENDING_APPROVAL",
+                tx.status
+            )));
+        }
+        let actor = format!("owner:{}", claims.owner);
+        let mut batch = Batch::new();
+        self.finish(
+            &mut batch,
+            &mut tx,
+            TxState::Rejected,
+            Some("rejected by the owner".into()),
+        )?;
+        self.save_tx(
+            &mut batch,
+            &tx,
+            AuditEvent::new("tx_rejected", &actor)
+                .wallet(wallet.id)
+                .detail(serde_json::json!({ "tx": id.to_string() })),
+        );
+        self.commit_owner_change(wallet.id, &actor, |_| Ok(()), batch)?;
+        Ok(tx)
+    }
+
+    // ---- owner lifecycle -----------------------------------------------------------------
+
+    /// `POST /v1/owner/connect`: the registered owner proves control; GRACE → LOCKED.
+    pub fn owner_connect(&self, proof: &OwnerProof) -> Result<WalletRecord> {
+        let (wallet, claims) = self.verify_owner(proof, Action::Connect, None)?;
+        let actor = format!("owner:{}", claims.owner);
+        let mut batch = Batch::new();
+        batch.audit(AuditEvent::new("owner_connected", &actor).wallet(wallet.id));
+        self.commit_owner_change(wallet.id, &actor, |_| Ok(()), batch)
+    }
+
+    /// `POST /v1/owner/disconnect`: the owner removes itself. Pending approvals wait for a
+    /// new owner (or expire).
+    pub fn owner_disconnect(&self, proof: &OwnerProof) -> Result<WalletRecord> {
+        let (wallet, claims) = self.verify_owner(proof, Action::Disconnect, None)?;
+        let actor = format!("owner:{}", claims.owner);
+        let mut batch = Batch::new();
+        batch.audit(AuditEvent::new("owner_disconnected", &actor).wallet(wallet.id));
+        self.commit_owner_change(
+            wallet.id,
+            &actor,
+            |w| {
+                w.owner = None;
+                Ok(())
+            },
+            batch,
+        )
+    }
+
+    /// `DELETE /v1/wallets/{id}/owner`: the operator removes an owner that never signed.
+    pub fn remove_owner(&self, _: &MasterAuth, wallet_id: WalletId) -> Result<WalletRecord> {
+        let _guard = self.write_lock.lock().expect("write lock");
+        let mut wallet = self.wallet(wallet_id)?;
+        match &wallet.owner {
+            None => return Err(ServiceError::NotFound(format!("owner of wallet {wallet_id}"))),
+            Some(o) if o.state == "LOCKED" => {
+                return Err(ServiceError::Forbidden(
+                    "the owner is LOCKED: only the owner's own signature can disconnect it".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        let address = wallet.owner.take().map(|o| o.address);
+        let mut batch = Batch::new();
+        batch.put(keys::wallet(wallet_id), &wallet).audit(
+            AuditEvent::new("owner_removed", "master")
+                .wallet(wallet_id)
+                .detail(serde_json::json!({ "address": address })),
+        );
+        self.store.commit(batch)?;
+        Ok(wallet)
+    }
+
+    // ---- kill switch ---------------------------------------------------------------------
+
+    fn all_wallet_ids(&self, wallet: Option<WalletId>) -> Result<Vec<WalletId>> {
+        match wallet {
+            Some(id) => Ok(vec![self.wallet(id)?.id]),
+            None => Ok(self
+                .store
+                .list::<WalletRecord>(keys::WALLETS)?
+                .into_iter()
+                .map(|w| w.id)
+                .collect()),
+        }
+    }
+
+    /// `POST /v1/admin/kill-switch {on: true}`: freeze one wallet or all.
+    pub async fn kill_switch_on_master(
+        &self,
+        _: &MasterAuth,
+        wallet: Option<WalletId>,
+        reason: &str,
+    ) -> Result<Vec<KillSwitchReport>> {
+        let mut reports = Vec::new();
+        for id in self.all_wallet_ids(wallet)? {
+            reports.push(self.freeze(id, "master", reason).await?);
+        }
+        Ok(reports)
+    }
+
+    /// `POST /v1/owner/kill-switch`: the owner freezes its wallet (lifting needs master too).
+    pub async fn kill_switch_on_owner(&self, proof: &OwnerProof) -> Result<KillSwitchReport> {
+        let (wallet, claims) = self.verify_owner(proof, Action::KillSwitchOn, None)?;
+        let actor = format!("owner:{}", claims.owner);
+        self.commit_owner_change(wallet.id, &actor, |_| Ok(()), Batch::new())?;
+        self.freeze(wallet.id, "owner", "pulled by the owner").await
+    }
+
+    /// `POST /v1/admin/kill-switch {on: false}`: lifts the freeze. A wallet whose owner is
+    /// LOCKED also needs that owner's signature (`proof`, for that one wallet).
+    pub async fn kill_switch_off(
+        &self,
+        _: &MasterAuth,
+        wallet: Option<WalletId>,
+        proof: Option<&OwnerProof>,
+    ) -> Result<Vec<KillSwitchReport>> {
+        let verified = match proof {
+            Some(p) => Some(self.verify_owner(p, Action::KillSwitchOff, None)?),
+            None => None,
+        };
+        if let (Some((w, _)), Some(target)) = (&verified, wallet)
+            && w.id != target
+        {
+            return Err(rejected("the owner's message is for another wallet"));
+        }
+        let mut reports = Vec::new();
+        for id in self.all_wallet_ids(wallet)? {
+            let locks = self.wallet_locks(id);
+            let _decide = locks.decide.lock().await;
+            let signed_by_owner = verified.as_ref().is_some_and(|(w, _)| w.id == id);
+            let _guard = self.write_lock.lock().expect("write lock");
+            let mut record = self.wallet(id)?;
+            let locked_owner = record.owner.as_ref().is_some_and(|o| o.state == "LOCKED");
+            let mut report = KillSwitchReport {
+                wallet_id: id,
+                frozen: record.frozen.clone(),
+                sessions_revoked: 0,
+                transactions_cancelled: 0,
+                needs_owner_signature: false,
+            };
+            if record.frozen.is_none() {
+                reports.push(report);
+                continue;
+            }
+            if locked_owner && !signed_by_owner {
+                report.needs_owner_signature = true;
+                reports.push(report);
+                continue;
+            }
+            record.frozen = None;
+            let mut batch = Batch::new();
+            batch.put(keys::wallet(id), &record).audit(
+                AuditEvent::new(
+                    "kill_switch_off",
+                    if signed_by_owner { "master+owner" } else { "master" },
+                )
+                .wallet(id),
+            );
+            self.store.commit(batch)?;
+            report.frozen = None;
+            reports.push(report);
+        }
+        if wallet.is_some() && reports.iter().any(|r| r.needs_owner_signature) {
+            return Err(ServiceError::Forbidden(
+                "the wallet's owner is LOCKED: lifting the kill switch needs the owner's signature too \
+                 (X-Owner-Message / X-Owner-Signature over a kill-switch-off message)"
+                    .into(),
+            ));
+        }
+        Ok(reports)
+    }
+
+    /// Which wallets are frozen.
+    pub fn kill_switch_status(&self, _: &MasterAuth) -> Result<Vec<WalletRecord>> {
+        let mut wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
+        wallets.retain(|w| w.frozen.is_some());
+        Ok(wallets)
+    }
+
+    /// Freezes one wallet: with both of its locks held (so nothing is mid-signature),
+    /// revoke every session, cancel everything not yet signed, and mark it frozen — in one
+    /// commit. Signed transactions already on their way are left to confirm.
+    async fn freeze(&self, wallet_id: WalletId, by: &str, reason: &str) -> Result<KillSwitchReport> {
+        let locks = self.wallet_locks(wallet_id);
+        let _nonce = locks.nonce.lock().await;
+        let _decide = locks.decide.lock().await;
+        let now = now();
+        let mut batch = Batch::new();
+        let mut cancelled = 0;
+        for mut tx in self.active_txs()?.into_iter().filter(|t| t.wallet_id == wallet_id) {
+            if matches!(
+                tx.status,
+                TxState::Requested | TxState::Delayed | TxState::PendingApproval
+            ) {
+                self.finish(
+                    &mut batch,
+                    &mut tx,
+                    TxState::Cancelled,
+                    Some("cancelled by the kill switch".into()),
+                )?;
+                self.save_tx(
+                    &mut batch,
+                    &tx,
+                    AuditEvent::new("tx_cancelled", by)
+                        .wallet(wallet_id)
+                        .detail(serde_json::json!({ "tx": tx.id.to_string(), "reason": "kill switch" })),
+                );
+                cancelled += 1;
+            }
+        }
+        let _guard = self.write_lock.lock().expect("write lock");
+        let mut revoked = 0;
+        let sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;
+        for mut s in sessions
+            .into_iter()
+            .filter(|s| s.wallet_id == wallet_id && s.revoked_at.is_none())
+        {
+            s.revoked_at = Some(now);
+            batch.put(keys::session(s.id), &s);
+            revoked += 1;
+        }
+        let mut wallet = self.wallet(wallet_id)?;
+        let frozen = FreezeRecord {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            since: now,
+        };
+        wallet.frozen = Some(frozen.clone());
+        batch.put(keys::wallet(wallet_id), &wallet).audit(
+            AuditEvent::new("kill_switch_on", by)
+                .wallet(wallet_id)
+                .detail(serde_json::json!({
+                    "reason": reason,
+                    "sessionsRevoked": revoked,
+                    "transactionsCancelled": cancelled,
+                })),
+        );
+        self.store.commit(batch)?;
+        tracing::warn!(wallet = %wallet_id, by, reason, revoked, cancelled, "wallet frozen");
+        Ok(KillSwitchReport {
+            wallet_id,
+            frozen: Some(frozen),
+            sessions_revoked: revoked,
+            transactions_cancelled: cancelled,
+            needs_owner_signature: false,
+        })
+    }
+
+    // ---- AutoStop ------------------------------------------------------------------------
+
+    /// Counts a send request; past the burst threshold the wallet is suspended and this
+    /// request refused.
+    pub(super) async fn autostop_request(&self, wallet: WalletId) -> Result<()> {
+        let cfg = &self.config.autostop;
+        if cfg.burst_requests == 0 {
+            return Ok(());
+        }
+        let window = Duration::from_secs(cfg.burst_window_seconds);
+        let burst = {
+            let mut counters = self.owner.autostop.lock().expect("autostop");
+            let c = counters.entry(wallet).or_default();
+            while c.requests.front().is_some_and(|t| t.elapsed() > window) {
+                c.requests.pop_front();
+            }
+            c.requests.push_back(Instant::now());
+            c.requests.len() > cfg.burst_requests as usize
+        };
+        if burst {
+            let reason = format!(
+                "AutoStop: more than {} send requests in {} s",
+                cfg.burst_requests, cfg.burst_window_seconds
+            );
+            self.autostop(wallet, &reason).await?;
+            return Err(ServiceError::Frozen(format!("{reason}; the wallet is suspended")));
+        }
+        Ok(())
+    }
+
+    /// Counts a send's outcome: DENIED and FAILED in a row suspend the wallet.
+    pub(super) async fn autostop_outcome(&self, wallet: WalletId, status: TxState) -> Result<()> {
+        let limit = self.config.autostop.consecutive_failures;
+        if limit == 0 {
+            return Ok(());
+        }
+        let tripped = {
+            let mut counters = self.owner.autostop.lock().expect("autostop");
+            let c = counters.entry(wallet).or_default();
+            if matches!(status, TxState::Denied | TxState::Failed) {
+                c.consecutive_failures += 1;
+            } else {
+                c.consecutive_failures = 0;
+            }
+            c.consecutive_failures >= limit
+        };
+        if tripped {
+            self.autostop(wallet, &format!("AutoStop: {limit} consecutive sends denied or failed"))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn autostop(&self, wallet: WalletId, reason: &str) -> Result<()> {
+        if self.wallet(wallet)?.frozen.is_some() {
+            return Ok(());
+        }
+        self.owner.autostop.lock().expect("autostop").remove(&wallet);
+        self.freeze(wallet, "autostop", reason).await?;
+        Ok(())
+    }
+}

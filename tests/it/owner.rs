@@ -1,0 +1,560 @@
+//! Owner control end to end: signed approvals bound to the exact transaction (real EIP-191
+//! signatures from a key made in the test, real anvil), every message attack, the owner
+//! lifecycle (GRACE → LOCKED), the kill switch and AutoStop.
+
+use crate::harness::{Anvil, Daemon, Opts, eth};
+use crate::transfers::{RECIPIENT, balance_of, opts};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use base64::Engine;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Instant;
+
+pub(crate) struct Owner {
+    pub signer: PrivateKeySigner,
+}
+
+impl Owner {
+    pub fn new() -> Self {
+        Self {
+            signer: PrivateKeySigner::random(),
+        }
+    }
+
+    pub fn address(&self) -> String {
+        self.signer.address().to_checksum(None)
+    }
+
+    /// EIP-191 `personal_sign` over the exact text, as `X-Owner-*` header values.
+    pub fn headers(&self, message: &str) -> [(String, String); 2] {
+        let sig = self.signer.sign_message_sync(message.as_bytes()).unwrap();
+        [
+            (
+                "x-owner-message".into(),
+                base64::engine::general_purpose::STANDARD.encode(message),
+            ),
+            ("x-owner-signature".into(), format!("0x{}", hex::encode(sig.as_bytes()))),
+        ]
+    }
+}
+
+pub(crate) async fn post_signed(daemon: &Daemon, path: &str, headers: &[(String, String)]) -> (u16, Value) {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    daemon.request(Method::POST, path, &h, None).await
+}
+
+/// A funded wallet whose sends above 0.1 ETH need approval, with `owner` registered (GRACE).
+async fn setup(anvil: &Anvil, daemon: &Daemon, owner: &Owner) -> (String, String) {
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap().to_owned();
+    anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
+    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max": "0.1", "delay_max": "0.2", "delay_seconds": 3600 } });
+    assert_eq!(daemon.master(Method::POST, "/v1/policies", Some(policy)).await.0, 201);
+    let (status, body) = daemon
+        .master(
+            Method::PUT,
+            &format!("/v1/wallets/{wid}/owner"),
+            Some(json!({ "address": owner.address() })),
+        )
+        .await;
+    assert_eq!(
+        (status, body["owner"]["state"].as_str()),
+        (200, Some("GRACE")),
+        "{body}"
+    );
+    (wid, token)
+}
+
+async fn pending(daemon: &Daemon, token: &str, amount: &str, key: &str) -> String {
+    let (status, tx) = daemon
+        .session(
+            token,
+            Method::POST,
+            "/v1/transactions/send",
+            Some(json!({ "to": RECIPIENT, "amount": amount, "idempotencyKey": key })),
+        )
+        .await;
+    assert_eq!((status, tx["status"].as_str()), (200, Some("PENDING_APPROVAL")), "{tx}");
+    tx["id"].as_str().unwrap().to_owned()
+}
+
+async fn message(daemon: &Daemon, token: &str, tx: &str, action: &str) -> Value {
+    let (status, m) = daemon
+        .session(
+            token,
+            Method::GET,
+            &format!("/v1/transactions/{tx}/approval-message?action={action}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{m}");
+    m
+}
+
+async fn wallet(daemon: &Daemon, wid: &str) -> Value {
+    daemon.master(Method::GET, &format!("/v1/wallets/{wid}"), None).await.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_round_trip_confirms_on_chain_and_reject_sends_nothing() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (wid, token) = setup(&anvil, &daemon, &owner).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+
+    let id = pending(&daemon, &token, "0.5", "approve-me").await;
+    let m = message(&daemon, &token, &id, "approve").await;
+    let text = m["message"].as_str().unwrap();
+    // The message binds what the owner sees: amount, recipient, chain, transaction, digest.
+    for needle in [
+        "wants you to sign in with your Ethereum account:",
+        &owner.address(),
+        "Chain ID: 31337",
+        "Request ID: bursar:approve",
+        &format!("urn:bursar:tx:{id}"),
+        &format!("urn:bursar:digest:sha256:{}", m["digest"].as_str().unwrap()),
+        "send 0.5 ETH to 0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+    }
+    assert_eq!(m["subject"]["amountBaseUnits"], "500000000000000000");
+    assert_eq!(m["submitTo"], format!("/v1/transactions/{id}/approve"));
+
+    let started = Instant::now();
+    let (status, tx) = post_signed(&daemon, m["submitTo"].as_str().unwrap(), &owner.headers(text)).await;
+    let took = started.elapsed();
+    assert_eq!((status, tx["status"].as_str()), (200, Some("CONFIRMED")), "{tx}");
+    eprintln!("approve POST → CONFIRMED on anvil: {took:?}");
+    assert_eq!(
+        balance_of(&anvil, RECIPIENT).await - before,
+        eth(1) / alloy::primitives::U256::from(2)
+    );
+    assert_eq!(
+        wallet(&daemon, &wid).await["owner"]["state"],
+        "LOCKED",
+        "first signature locks"
+    );
+
+    // Reject: REJECTED, nothing on chain, the reservation released.
+    let id = pending(&daemon, &token, "0.7", "reject-me").await;
+    let m = message(&daemon, &token, &id, "reject").await;
+    let nonce_before = anvil.rpc("eth_getTransactionCount", json!([RECIPIENT, "latest"])).await;
+    let (status, tx) = post_signed(
+        &daemon,
+        &format!("/v1/transactions/{id}/reject"),
+        &owner.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!((status, tx["status"].as_str()), (200, Some("REJECTED")), "{tx}");
+    assert_eq!(
+        balance_of(&anvil, RECIPIENT).await - before,
+        eth(1) / alloy::primitives::U256::from(2)
+    );
+    let after = anvil.rpc("eth_getTransactionCount", json!([RECIPIENT, "latest"])).await;
+    assert_eq!(nonce_before, after);
+    let (_, audit) = daemon.master(Method::GET, "/v1/audit?kind=tx_rejected", None).await;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_attack_is_rejected_and_audited() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (wid, token) = setup(&anvil, &daemon, &owner).await;
+    let a = pending(&daemon, &token, "0.5", "a").await;
+    let b = pending(&daemon, &token, "0.6", "b").await;
+    let approve = |id: &str| format!("/v1/transactions/{id}/approve");
+
+    let mut attempts = 0;
+    let mut refused = |what: &str, status: u16, body: &Value| {
+        attempts += 1;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "OWNER_REJECTED", "{what}: {body}");
+    };
+
+    // A message for A, submitted for B.
+    let ma = message(&daemon, &token, &a, "approve").await;
+    let text_a = ma["message"].as_str().unwrap().to_owned();
+    let (s, body) = post_signed(&daemon, &approve(&b), &owner.headers(&text_a)).await;
+    refused("another transaction", s, &body);
+    // An approve message used to reject, and the reverse.
+    let (s, body) = post_signed(
+        &daemon,
+        &format!("/v1/transactions/{a}/reject"),
+        &owner.headers(&text_a),
+    )
+    .await;
+    refused("another action", s, &body);
+    // Signed by someone else.
+    let (s, body) = post_signed(&daemon, &approve(&a), &Owner::new().headers(&text_a)).await;
+    refused("non-owner signer", s, &body);
+    // Edited after signing, or re-signed after editing: domain, chain, digest, amount text.
+    for (what, from, to) in [
+        (
+            "another domain",
+            format!("127.0.0.1:{}", daemon.port),
+            "evil.example:443".to_owned(),
+        ),
+        ("another chain", "Chain ID: 31337".into(), "Chain ID: 1".into()),
+        ("another digest", "digest:sha256:".into(), "digest:sha256:00".into()),
+    ] {
+        let fresh = message(&daemon, &token, &a, "approve").await;
+        let edited = fresh["message"].as_str().unwrap().replace(&from, &to);
+        assert_ne!(edited, fresh["message"].as_str().unwrap(), "{what}: nothing replaced");
+        let (s, body) = post_signed(&daemon, &approve(&a), &owner.headers(&edited)).await;
+        refused(what, s, &body);
+        // Tampering with a signed message breaks the signature as well.
+        let mut headers = owner.headers(fresh["message"].as_str().unwrap());
+        headers[0].1 = base64::engine::general_purpose::STANDARD.encode(&edited);
+        let (s, body) = post_signed(&daemon, &approve(&a), &headers).await;
+        refused(what, s, &body);
+    }
+    // A nonce the daemon never issued, and an expired message (built with the crate's own
+    // renderer so that only the field under test is wrong).
+    let fresh = message(&daemon, &token, &a, "approve").await;
+    let text = fresh["message"].as_str().unwrap();
+    let claims = bursar::owner::parse(bursar::domain::ChainKind::Evm, text).unwrap();
+    let mut forged = claims.clone();
+    forged.nonce = "0000000000000000deadbeefdeadbeef".into();
+    let forged = bursar::owner::render(bursar::domain::ChainKind::Evm, &forged).unwrap();
+    let (s, body) = post_signed(&daemon, &approve(&a), &owner.headers(&forged)).await;
+    refused("unknown nonce", s, &body);
+    let (status, n) = daemon.request(Method::GET, "/v1/nonce", &[], None).await;
+    assert_eq!(status, 200, "{n}");
+    let mut expired = claims.clone();
+    expired.nonce = n["nonce"].as_str().unwrap().into();
+    expired.issued_at -= 600;
+    expired.expires_at = expired.issued_at + 60;
+    let expired = bursar::owner::render(bursar::domain::ChainKind::Evm, &expired).unwrap();
+    let (s, body) = post_signed(&daemon, &approve(&a), &owner.headers(&expired)).await;
+    refused("expired", s, &body);
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    // Malformed headers.
+    let (s, body) = post_signed(
+        &daemon,
+        &approve(&a),
+        &[
+            ("x-owner-message".into(), "%%%".into()),
+            ("x-owner-signature".into(), "0x00".into()),
+        ],
+    )
+    .await;
+    refused("not base64", s, &body);
+    // The agent's own credentials cannot approve: no owner headers at all.
+    let (s, body) = daemon.session(&token, Method::POST, &approve(&a), None).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("UNAUTHENTICATED")),
+        "{body}"
+    );
+    let (s, _) = daemon.master(Method::POST, &approve(&a), None).await;
+    assert_eq!(s, 401);
+
+    // Nothing above moved A or B; the genuine signature still works once, and only once.
+    let headers = owner.headers(&text_a);
+    let (s, tx) = post_signed(&daemon, &approve(&a), &headers).await;
+    assert_eq!((s, tx["status"].as_str()), (200, Some("CONFIRMED")), "{tx}");
+    let (s, body) = post_signed(&daemon, &approve(&a), &headers).await;
+    refused("replay", s, &body);
+    let (_, tx_b) = daemon
+        .session(&token, Method::GET, &format!("/v1/transactions/{b}"), None)
+        .await;
+    assert_eq!(tx_b["status"], "PENDING_APPROVAL");
+
+    let (_, audit) = daemon
+        .master(Method::GET, "/v1/audit?kind=owner_auth_failed", None)
+        .await;
+    assert!(
+        audit.as_array().unwrap().len() >= attempts - 1,
+        "{attempts} refusals, audit: {audit}"
+    );
+    assert!(
+        wallet(&daemon, &wid).await["owner"]["state"] == "LOCKED",
+        "the genuine approval locked the owner"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_lifecycle_grace_then_locked() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (wid, token) = setup(&anvil, &daemon, &owner).await;
+    let owner_path = format!("/v1/wallets/{wid}/owner");
+
+    // GRACE: the operator may still replace or remove the owner.
+    let other = Owner::new();
+    let (s, _) = daemon
+        .master(Method::PUT, &owner_path, Some(json!({ "address": other.address() })))
+        .await;
+    assert_eq!(s, 200);
+    let (s, w) = daemon.master(Method::DELETE, &owner_path, None).await;
+    assert_eq!((s, w["owner"].is_null()), (200, true), "{w}");
+    let (s, _) = daemon
+        .master(Method::PUT, &owner_path, Some(json!({ "address": owner.address() })))
+        .await;
+    assert_eq!(s, 200);
+
+    // Connect: the owner proves control → LOCKED.
+    let (s, m) = daemon
+        .master(Method::GET, &format!("{owner_path}/message?action=connect"), None)
+        .await;
+    assert_eq!((s, m["submitTo"].as_str()), (200, Some("/v1/owner/connect")), "{m}");
+    let (s, w) = post_signed(
+        &daemon,
+        "/v1/owner/connect",
+        &other.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(s, 401, "a stranger cannot connect: {w}");
+    let (s, m) = daemon
+        .master(Method::GET, &format!("{owner_path}/message?action=connect"), None)
+        .await;
+    assert_eq!(s, 200);
+    let (s, w) = post_signed(
+        &daemon,
+        "/v1/owner/connect",
+        &owner.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!((s, w["owner"]["state"].as_str()), (200, Some("LOCKED")), "{w}");
+
+    // LOCKED: master alone can neither replace nor remove it, and the agent cannot either.
+    let (s, body) = daemon
+        .master(Method::PUT, &owner_path, Some(json!({ "address": other.address() })))
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _) = daemon.master(Method::DELETE, &owner_path, None).await;
+    assert_eq!(s, 403);
+    let (s, _) = daemon.session(&token, Method::POST, "/v1/owner/disconnect", None).await;
+    assert_eq!(s, 401);
+
+    // A pending approval outlives a disconnect and waits for an owner.
+    let id = pending(&daemon, &token, "0.5", "waits").await;
+    let (_, m) = daemon
+        .master(Method::GET, &format!("{owner_path}/message?action=disconnect"), None)
+        .await;
+    let (s, w) = post_signed(
+        &daemon,
+        "/v1/owner/disconnect",
+        &owner.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!((s, w["owner"].is_null()), (200, true), "{w}");
+    let (_, tx) = daemon
+        .session(&token, Method::GET, &format!("/v1/transactions/{id}"), None)
+        .await;
+    assert_eq!(tx["status"], "PENDING_APPROVAL");
+    // With no owner, a new APPROVAL-tier send is denied (never silently downgraded).
+    let (s, body) = daemon
+        .session(
+            &token,
+            Method::POST,
+            "/v1/transactions/send",
+            Some(json!({ "to": RECIPIENT, "amount": "0.5", "idempotencyKey": "no-owner" })),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_switch_revokes_cancels_freezes_and_lifts_with_the_owner() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (wid, token) = setup(&anvil, &daemon, &owner).await;
+    let delayed = {
+        let (s, tx) = daemon
+            .session(
+                &token,
+                Method::POST,
+                "/v1/transactions/send",
+                Some(json!({ "to": RECIPIENT, "amount": "0.15", "idempotencyKey": "d" })),
+            )
+            .await;
+        assert_eq!((s, tx["status"].as_str()), (200, Some("DELAYED")), "{tx}");
+        tx["id"].as_str().unwrap().to_owned()
+    };
+    let approval = pending(&daemon, &token, "0.5", "p").await;
+    // Lock the owner first, so lifting needs its signature.
+    let (_, m) = daemon
+        .master(
+            Method::GET,
+            &format!("/v1/wallets/{wid}/owner/message?action=connect"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        post_signed(
+            &daemon,
+            "/v1/owner/connect",
+            &owner.headers(m["message"].as_str().unwrap())
+        )
+        .await
+        .0,
+        200
+    );
+
+    let (s, reports) = daemon
+        .master(
+            Method::POST,
+            "/v1/admin/kill-switch",
+            Some(json!({ "on": true, "walletId": wid, "reason": "test drill" })),
+        )
+        .await;
+    assert_eq!(s, 200, "{reports}");
+    assert_eq!(reports[0]["sessionsRevoked"], 1);
+    assert_eq!(reports[0]["transactionsCancelled"], 2);
+    // The agent's session is dead at once.
+    let (s, body) = daemon.session(&token, Method::GET, "/v1/wallet/address", None).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (401, Some("SESSION_REVOKED")),
+        "{body}"
+    );
+    // No new session, and nothing was signed.
+    let (s, body) = daemon
+        .master(Method::POST, "/v1/sessions", Some(json!({ "walletId": wid })))
+        .await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (423, Some("WALLET_FROZEN")),
+        "{body}"
+    );
+    let (_, audit) = daemon.master(Method::GET, "/v1/audit?kind=tx_cancelled", None).await;
+    let cancelled: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["detail"]["tx"].as_str())
+        .collect();
+    assert!(
+        cancelled.contains(&delayed.as_str()) && cancelled.contains(&approval.as_str()),
+        "{audit}"
+    );
+    let (_, status) = daemon.master(Method::GET, "/v1/admin/kill-switch", None).await;
+    assert_eq!(status[0]["frozen"]["by"], "master", "{status}");
+
+    // Lifting: master alone is not enough for a LOCKED owner; master + owner is.
+    let (s, body) = daemon
+        .master(
+            Method::POST,
+            "/v1/admin/kill-switch",
+            Some(json!({ "on": false, "walletId": wid })),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let (_, m) = daemon
+        .master(
+            Method::GET,
+            &format!("/v1/wallets/{wid}/owner/message?action=kill-switch-off"),
+            None,
+        )
+        .await;
+    let mut headers: Vec<(String, String)> = owner.headers(m["message"].as_str().unwrap()).to_vec();
+    // The owner alone cannot lift it either.
+    let (s, _) = post_signed(&daemon, "/v1/owner/kill-switch", &headers).await;
+    assert_eq!(s, 401, "a kill-switch-off message is not a kill-switch-on message");
+    headers.push(("x-master-password".into(), daemon.password.clone()));
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (s, body) = daemon
+        .request(
+            Method::POST,
+            "/v1/admin/kill-switch",
+            &h,
+            Some(json!({ "on": false, "walletId": wid })),
+        )
+        .await;
+    assert_eq!((s, body[0]["frozen"].is_null()), (200, true), "{body}");
+    let session = daemon.create_session(&wid, json!({})).await;
+    let (s, _) = daemon
+        .session(
+            session["token"].as_str().unwrap(),
+            Method::GET,
+            "/v1/wallet/address",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+
+    // The owner can pull it alone, with its own signature.
+    let (_, m) = daemon
+        .master(
+            Method::GET,
+            &format!("/v1/wallets/{wid}/owner/message?action=kill-switch-on"),
+            None,
+        )
+        .await;
+    let (s, report) = post_signed(
+        &daemon,
+        "/v1/owner/kill-switch",
+        &owner.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!((s, report["frozen"]["by"].as_str()), (200, Some("owner")), "{report}");
+    let (s, _) = daemon
+        .session(
+            session["token"].as_str().unwrap(),
+            Method::GET,
+            "/v1/wallet/address",
+            None,
+        )
+        .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostop_suspends_a_wallet_after_consecutive_denials_and_bursts() {
+    let anvil = Anvil::start().await;
+    let mut o: Opts = opts(&anvil);
+    o.extra_config += "\n[autostop]\nconsecutive_failures = 3\nburst_requests = 5\nburst_window_seconds = 60\n";
+    let daemon = Daemon::start(o).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
+    // No policy at all: every send is denied (default deny, no owner).
+    for i in 0..3 {
+        let (s, body) = daemon
+            .session(
+                &token,
+                Method::POST,
+                "/v1/transactions/send",
+                Some(json!({ "to": RECIPIENT, "amount": "0.01", "idempotencyKey": format!("d{i}") })),
+            )
+            .await;
+        assert_eq!(s, 403, "{body}");
+    }
+    let (s, body) = daemon.session(&token, Method::GET, "/v1/wallet/address", None).await;
+    assert_eq!(s, 401, "AutoStop revoked the session: {body}");
+    let (_, status) = daemon.master(Method::GET, "/v1/admin/kill-switch", None).await;
+    assert_eq!(status[0]["frozen"]["by"], "autostop", "{status}");
+    assert!(status[0]["frozen"]["reason"].as_str().unwrap().contains("consecutive"));
+
+    // Bursts: the sixth request within the window trips it (checks are not sends).
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max": "1" } });
+    assert_eq!(daemon.master(Method::POST, "/v1/policies", Some(policy)).await.0, 201);
+    anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
+    let mut last = (0, Value::Null);
+    for i in 0..6 {
+        last = daemon
+            .session(
+                &token,
+                Method::POST,
+                "/v1/transactions/send",
+                Some(json!({ "to": RECIPIENT, "amount": "0.001", "idempotencyKey": format!("b{i}") })),
+            )
+            .await;
+    }
+    assert_eq!(
+        (last.0, last.1["error"]["code"].as_str()),
+        (423, Some("WALLET_FROZEN")),
+        "{}",
+        last.1
+    );
+    let (_, audit) = daemon.master(Method::GET, "/v1/audit?kind=kill_switch_on", None).await;
+    assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
+}
