@@ -321,6 +321,61 @@ pub fn decode_signature(s: &str) -> Result<Vec<u8>, OwnerError> {
         .map_err(|_| OwnerError::BadSignature("X-Owner-Signature is neither hex nor base58"))
 }
 
+/// An owner key held by the CLI (`--key-file`), for owners who sign on this machine.
+/// EVM: 32-byte secp256k1 key in hex. Solana: a `solana-keygen` JSON array (64 bytes) or a
+/// 32-byte seed in hex.
+pub enum LocalKey {
+    Evm(k256::ecdsa::SigningKey),
+    Solana(ed25519_dalek::SigningKey),
+}
+
+impl LocalKey {
+    pub fn parse(kind: ChainKind, text: &str) -> Result<LocalKey, OwnerError> {
+        let text = zeroize::Zeroizing::new(text.trim().to_owned());
+        let bad = || OwnerError::BadSignature("the key file does not hold a key for this chain");
+        let bytes = zeroize::Zeroizing::new(if text.starts_with('[') {
+            serde_json::from_str::<Vec<u8>>(&text).map_err(|_| bad())?
+        } else {
+            hex::decode(text.strip_prefix("0x").unwrap_or(&text)).map_err(|_| bad())?
+        });
+        match kind {
+            ChainKind::Evm => k256::ecdsa::SigningKey::from_slice(&bytes)
+                .map(LocalKey::Evm)
+                .map_err(|_| bad()),
+            ChainKind::Solana => {
+                let seed: [u8; 32] = bytes.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+                Ok(LocalKey::Solana(ed25519_dalek::SigningKey::from_bytes(&seed)))
+            }
+        }
+    }
+
+    pub fn address(&self) -> String {
+        match self {
+            LocalKey::Evm(k) => alloy_primitives::Address::from_public_key(k.verifying_key()).to_checksum(None),
+            LocalKey::Solana(k) => bs58::encode(k.verifying_key().as_bytes()).into_string(),
+        }
+    }
+
+    /// The signature as `X-Owner-Signature` carries it (hex).
+    pub fn sign(&self, text: &str) -> Result<String, OwnerError> {
+        match self {
+            LocalKey::Evm(k) => {
+                let hash = alloy_primitives::eip191_hash_message(text.as_bytes());
+                let (sig, rec) = k
+                    .sign_prehash_recoverable(hash.as_slice())
+                    .map_err(|_| OwnerError::BadSignature("signing failed"))?;
+                let mut out = sig.to_bytes().to_vec();
+                out.push(27 + rec.to_byte());
+                Ok(format!("0x{}", hex::encode(out)))
+            }
+            LocalKey::Solana(k) => {
+                use ed25519_dalek::Signer;
+                Ok(hex::encode(k.sign(text.as_bytes()).to_bytes()))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,12 +402,9 @@ mod tests {
     const OWNER_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
     fn sign_evm(text: &str) -> Vec<u8> {
-        let key = k256::ecdsa::SigningKey::from_slice(&hex::decode(OWNER_KEY).unwrap()).unwrap();
-        let hash = alloy_primitives::eip191_hash_message(text.as_bytes());
-        let (sig, rec) = key.sign_prehash_recoverable(hash.as_slice()).unwrap();
-        let mut out = sig.to_bytes().to_vec();
-        out.push(27 + rec.to_byte());
-        out
+        let key = LocalKey::parse(ChainKind::Evm, OWNER_KEY).unwrap();
+        assert_eq!(key.address(), OWNER);
+        decode_signature(&key.sign(text).unwrap()).unwrap()
     }
 
     #[test]

@@ -54,11 +54,22 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
-        self.call(Method::GET, path, None::<&()>).await
+        self.call(Method::GET, path, None::<&()>, &[]).await
     }
 
     pub async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> CliResult<T> {
-        self.call(method, path, Some(body)).await
+        self.call(method, path, Some(body), &[]).await
+    }
+
+    /// `send` with extra headers (the owner's `X-Owner-Message` / `X-Owner-Signature`).
+    pub async fn send_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+        headers: &[(String, String)],
+    ) -> CliResult<T> {
+        self.call(method, path, Some(body), headers).await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -66,8 +77,12 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&B>,
+        headers: &[(String, String)],
     ) -> CliResult<T> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
         match &self.credential {
             Credential::None => {}
             Credential::Master(master) => req = req.header("X-Master-Password", master.expose_secret()),

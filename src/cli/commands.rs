@@ -65,6 +65,8 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
         Command::Audit(cmd) => audit(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Policy(cmd) => policy(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Tx(cmd) => tx(cmd, session_client(cli.url)?, out).await,
+        Command::Owner(cmd) => super::owner::owner(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::KillSwitch(cmd) => super::owner::kill_switch(cmd, master_client(&data_dir, cli.url)?, out).await,
     }
 }
 
@@ -696,7 +698,7 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
 }
 
 /// Ids and filters go into URLs: accept only the characters they can contain.
-fn path_segment(s: &str) -> CliResult<&str> {
+pub(super) fn path_segment(s: &str) -> CliResult<&str> {
     if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         Ok(s)
     } else {

@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod doctor;
 mod output;
+mod owner;
 mod password;
 
 use clap::{Parser, Subcommand};
@@ -95,6 +96,12 @@ pub enum Command {
     /// Read and verify the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The fund owner: register, prove control, approve or reject transfers
+    #[command(subcommand)]
+    Owner(owner::OwnerCommand),
+    /// Freeze wallets at once: revoke sessions, cancel what is pending, sign nothing
+    #[command(subcommand)]
+    KillSwitch(owner::KillSwitchCommand),
     /// MCP server on stdio for agent hosts (Claude Desktop): forwards to the daemon with the
     /// session token from BURSAR_SESSION_TOKEN_FILE; stdout carries only JSON-RPC
     Mcp,
