@@ -322,6 +322,7 @@ impl Service {
             self.store.commit(batch)?;
             tx
         };
+        self.notify_transfer(&wallet, &tx);
         match tx.status {
             TxState::Requested => {
                 let tx = self.execute(tx.id, wallet.id, false).await?;
@@ -528,6 +529,7 @@ impl Service {
                         .detail(serde_json::json!({ "tx": id.to_string(), "hash": signed.hash })),
                 );
                 self.store.commit(batch)?;
+                self.notify_transfer(&wallet, &tx);
                 Ok(tx)
             }
             Err(ChainError::Rejected { reason, .. }) => {
@@ -599,6 +601,7 @@ impl Service {
             }
         }
         self.store.commit(batch)?;
+        self.notify_transfer(wallet, tx);
         Ok(Some(tx.clone()))
     }
 
