@@ -763,11 +763,12 @@ pub fn read_private_secret_file(path: &Path) -> Result<Passphrase, ConfigError> 
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(ConfigError::Permissions {
-            path: path.to_owned(),
-            mode,
-            want: 0o600,
-        });
+        // Not `Permissions`: `doctor --fix` does not know files named in the config.
+        return Err(ConfigError::Invalid(format!(
+            "{} is accessible by group or others (mode {mode:04o})\nfix: chmod 600 {}",
+            path.display(),
+            path.display()
+        )));
     }
     read_secret_file(path)
 }

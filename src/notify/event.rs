@@ -10,7 +10,12 @@ use serde::Serialize;
 /// On a webhook the variant is `type` (snake_case) and its fields are `data` (camelCase),
 /// times as RFC 3339.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    content = "data",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Event {
     /// A NOTIFY-tier transfer was signed and submitted: it goes ahead, the operator is told.
     TransferNotify {

@@ -147,18 +147,6 @@ impl Notifier {
         })
     }
 
-    /// No senders: nothing is queued, nothing runs.
-    pub fn disabled() -> Self {
-        Self {
-            shared: None,
-            bursts: BurstDetector {
-                threshold: 0,
-                window: BURST_WINDOW,
-                state: Mutex::new(HashMap::new()),
-            },
-        }
-    }
-
     pub fn is_enabled(&self) -> bool {
         self.shared.is_some()
     }

@@ -12,9 +12,18 @@ use sha2::Sha256;
 
 /// Where notifications go. `Debug` names the kind only.
 pub(super) enum Sender {
-    Webhook { url: String, secret: Passphrase },
-    Telegram { base_url: String, token: Passphrase, chat_id: String },
-    Slack { url: Passphrase },
+    Webhook {
+        url: String,
+        secret: Passphrase,
+    },
+    Telegram {
+        base_url: String,
+        token: Passphrase,
+        chat_id: String,
+    },
+    Slack {
+        url: Passphrase,
+    },
 }
 
 impl std::fmt::Debug for Sender {
@@ -72,9 +81,20 @@ impl Sender {
             });
         }
         if let Some(t) = &cfg.telegram {
+            let token = required(&t.bot_token_file, "telegram.bot_token_file")?;
+            // It goes into the URL path: a stray `/`, `?` or space would send it elsewhere.
+            let shaped = token
+                .expose_secret()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-'));
+            if !shaped {
+                return Err(ConfigError::Invalid(
+                    "[notifications.telegram] bot_token_file does not hold a bot token (like 123456:AbC-dEf_…)".into(),
+                ));
+            }
             senders.push(Sender::Telegram {
                 base_url: t.base_url.trim_end_matches('/').to_owned(),
-                token: required(&t.bot_token_file, "telegram.bot_token_file")?,
+                token,
                 chat_id: t.chat_id.trim().to_owned(),
             });
         }

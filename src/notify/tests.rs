@@ -35,18 +35,45 @@ fn transfer() -> Transfer {
 #[test]
 fn notification_config_is_validated_with_the_reason() {
     let cases = [
-        ("[notifications.webhook]\nurl = \"https://h\"\nsecret = \"s3cr3t-value\"", "secret: secrets are never inline"),
-        ("[notifications.telegram]\nbot_token = \"123:abc\"\nchat_id = 1", "bot_token: secrets are never inline"),
-        ("[notifications.slack]\nwebhook_url = \"https://hooks.slack.com/x\"", "webhook_url: secrets are never inline"),
-        ("[notifications.webhook]\nurl = \"https://h\"", "secret_file is required"),
-        ("[notifications.webhook]\nurl = \"ftp://h\"\nsecret_file = \"s\"", "webhook.url"),
-        ("[notifications.telegram]\nbot_token_file = \"t\"", "chat_id is required"),
-        ("[notifications.telegram]\nchat_id = \"1\"", "bot_token_file is required"),
+        (
+            "[notifications.webhook]\nurl = \"https://h\"\nsecret = \"s3cr3t-value\"",
+            "secret: secrets are never inline",
+        ),
+        (
+            "[notifications.telegram]\nbot_token = \"123:abc\"\nchat_id = 1",
+            "bot_token: secrets are never inline",
+        ),
+        (
+            "[notifications.slack]\nwebhook_url = \"https://hooks.slack.com/x\"",
+            "webhook_url: secrets are never inline",
+        ),
+        (
+            "[notifications.webhook]\nurl = \"https://h\"",
+            "secret_file is required",
+        ),
+        (
+            "[notifications.webhook]\nurl = \"ftp://h\"\nsecret_file = \"s\"",
+            "webhook.url",
+        ),
+        (
+            "[notifications.telegram]\nbot_token_file = \"t\"",
+            "chat_id is required",
+        ),
+        (
+            "[notifications.telegram]\nchat_id = \"1\"",
+            "bot_token_file is required",
+        ),
         ("[notifications.slack]", "webhook_url_file is required"),
         ("[notifications]\nmax_attempts = 0", "max_attempts"),
-        ("[notifications]\nbackoff_initial_ms = 10\nbackoff_max_ms = 5", "backoff_initial_ms"),
+        (
+            "[notifications]\nbackoff_initial_ms = 10\nbackoff_max_ms = 5",
+            "backoff_initial_ms",
+        ),
         ("[notifications]\ntimeout_ms = 0", "timeout_ms"),
-        ("[notifications.webhook]\nurl = \"https://h\"\nsecret_file = \"s\"\nextra = 1", "unknown field"),
+        (
+            "[notifications.webhook]\nurl = \"https://h\"\nsecret_file = \"s\"\nextra = 1",
+            "unknown field",
+        ),
         ("[server]\npublic_url = \"bursar.example\"", "public_url"),
     ];
     for (text, needle) in cases {
@@ -56,7 +83,10 @@ fn notification_config_is_validated_with_the_reason() {
     }
     // Inline secrets by env are refused the same way, and the value is not echoed.
     let err = load("", &[("BURSAR_NOTIFICATIONS_TELEGRAM_BOT_TOKEN", "123:abc")]).unwrap_err();
-    assert!(err.contains("[notifications.telegram] bot_token") && !err.contains("123:abc"), "{err}");
+    assert!(
+        err.contains("[notifications.telegram] bot_token") && !err.contains("123:abc"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -103,6 +133,21 @@ fn secret_files_must_be_private() {
     let notifier = Notifier::new(&cfg.notifications).unwrap();
     assert!(notifier.is_enabled());
     assert_eq!(format!("{notifier:?}"), "Notifier([\"webhook\"])");
+
+    // A Telegram token travels in the URL path: anything but a token's characters is refused.
+    let token = dir.path().join("tg.token");
+    crate::config::write_private_file(&token, b"123:abc/../x?y").unwrap();
+    let text = format!(
+        "[notifications.telegram]\nbot_token_file = \"{}\"\nchat_id = 1\n",
+        token.display()
+    );
+    let err = Notifier::new(&load(&text, &[]).unwrap().notifications)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not hold a bot token") && !err.contains("abc"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -134,7 +179,10 @@ fn webhook_body_is_type_id_created_at_and_data() {
     assert_eq!(data["walletId"], t.wallet_id.to_string());
     assert_eq!(data["amount"], "0.5");
     assert_eq!(data["expiresAt"], "2023-11-14T22:23:20Z");
-    assert_eq!(data["approvalUrl"], format!("https://bursar.example/approve/{}", t.tx_id));
+    assert_eq!(
+        data["approvalUrl"],
+        format!("https://bursar.example/approve/{}", t.tx_id)
+    );
 
     let kill = serde_json::to_value(Event::KillSwitch {
         on: true,
@@ -142,7 +190,10 @@ fn webhook_body_is_type_id_created_at_and_data() {
         by: Actor::Owner,
     })
     .unwrap();
-    assert_eq!(kill, serde_json::json!({ "type": "kill_switch", "data": { "on": true, "scope": { "kind": "all" }, "by": "owner" } }));
+    assert_eq!(
+        kill,
+        serde_json::json!({ "type": "kill_switch", "data": { "on": true, "scope": { "kind": "all" }, "by": "owner" } })
+    );
 }
 
 #[test]
@@ -202,6 +253,9 @@ fn backoff_doubles_is_capped_and_jittered_in_its_upper_half() {
         max: Duration::from_millis(1000),
     };
     let ms = |attempt, jitter| backoff(retry, attempt, jitter).as_millis();
-    assert_eq!([ms(1, 1.0), ms(2, 1.0), ms(3, 1.0), ms(4, 1.0), ms(5, 1.0)], [100, 200, 400, 800, 1000]);
+    assert_eq!(
+        [ms(1, 1.0), ms(2, 1.0), ms(3, 1.0), ms(4, 1.0), ms(5, 1.0)],
+        [100, 200, 400, 800, 1000]
+    );
     assert_eq!([ms(1, 0.0), ms(3, 0.5), ms(40, 0.0)], [50, 300, 500]);
 }

@@ -631,7 +631,13 @@ impl Service {
     /// The notification a transfer's new state calls for, if any: a NOTIFY-tier transfer
     /// submitted, a DELAY started, an approval waiting.
     pub(crate) fn notify_transfer(&self, wallet: &WalletRecord, tx: &TxRecord) {
-        if !self.notifier.is_enabled() {
+        let notify_tier = tx.tier.as_deref() == Some(crate::policy::Tier::Notify.as_str());
+        let wanted = match tx.status {
+            TxState::Submitted => notify_tier,
+            TxState::Delayed | TxState::PendingApproval => true,
+            _ => false,
+        };
+        if !wanted || !self.notifier.is_enabled() {
             return;
         }
         let transfer = crate::notify::Transfer {
@@ -650,9 +656,8 @@ impl Service {
             requested_at: tx.created_at,
         }
         .sanitised();
-        let notify_tier = tx.tier.as_deref() == Some(crate::policy::Tier::Notify.as_str());
         let event = match tx.status {
-            TxState::Submitted if notify_tier => Event::TransferNotify { transfer },
+            TxState::Submitted => Event::TransferNotify { transfer },
             TxState::Delayed => Event::TransferDelayed {
                 transfer,
                 executes_at: tx.executes_at.unwrap_or(tx.created_at),
