@@ -10,6 +10,7 @@ mod examples;
 mod http;
 mod hygiene;
 mod mcp;
+mod notify;
 mod prices;
 mod routes;
 mod schemas;
