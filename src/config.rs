@@ -45,6 +45,7 @@ pub struct Config {
     pub transfers: TransfersConfig,
     pub owner: OwnerConfig,
     pub autostop: AutoStopConfig,
+    pub notifications: NotificationsConfig,
     pub chains: BTreeMap<String, ChainConfig>,
 }
 
@@ -139,6 +140,121 @@ impl Default for TransfersConfig {
     }
 }
 
+/// Operator notifications: where bursar tells a human that a NOTIFY transfer went out, a DELAY
+/// started, an approval waits, a kill switch moved, or credentials are being guessed. Every
+/// sender is optional; none configured means no queue and no task. Secrets only by file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// Events waiting for delivery, per sender; when full, new events are dropped (counted
+    /// and logged), never the caller blocked.
+    pub queue_capacity: usize,
+    /// Timeout of one delivery attempt (connect + request + response head).
+    pub timeout_ms: u64,
+    /// Attempts per event and sender before it is recorded as `notification_failed`.
+    pub max_attempts: u32,
+    /// First retry pause; doubled per attempt up to `backoff_max_ms`, with jitter.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Failed authentications of one kind per minute that make one `auth_failure_burst`
+    /// event (at most one per minute and kind). 0 turns it off.
+    pub auth_failure_burst: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackConfig>,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 256,
+            timeout_ms: 5_000,
+            max_attempts: 5,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 30_000,
+            auth_failure_burst: 5,
+            webhook: None,
+            telegram: None,
+            slack: None,
+        }
+    }
+}
+
+/// A generic webhook: JSON `{type, id, createdAt, data}`, signed with HMAC-SHA256 over
+/// `<timestamp>.<body>` (`X-Bursar-Timestamp`, `X-Bursar-Signature: sha256=<hex>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The HMAC key, in a 0600 file (relative paths are relative to the data dir).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// A Telegram bot: `POST <base_url>/bot<token>/sendMessage {chat_id, text}`, plain text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    #[serde(default = "telegram_base_url")]
+    pub base_url: String,
+    /// The bot token, in a 0600 file (it travels in the URL path: never logged).
+    #[serde(default)]
+    pub bot_token_file: Option<PathBuf>,
+    /// A chat id (`-100…`) or `@channel`; a number is accepted too.
+    #[serde(default, deserialize_with = "string_or_integer")]
+    pub chat_id: String,
+}
+
+fn telegram_base_url() -> String {
+    "https://api.telegram.org".into()
+}
+
+/// A Slack incoming webhook: `POST <url> {text}`. The URL is itself the credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The webhook URL, in a 0600 file.
+    #[serde(default)]
+    pub webhook_url_file: Option<PathBuf>,
+}
+
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+    }
+    Ok(match Raw::deserialize(de)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+    })
+}
+
+/// `[notifications.<sender>]` keys, for `BURSAR_NOTIFICATIONS_<SENDER>_<KEY>` overrides. The
+/// inline forms are listed too, so an override of one is refused with the reason instead of
+/// being ignored.
+const NOTIFICATION_SENDER_KEYS: [(&str, &[&str]); 3] = [
+    ("webhook", &["url", "secret_file", "secret"]),
+    (
+        "telegram",
+        &["base_url", "bot_token_file", "chat_id", "bot_token", "token"],
+    ),
+    ("slack", &["webhook_url_file", "webhook_url", "url"]),
+];
+
+/// Keys that would put a secret inline in the config (or env), with the file key to use.
+const INLINE_SECRETS: [(&str, &str, &str); 5] = [
+    ("webhook", "secret", "secret_file"),
+    ("telegram", "bot_token", "bot_token_file"),
+    ("telegram", "token", "bot_token_file"),
+    ("slack", "webhook_url", "webhook_url_file"),
+    ("slack", "url", "webhook_url_file"),
+];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -152,6 +268,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Failed master-password attempts allowed per minute before every attempt gets 429.
     pub master_auth_failures_per_minute: u32,
+    /// The daemon's address as operators reach it, for links in notifications (e.g. the
+    /// approval page). Empty: `http://<bind>`.
+    pub public_url: String,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +281,18 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             master_auth_failures_per_minute: 10,
+            public_url: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `public_url` without a trailing slash, or `http://<bind>` when unset.
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.bind)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
         }
     }
 }
@@ -347,9 +478,13 @@ impl Config {
                 None => warnings.push(format!("ignoring unknown configuration variable {var}")),
             }
         }
-        let config: Config = toml::Value::Table(table)
+        refuse_inline_secrets(&table)?;
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
+        if let Some(dir) = path.parent() {
+            config.notifications.resolve_paths(dir);
+        }
         config.validate()?;
         if !config.server.bind.ip().is_loopback() {
             warnings.push(format!(
@@ -397,6 +532,12 @@ impl Config {
                 "[transfers] worker_interval_ms must be in 1..=60000".into(),
             ));
         }
+        if !self.server.public_url.is_empty() && !is_http_url(&self.server.public_url) {
+            return Err(ConfigError::Invalid(
+                "[server] public_url must be an http:// or https:// URL".into(),
+            ));
+        }
+        self.notifications.validate()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("[log] format must be \"text\" or \"json\"".into()));
         }
@@ -494,6 +635,16 @@ confirmations = 1
 /// `BURSAR_CHAINS_MY_NODE_RPC_URL` to (`chains`, Some(`my_node`), `rpc_url`).
 fn override_path(var: &str, defaults: &toml::Table) -> Option<(String, Option<String>, String)> {
     let rest = var.strip_prefix("BURSAR_")?.to_ascii_lowercase();
+    if let Some(sender_key) = rest.strip_prefix("notifications_") {
+        let found = NOTIFICATION_SENDER_KEYS.iter().find_map(|(sender, keys)| {
+            let key = sender_key.strip_prefix(sender)?.strip_prefix('_')?;
+            keys.contains(&key)
+                .then(|| ("notifications".to_owned(), Some((*sender).to_owned()), key.to_owned()))
+        });
+        if found.is_some() {
+            return found;
+        }
+    }
     if let Some(chain) = rest.strip_prefix("chains_") {
         return CHAIN_KEYS.iter().find_map(|key| {
             let name = chain.strip_suffix(key)?.strip_suffix('_')?;
@@ -513,6 +664,93 @@ fn env_value(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
         Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
+/// Refuses `[notifications.<sender>]` secrets given inline (in the file or by env): they
+/// belong in 0600 files. The message names the key, never the value.
+fn refuse_inline_secrets(table: &toml::Table) -> Result<(), ConfigError> {
+    let Some(notifications) = table.get("notifications").and_then(toml::Value::as_table) else {
+        return Ok(());
+    };
+    for (sender, inline, file_key) in INLINE_SECRETS {
+        let given = notifications
+            .get(sender)
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| t.contains_key(inline));
+        if given {
+            return Err(ConfigError::Invalid(format!(
+                "[notifications.{sender}] {inline}: secrets are never inline values\nfix: write it to a file only you can read (chmod 600) and set {file_key} = \"<path>\""
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl NotificationsConfig {
+    /// Makes relative secret-file paths relative to `dir` (the data dir).
+    fn resolve_paths(&mut self, dir: &Path) {
+        let files = [
+            self.webhook.as_mut().and_then(|w| w.secret_file.as_mut()),
+            self.telegram.as_mut().and_then(|t| t.bot_token_file.as_mut()),
+            self.slack.as_mut().and_then(|s| s.webhook_url_file.as_mut()),
+        ];
+        for file in files.into_iter().flatten() {
+            if file.is_relative() && !file.as_os_str().is_empty() {
+                *file = dir.join(&*file);
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError::Invalid(format!("[notifications] {what}")));
+        if self.queue_capacity == 0 || self.queue_capacity > 100_000 {
+            return bad("queue_capacity must be in 1..=100000");
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return bad("timeout_ms must be in 1..=60000");
+        }
+        if self.max_attempts == 0 || self.max_attempts > 20 {
+            return bad("max_attempts must be in 1..=20");
+        }
+        if self.backoff_max_ms > 3_600_000 || self.backoff_initial_ms > self.backoff_max_ms {
+            return bad("backoff_initial_ms must not exceed backoff_max_ms (at most 3600000)");
+        }
+        let missing = |sender: &str, key: &str| {
+            Err(ConfigError::Invalid(format!(
+                "[notifications.{sender}] {key} is required (a file only you can read, chmod 600)"
+            )))
+        };
+        let given = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| !p.as_os_str().is_empty());
+        if let Some(w) = &self.webhook {
+            if !is_http_url(&w.url) {
+                return bad("webhook.url must be an http:// or https:// URL");
+            }
+            if !given(&w.secret_file) {
+                return missing("webhook", "secret_file");
+            }
+        }
+        if let Some(t) = &self.telegram {
+            if !is_http_url(&t.base_url) {
+                return bad("telegram.base_url must be an http:// or https:// URL");
+            }
+            if !given(&t.bot_token_file) {
+                return missing("telegram", "bot_token_file");
+            }
+            if t.chat_id.trim().is_empty() || t.chat_id.len() > 64 || t.chat_id.chars().any(char::is_control) {
+                return bad("telegram.chat_id is required: a chat id like -1001234567890 or @channel");
+            }
+        }
+        if let Some(s) = &self.slack
+            && !given(&s.webhook_url_file)
+        {
+            return missing("slack", "webhook_url_file");
+        }
+        Ok(())
     }
 }
 
@@ -562,6 +800,25 @@ pub fn read_secret_file(path: &Path) -> Result<Passphrase, ConfigError> {
         });
     }
     Ok(Passphrase::from(trimmed.to_owned()))
+}
+
+/// Like [`read_secret_file`], but first refuses a file that group or others can access
+/// (for secrets named in `config.toml`, e.g. `[notifications.*] *_file`).
+pub fn read_private_secret_file(path: &Path) -> Result<Passphrase, ConfigError> {
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError::Read {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        // Not `Permissions`: `doctor --fix` does not know files named in the config.
+        return Err(ConfigError::Invalid(format!(
+            "{} is accessible by group or others (mode {mode:04o})\nfix: chmod 600 {}",
+            path.display(),
+            path.display()
+        )));
+    }
+    read_secret_file(path)
 }
 
 /// The data directory: `--data-dir` > `BURSAR_DATA_DIR` > `~/.bursar`.

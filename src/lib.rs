@@ -18,6 +18,7 @@ pub mod prices;
 pub mod session;
 
 pub mod faults;
+pub mod notify;
 pub mod service;
 
 pub mod api;

@@ -269,11 +269,13 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
     // a crash must reach the chain before its nonce could be handed out again.
     service.tick().await;
     tokio::spawn(service.clone().run_workers());
+    service.start_notifications();
     tokio::spawn({
         let service = service.clone();
         async move { service.refresh_prices().await }
     });
     let app = router(service.clone(), addr);
+    let stopping = service.clone();
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let mut term =
@@ -281,8 +283,13 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
                 _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-                _ = service.shutdown_requested() => tracing::info!("shutdown requested over the API"),
+                _ = stopping.shutdown_requested() => tracing::info!("shutdown requested over the API"),
             }
         })
-        .await
+        .await?;
+    service.drain_notifications(NOTIFICATION_SHUTDOWN_GRACE).await;
+    Ok(())
 }
+
+/// How long a stopping daemon waits for queued notifications (a dead sink costs no more).
+const NOTIFICATION_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

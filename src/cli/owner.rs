@@ -181,7 +181,11 @@ pub async fn owner(cmd: OwnerCommand, client: Client, out: &Output) -> CliResult
             let address = match (&sign.key_file, address) {
                 (Some(path), _) => {
                     let current: dto::Wallet = client.get(&format!("/v1/wallets/{wallet}")).await?;
-                    let kind = if current.kind == "solana" { ChainKind::Solana } else { ChainKind::Evm };
+                    let kind = if current.kind == "solana" {
+                        ChainKind::Solana
+                    } else {
+                        ChainKind::Evm
+                    };
                     read_key(path, kind)?.address()
                 }
                 (None, Some(a)) => a,
@@ -208,7 +212,9 @@ pub async fn owner(cmd: OwnerCommand, client: Client, out: &Output) -> CliResult
             let m: dto::OwnerMessage = client
                 .get(&format!("/v1/wallets/{wallet}/owner/message?action=connect"))
                 .await?;
-            let Some(headers) = owner_headers(&m, &sign, out)? else { return Ok(()) };
+            let Some(headers) = owner_headers(&m, &sign, out)? else {
+                return Ok(());
+            };
             let w: dto::Wallet = client
                 .send_with(Method::POST, "/v1/owner/connect", &(), &headers)
                 .await?;
@@ -230,7 +236,9 @@ pub async fn owner(cmd: OwnerCommand, client: Client, out: &Output) -> CliResult
                 let m: dto::OwnerMessage = client
                     .get(&format!("/v1/wallets/{wallet}/owner/message?action=disconnect"))
                     .await?;
-                let Some(headers) = owner_headers(&m, &sign, out)? else { return Ok(()) };
+                let Some(headers) = owner_headers(&m, &sign, out)? else {
+                    return Ok(());
+                };
                 client
                     .send_with(Method::POST, "/v1/owner/disconnect", &(), &headers)
                     .await?
@@ -249,7 +257,9 @@ async fn decide(client: &Client, tx: &str, action: &str, sign: &SignArgs, out: &
     let m: dto::OwnerMessage = client
         .get(&format!("/v1/transactions/{tx}/approval-message?action={action}"))
         .await?;
-    let Some(headers) = owner_headers(&m, sign, out)? else { return Ok(()) };
+    let Some(headers) = owner_headers(&m, sign, out)? else {
+        return Ok(());
+    };
     let t: dto::Transaction = client.send_with(Method::POST, &m.submit_to, &(), &headers).await?;
     out.emit(&t, |t| {
         format!(
@@ -298,7 +308,9 @@ pub async fn kill_switch(cmd: KillSwitchCommand, client: Client, out: &Output) -
                         path_segment(w)?
                     ))
                     .await?;
-                let Some(h) = owner_headers(&m, &sign, out)? else { return Ok(()) };
+                let Some(h) = owner_headers(&m, &sign, out)? else {
+                    return Ok(());
+                };
                 headers = h;
             }
             let body = serde_json::json!({ "on": false, "walletId": wallet });

@@ -15,11 +15,12 @@ pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};
 
 use crate::chains::{Balance, ChainError, Chains};
 use crate::config::{Config, ConfigError};
-use crate::domain::{Address, ChainName, SessionId, WalletId, WalletName};
+use crate::domain::{Address, ChainName, SessionId, TxState, WalletId, WalletName};
 use crate::keystore::{KdfParams, KeystoreError, KeystoreMeta, Unlocked, WalletKeyRef};
+use crate::notify::{AuthKind, Event, Notifier};
 use crate::secret::{Passphrase, random_key32};
 use crate::session::{self, SessionError, SessionKeys};
-use crate::store::records::{DaemonRecord, RECORD_VERSION, SessionRecord, WalletRecord};
+use crate::store::records::{DaemonRecord, RECORD_VERSION, SessionRecord, TxRecord, WalletRecord};
 use crate::store::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Store, StoreError, keys};
 use secrecy::ExposeSecret;
 use std::collections::VecDeque;
@@ -155,6 +156,8 @@ pub struct Service {
     owner: owner::OwnerState,
     started: Instant,
     shutdown: tokio::sync::Notify,
+    /// Operator notifications; `notify()` never blocks, the senders run in the background.
+    notifier: Notifier,
 }
 
 impl std::fmt::Debug for Service {
@@ -233,6 +236,7 @@ impl Service {
         store.audit(AuditEvent::new("unlock", "master").detail(serde_json::json!({ "wallets": wallets.len() })))?;
         let chains = Chains::new(config.chains().map_err(ServiceError::Config)?);
         let prices = crate::prices::Prices::new(&config.prices);
+        let notifier = Notifier::new(&config.notifications).map_err(ServiceError::Config)?;
         Ok(Self {
             sessions: RwLock::new(Arc::new(SessionKeys::new(&jwt, &daemon.daemon_id))),
             config,
@@ -247,6 +251,7 @@ impl Service {
             owner: Default::default(),
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
+            notifier,
         })
     }
 
@@ -289,6 +294,7 @@ impl Service {
             failures.len()
         };
         tracing::warn!(recent_failures = count, "master password rejected");
+        self.notify_auth_failure(AuthKind::Master);
         // Audit up to the limit; beyond it the 429s say enough and the log stays bounded.
         if count <= limit {
             self.store.audit(
@@ -301,6 +307,14 @@ impl Service {
     /// Verifies a session token against its signature, audience, expiry, lifetime,
     /// revocation and the stored hash of the current token.
     pub fn authenticate_session(&self, token: &str) -> Result<SessionAuth> {
+        let result = self.check_session(token);
+        if result.is_err() {
+            self.notify_auth_failure(crate::notify::AuthKind::Session);
+        }
+        result
+    }
+
+    fn check_session(&self, token: &str) -> Result<SessionAuth> {
         let (claims, session_id) = self.session_keys().decode(token)?;
         let record: SessionRecord = self
             .store
@@ -621,6 +635,86 @@ impl Service {
 
     pub async fn shutdown_requested(&self) {
         self.shutdown.notified().await;
+    }
+
+    // ---- notifications -------------------------------------------------------------------
+
+    /// Tells the operator, through every configured `[notifications]` sender:
+    /// `service.notify(Event::KillSwitch { on: true, scope: KillScope::All, by: Actor::Master })`.
+    /// Never blocks and never fails: delivery is queued, retried and audited in the background.
+    pub fn notify(&self, event: Event) {
+        self.notifier.notify(event);
+    }
+
+    /// Counts a failed authentication; a burst of them becomes one `AuthFailureBurst` event.
+    pub fn notify_auth_failure(&self, kind: AuthKind) {
+        self.notifier.auth_failure(kind);
+    }
+
+    /// The notification a transfer's new state calls for, if any: a NOTIFY-tier transfer
+    /// submitted, a DELAY started, an approval waiting.
+    pub(crate) fn notify_transfer(&self, wallet: &WalletRecord, tx: &TxRecord) {
+        let notify_tier = tx.tier.as_deref() == Some(crate::policy::Tier::Notify.as_str());
+        let wanted = match tx.status {
+            TxState::Submitted => notify_tier,
+            TxState::Delayed | TxState::PendingApproval => true,
+            _ => false,
+        };
+        if !wanted || !self.notifier.is_enabled() {
+            return;
+        }
+        let transfer = crate::notify::Transfer {
+            wallet_id: wallet.id,
+            wallet_name: wallet.name.clone(),
+            chain: tx.chain.to_string(),
+            tx_id: tx.id,
+            to: tx.to.clone(),
+            amount: crate::domain::Amount::new(tx.base_units, tx.decimals)
+                .map_or_else(|_| format!("{} base units", tx.base_units), |a| a.to_decimal_string()),
+            symbol: tx.symbol.clone(),
+            tier: tx.tier.clone().unwrap_or_default(),
+            status: tx.status.to_string(),
+            reasons: tx.reasons.clone(),
+            hash: tx.hash.clone(),
+            requested_at: tx.created_at,
+        }
+        .sanitised();
+        let event = match tx.status {
+            TxState::Submitted => Event::TransferNotify { transfer },
+            TxState::Delayed => Event::TransferDelayed {
+                transfer,
+                executes_at: tx.executes_at.unwrap_or(tx.created_at),
+                cancel_hint: format!(
+                    "`bursar tx cancel {}` with the wallet's session token, or `bursar kill-switch on`",
+                    tx.id
+                ),
+            },
+            TxState::PendingApproval => Event::ApprovalPending {
+                transfer,
+                approval_url: format!("{}/approve/{}", self.config.server.public_url(), tx.id),
+                expires_at: tx.expires_at,
+            },
+            _ => return,
+        };
+        self.notify(event);
+    }
+
+    /// Starts the notification senders (the server calls this next to the other workers).
+    /// Each final delivery outcome is appended to the audit log.
+    pub fn start_notifications(self: &Arc<Self>) {
+        let service = Arc::downgrade(self);
+        self.notifier.start(Arc::new(move |event| {
+            if let Some(service) = service.upgrade()
+                && let Err(err) = service.store.audit(event)
+            {
+                tracing::error!(error = %err, "cannot audit a notification outcome");
+            }
+        }));
+    }
+
+    /// Gives queued notifications up to `grace` to go out at shutdown; a dead sink costs no more.
+    pub async fn drain_notifications(&self, grace: Duration) {
+        self.notifier.drain(grace).await;
     }
 }
 

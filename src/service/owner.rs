@@ -8,6 +8,7 @@
 
 use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, now};
 use crate::domain::{Address, ChainKind, TxId, TxState, WalletId};
+use crate::notify::{Actor, AuthKind, Event, KillScope};
 use crate::owner::{self, Action, Claims, NONCE_TTL_SECONDS, Subject};
 use crate::store::records::{FreezeRecord, SessionRecord, TxRecord, WalletRecord};
 use crate::store::{AuditEvent, Batch, keys};
@@ -280,6 +281,7 @@ impl Service {
                 failures.len()
             };
             tracing::warn!(action = action.as_str(), error = %err, "owner signature rejected");
+            self.notify_auth_failure(AuthKind::Owner);
             if count <= limit {
                 self.store.audit(
                     AuditEvent::new("owner_auth_failed", "unknown").detail(serde_json::json!({
@@ -578,6 +580,14 @@ impl Service {
                 .wallet(id),
             );
             self.store.commit(batch)?;
+            self.notify(Event::KillSwitch {
+                on: false,
+                scope: KillScope::Wallet {
+                    wallet_id: id,
+                    wallet_name: record.name.clone(),
+                },
+                by: Actor::Master,
+            });
             report.frozen = None;
             reports.push(report);
         }
@@ -658,6 +668,21 @@ impl Service {
         );
         self.store.commit(batch)?;
         tracing::warn!(wallet = %wallet_id, by, reason, revoked, cancelled, "wallet frozen");
+        self.notify(match by {
+            "autostop" => Event::AutoStop {
+                wallet_id,
+                wallet_name: wallet.name.clone(),
+                reason: reason.to_owned(),
+            },
+            _ => Event::KillSwitch {
+                on: true,
+                scope: KillScope::Wallet {
+                    wallet_id,
+                    wallet_name: wallet.name.clone(),
+                },
+                by: if by == "owner" { Actor::Owner } else { Actor::Master },
+            },
+        });
         Ok(KillSwitchReport {
             wallet_id,
             frozen: Some(frozen),

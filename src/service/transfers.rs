@@ -324,6 +324,7 @@ impl Service {
             self.store.commit(batch)?;
             tx
         };
+        self.notify_transfer(&wallet, &tx);
         let tx = match tx.status {
             TxState::Requested => {
                 let tx = self.execute(tx.id, wallet.id, false).await?;
@@ -541,6 +542,7 @@ impl Service {
                         .detail(serde_json::json!({ "tx": id.to_string(), "hash": signed.hash })),
                 );
                 self.store.commit(batch)?;
+                self.notify_transfer(&wallet, &tx);
                 Ok(tx)
             }
             Err(ChainError::Rejected { reason, .. }) => {
@@ -612,6 +614,7 @@ impl Service {
             }
         }
         self.store.commit(batch)?;
+        self.notify_transfer(wallet, tx);
         Ok(Some(tx.clone()))
     }
 

@@ -10,6 +10,7 @@ mod examples;
 mod http;
 mod hygiene;
 mod mcp;
+mod notify;
 mod owner;
 mod prices;
 mod routes;

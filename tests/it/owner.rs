@@ -558,3 +558,82 @@ async fn autostop_suspends_a_wallet_after_consecutive_denials_and_bursts() {
     let (_, audit) = daemon.master(Method::GET, "/v1/audit?kind=kill_switch_on", None).await;
     assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_owner_connect_approve_and_kill_switch_with_a_key_file() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (wid, token) = setup(&anvil, &daemon, &owner).await;
+    let key_file = daemon.dir.path().join("owner.key");
+    crate::harness::write_private(&key_file, &hex::encode(owner.signer.to_bytes()));
+    let key = key_file.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = daemon.cli(args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = run(&["owner", "connect", &wid, "--key-file", key, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["owner"]["state"], "LOCKED");
+
+    // An external signer: the message alone on stdout, then the signature handed back.
+    let id = pending(&daemon, &token, "0.5", "cli").await;
+    let (code, message, err) = run(&["owner", "approve", &id, "--print-message"]);
+    assert_eq!(code, Some(0), "{err}");
+    let message = message.trim_end_matches('\n');
+    assert!(message.contains(&format!("urn:bursar:tx:{id}")), "{message}");
+    let msg_file = daemon.dir.path().join("message.txt");
+    std::fs::write(&msg_file, message).unwrap();
+    let sig = owner.signer.sign_message_sync(message.as_bytes()).unwrap();
+    let sig = format!("0x{}", hex::encode(sig.as_bytes()));
+    let (code, out, err) = run(&[
+        "owner",
+        "approve",
+        &id,
+        "--message-file",
+        msg_file.to_str().unwrap(),
+        "--signature",
+        &sig,
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"],
+        "CONFIRMED",
+        "{out}"
+    );
+
+    // Reject with the key file; a key file readable by others is refused.
+    let id = pending(&daemon, &token, "0.6", "cli-2").await;
+    let (code, out, err) = run(&["owner", "reject", &id, "--key-file", key, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "REJECTED");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&["owner", "status", &wid]);
+    assert_eq!(code, Some(0), "{err}");
+    let id = pending(&daemon, &token, "0.6", "cli-3").await;
+    let (code, _, err) = run(&["owner", "approve", &id, "--key-file", key]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Kill switch: on, status, off refused without the LOCKED owner, off with it.
+    let (code, out, err) = run(&["kill-switch", "on", "--wallet", &wid, "--reason", "drill"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("FROZEN"), "{out}");
+    let (_, out, _) = run(&["kill-switch", "status"]);
+    assert!(out.contains("FROZEN by master") && out.contains("drill"), "{out}");
+    let (code, _, err) = run(&["kill-switch", "off", "--wallet", &wid]);
+    assert_eq!(code, Some(3), "{err}");
+    let (code, out, err) = run(&["kill-switch", "off", "--wallet", &wid, "--key-file", key]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (_, out, _) = run(&["kill-switch", "status"]);
+    assert!(out.contains("no wallet is frozen"), "{out}");
+}

@@ -81,6 +81,19 @@ const BORDERS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "notify",
+        &[
+            "crate::service",
+            "crate::api",
+            "crate::keystore",
+            "crate::chains",
+            "crate::policy",
+            "Store::",
+            "axum",
+            "sled",
+        ],
+    ),
+    (
         "prices.rs",
         &["crate::store", "crate::keystore", "crate::chains", "axum", "sled"],
     ),

@@ -1,0 +1,426 @@
+//! Operator notifications end to end: the real daemon and anvil, and a local HTTP sink that
+//! records every request. A NOTIFY send produces a signed webhook delivery (HMAC verified
+//! here, timestamp fresh) and Telegram / Slack messages at their configured URLs; DELAY and
+//! APPROVAL sends produce their events; a dead or slow sink never delays a transfer and ends
+//! as `notification_failed` in the audit; no notification secret reaches a log or the audit.
+
+use crate::harness::{Anvil, Daemon, Opts, eth, free_port, write_private};
+use crate::transfers::RECIPIENT;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const WEBHOOK_SECRET: &str = "whsec-notify-test-0123456789abcdef";
+const BOT_TOKEN: &str = "123456789:AAH-telegram-secret-token-xyz";
+const SLACK_PATH: &str = "/services/T0000/B0000/slack-secret-path-qwerty";
+const PUBLIC_URL: &str = "https://bursar.example:8443";
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Value,
+    raw: Vec<u8>,
+    at: Instant,
+}
+
+/// A loopback HTTP server that records every request and answers 200 after `delay`.
+struct Sink {
+    url: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Sink {
+    async fn start(delay: Duration) -> Self {
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let recorded = hits.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let recorded = recorded.clone();
+            async move {
+                let at = Instant::now();
+                let path = req.uri().path().to_owned();
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+                    .collect();
+                let raw = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap().to_vec();
+                let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+                recorded.lock().unwrap().push(Hit {
+                    path,
+                    headers,
+                    body,
+                    raw,
+                    at,
+                });
+                tokio::time::sleep(delay).await;
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, hits }
+    }
+
+    fn hits(&self, pred: impl Fn(&Hit) -> bool) -> Vec<Hit> {
+        self.hits.lock().unwrap().iter().filter(|h| pred(h)).cloned().collect()
+    }
+
+    async fn wait_for(&self, what: &str, pred: impl Fn(&Hit) -> bool) -> Hit {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(hit) = self.hits(&pred).into_iter().next() {
+                return hit;
+            }
+            assert!(Instant::now() < deadline, "the sink never received {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn webhook_of(kind: &str, tx: &str) -> impl Fn(&Hit) -> bool {
+    let (kind, tx) = (kind.to_owned(), tx.to_owned());
+    move |h| h.path == "/hook" && h.body["type"] == kind.as_str() && h.body["data"]["txId"] == tx.as_str()
+}
+
+fn notifications_config(retry: &str, webhook_url: &str, telegram: Option<&str>, slack: bool) -> String {
+    let mut config = format!(
+        "\n[prices.native]\nETH = \"2000\"\n\n[transfers]\nworker_interval_ms = 100\nconfirm_wait_seconds = 10\n\n[notifications]\n{retry}\n\n[notifications.webhook]\nurl = \"{webhook_url}\"\nsecret_file = \"webhook.secret\"\n"
+    );
+    if let Some(base) = telegram {
+        config += &format!(
+            "\n[notifications.telegram]\nbase_url = \"{base}\"\nbot_token_file = \"telegram.token\"\nchat_id = -1001234\n"
+        );
+    }
+    if slack {
+        config += "\n[notifications.slack]\nwebhook_url_file = \"slack.url\"\n";
+    }
+    config
+}
+
+/// A daemon whose notification secrets live in 0600 files next to its config (relative paths).
+async fn daemon(anvil: &Anvil, extra_config: String, slack_url: &str) -> Daemon {
+    let mut daemon = Daemon::init(Opts {
+        anvil_url: Some(anvil.url.clone()),
+        log_level: "trace",
+        extra_config,
+        ..Opts::default()
+    });
+    let data = daemon.data_dir();
+    write_private(&data.join("webhook.secret"), &format!("{WEBHOOK_SECRET}\n"));
+    write_private(&data.join("telegram.token"), BOT_TOKEN);
+    write_private(&data.join("slack.url"), slack_url);
+    daemon.env.push(("BURSAR_SERVER_PUBLIC_URL".into(), PUBLIC_URL.into()));
+    daemon.spawn().await;
+    daemon
+}
+
+/// A funded wallet with NOTIFY up to 1 ETH, DELAY up to 2, APPROVAL above, and an owner.
+async fn wallet(anvil: &Anvil, daemon: &Daemon) -> (String, String) {
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap().to_owned();
+    anvil.fund(wallet["address"].as_str().unwrap(), eth(100)).await;
+    let rules = json!({ "instant_max": "0.001", "notify_max": "1", "delay_max": "2", "delay_seconds": 600, "approval_timeout_seconds": 600 });
+    let (status, body) = daemon
+        .master(
+            Method::POST,
+            "/v1/policies",
+            Some(json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": rules })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = daemon
+        .master(
+            Method::PUT,
+            &format!("/v1/wallets/{wid}/owner"),
+            Some(json!({ "address": RECIPIENT })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    (wid, token)
+}
+
+async fn send(daemon: &Daemon, token: &str, amount: &str, key: &str) -> Value {
+    let (status, tx) = daemon
+        .session(
+            token,
+            Method::POST,
+            "/v1/transactions/send",
+            Some(json!({ "to": RECIPIENT, "amount": amount, "idempotencyKey": key })),
+        )
+        .await;
+    assert_eq!(status, 200, "{tx}");
+    tx
+}
+
+async fn audit(daemon: &Daemon, kind: &str) -> Vec<Value> {
+    let (status, entries) = daemon
+        .master(Method::GET, &format!("/v1/audit?kind={kind}&limit=1000"), None)
+        .await;
+    assert_eq!(status, 200, "{entries}");
+    entries.as_array().unwrap().clone()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .try_into()
+        .unwrap()
+}
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_delay_and_approval_events_reach_webhook_telegram_and_slack() {
+    let started = Instant::now();
+    let anvil = Anvil::start().await;
+    let sink = Sink::start(Duration::ZERO).await;
+    let retry =
+        "timeout_ms = 2000\nmax_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\nauth_failure_burst = 3";
+    let config = notifications_config(
+        retry,
+        &format!("{}/hook", sink.url),
+        Some(&format!("{}/tg", sink.url)),
+        true,
+    );
+    let slack_url = format!("{}{SLACK_PATH}", sink.url);
+    let mut daemon = daemon(&anvil, config, &slack_url).await;
+    let (wallet_id, token) = wallet(&anvil, &daemon).await;
+
+    // NOTIFY: a signed webhook, a Telegram message, a Slack message.
+    let tx = send(&daemon, &token, "0.5", "notify-1").await;
+    assert_eq!(
+        (tx["tier"].as_str(), tx["status"].as_str()),
+        (Some("NOTIFY"), Some("CONFIRMED")),
+        "{tx}"
+    );
+    let id = tx["id"].as_str().unwrap();
+    let hook = sink
+        .wait_for("the NOTIFY webhook", webhook_of("transfer_notify", id))
+        .await;
+    let timestamp = &hook.headers["x-bursar-timestamp"];
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&hook.raw);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(
+        hook.headers["x-bursar-signature"], expected,
+        "the HMAC must verify with the secret"
+    );
+    let age = unix_now() - timestamp.parse::<i64>().unwrap();
+    assert!((-5..=30).contains(&age), "timestamp is {age} s old");
+    let data = &hook.body["data"];
+    assert_eq!(data["walletId"], wallet_id.as_str());
+    assert_eq!(
+        (data["amount"].as_str(), data["symbol"].as_str()),
+        (Some("0.5"), Some("ETH"))
+    );
+    assert_eq!(data["tier"], "NOTIFY");
+    assert_eq!(data["to"].as_str().unwrap().to_lowercase(), RECIPIENT.to_lowercase());
+    assert!(data["hash"].as_str().unwrap().starts_with("0x"), "{data}");
+    assert!(hook.body["id"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(hook.body["createdAt"].as_str().is_some());
+
+    let telegram_path = format!("/tg/bot{BOT_TOKEN}/sendMessage");
+    let telegram = sink
+        .wait_for("the NOTIFY Telegram message", |h| {
+            h.path == telegram_path && h.body["text"].as_str().is_some_and(|t| t.contains(id))
+        })
+        .await;
+    assert_eq!(telegram.body["chat_id"], "-1001234");
+    assert!(telegram.body.get("parse_mode").is_none(), "plain text only");
+    let text = telegram.body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("bursar: NOTIFY-tier transfer submitted") && text.contains("0.5 ETH"),
+        "{text}"
+    );
+    let slack = sink
+        .wait_for("the NOTIFY Slack message", |h| {
+            h.path == SLACK_PATH && h.body["text"].as_str().is_some_and(|t| t.contains(id))
+        })
+        .await;
+    assert_eq!(slack.body.as_object().unwrap().len(), 1, "Slack gets {{text}} only");
+
+    // DELAY: the event says when it executes and how to stop it.
+    let tx = send(&daemon, &token, "1.5", "delay-1").await;
+    assert_eq!(tx["status"], "DELAYED", "{tx}");
+    let id = tx["id"].as_str().unwrap();
+    let hook = sink
+        .wait_for("the DELAY webhook", webhook_of("transfer_delayed", id))
+        .await;
+    assert!(hook.body["data"]["executesAt"].as_str().is_some(), "{}", hook.body);
+    assert!(hook.body["data"]["cancelHint"].as_str().unwrap().contains(id));
+
+    // APPROVAL: the event carries the approval page of this transfer.
+    let tx = send(&daemon, &token, "3", "approval-1").await;
+    assert_eq!(tx["status"], "PENDING_APPROVAL", "{tx}");
+    let id = tx["id"].as_str().unwrap();
+    let hook = sink
+        .wait_for("the APPROVAL webhook", webhook_of("approval_pending", id))
+        .await;
+    let approval_url = format!("{PUBLIC_URL}/approve/{id}");
+    assert_eq!(hook.body["data"]["approvalUrl"], approval_url.as_str());
+    assert!(hook.body["data"]["expiresAt"].as_str().is_some());
+    sink.wait_for("the APPROVAL Telegram message", |h| {
+        h.path == telegram_path && h.body["text"].as_str().is_some_and(|t| t.contains(&approval_url))
+    })
+    .await;
+
+    // Five wrong master passwords: one burst event, not five.
+    for _ in 0..5 {
+        let (status, _) = daemon
+            .request(
+                Method::GET,
+                "/v1/wallets",
+                &[("x-master-password", "wrong-guess")],
+                None,
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let burst = sink
+        .wait_for("the auth failure burst", |h| {
+            h.path == "/hook" && h.body["type"] == "auth_failure_burst"
+        })
+        .await;
+    assert_eq!(
+        burst.body["data"],
+        json!({ "kind": "master", "count": 3, "windowSeconds": 60 })
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bursts = sink.hits(|h| h.path == "/hook" && h.body["type"] == "auth_failure_burst");
+    assert_eq!(bursts.len(), 1);
+
+    // Latency from the triggering send to the sink (measured, not asserted).
+    let mut latencies = Vec::new();
+    let mut send_times = Vec::new();
+    for i in 0..20 {
+        let t0 = Instant::now();
+        let tx = send(&daemon, &token, "0.01", &format!("latency-{i}")).await;
+        send_times.push(t0.elapsed());
+        let hit = sink
+            .wait_for(
+                "a NOTIFY webhook",
+                webhook_of("transfer_notify", tx["id"].as_str().unwrap()),
+            )
+            .await;
+        latencies.push(hit.at.duration_since(t0));
+    }
+    println!(
+        "notification latency send→webhook receipt: p50 {:?}, max {:?} (send itself to CONFIRMED: p50 {:?}) over {} sends",
+        median(latencies.clone()),
+        latencies.iter().max().unwrap(),
+        median(send_times),
+        latencies.len()
+    );
+
+    // Every delivery is audited with its sender, and no notification secret is anywhere.
+    let delivered = audit(&daemon, "notification_delivered").await;
+    for sender in ["webhook", "telegram", "slack"] {
+        assert!(
+            delivered
+                .iter()
+                .any(|e| e["detail"]["sender"] == sender && e["detail"]["attempts"] == 1),
+            "no delivery audited for {sender}"
+        );
+    }
+    let all_audit = daemon
+        .master(Method::GET, "/v1/audit?limit=1000", None)
+        .await
+        .1
+        .to_string();
+    assert!(daemon.terminate().success());
+    let logs = daemon.logs();
+    assert!(logs.lines().count() > 10, "trace logging produced too little:\n{logs}");
+    for secret in [WEBHOOK_SECRET, BOT_TOKEN, SLACK_PATH, "slack-secret-path", &slack_url] {
+        assert!(
+            !logs.contains(secret),
+            "a notification secret appears in the daemon log"
+        );
+        assert!(
+            !all_audit.contains(secret),
+            "a notification secret appears in the audit log"
+        );
+    }
+    assert!(!logs.contains(&sink.url), "a sink URL appears in the daemon log");
+    println!("notify_delay_and_approval…: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_or_slow_sink_does_not_delay_transfers_and_ends_as_notification_failed() {
+    let started = Instant::now();
+    let anvil = Anvil::start().await;
+    // Slack answers only after 30 s; the webhook's port has no listener.
+    let slow = Sink::start(Duration::from_secs(30)).await;
+    let dead = format!("http://127.0.0.1:{}/hook", free_port());
+    // Three 1 s attempts at Slack outlast the 2 s shutdown grace: the stop below proves it gives up.
+    let retry = "timeout_ms = 1000\nmax_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 200";
+    let config = notifications_config(retry, &dead, None, true);
+    let mut daemon = daemon(&anvil, config, &format!("{}{SLACK_PATH}", slow.url)).await;
+    let (_, token) = wallet(&anvil, &daemon).await;
+
+    let t0 = Instant::now();
+    let tx = send(&daemon, &token, "0.5", "notify-dead-sinks").await;
+    let elapsed = t0.elapsed();
+    println!(
+        "NOTIFY send with a dead webhook and a 30 s Slack sink answered {} in {elapsed:?}",
+        tx["status"]
+    );
+    assert_eq!(
+        (tx["tier"].as_str(), tx["status"].as_str()),
+        (Some("NOTIFY"), Some("CONFIRMED")),
+        "{tx}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the send waited for the sinks: {elapsed:?}"
+    );
+
+    // Both deliveries give up after their attempts and say so in the audit, by kind only.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let failed = audit(&daemon, "notification_failed").await;
+        if failed.len() >= 2 {
+            break failed;
+        }
+        assert!(Instant::now() < deadline, "no notification_failed audited: {failed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_sender = |s: &str| failed.iter().find(|e| e["detail"]["sender"] == s).unwrap().clone();
+    let (webhook, slack) = (by_sender("webhook"), by_sender("slack"));
+    assert_eq!(webhook["detail"]["attempts"], 3, "{webhook}");
+    assert_eq!(webhook["detail"]["error"], "connection failed", "{webhook}");
+    assert_eq!(webhook["detail"]["event"], "transfer_notify", "{webhook}");
+    assert_eq!(slack["detail"]["attempts"], 3, "{slack}");
+    assert_eq!(slack["detail"]["error"], "timeout", "{slack}");
+    assert_eq!(slow.hits(|h| h.path == SLACK_PATH).len(), 3, "one request per attempt");
+    println!("failed deliveries audited {:?} after the send", t0.elapsed());
+
+    // A stopping daemon gives pending deliveries a bounded grace, not the sink's 30 s.
+    send(&daemon, &token, "0.5", "notify-before-stop").await;
+    let t1 = Instant::now();
+    assert!(daemon.terminate().success());
+    let stop = t1.elapsed();
+    println!("SIGTERM → exit with deliveries pending to dead/slow sinks: {stop:?}");
+    assert!(
+        stop < Duration::from_secs(10),
+        "shutdown waited for a dead sink: {stop:?}"
+    );
+    let logs = daemon.logs();
+    assert!(logs.contains("shutting down with notifications undelivered"), "{logs}");
+    assert!(
+        !logs.contains(SLACK_PATH) && !logs.contains(&dead),
+        "a sink URL appears in the daemon log"
+    );
+    println!("a_dead_or_slow_sink…: {:?}", started.elapsed());
+}
