@@ -107,7 +107,7 @@ fn usage(msg: impl Into<String>) -> CliError {
     }
 }
 
-fn read_key(path: &PathBuf, kind: ChainKind) -> CliResult<LocalKey> {
+fn read_key(path: &std::path::Path, kind: ChainKind) -> CliResult<LocalKey> {
     let text = crate::config::read_private_secret_file(path)?;
     LocalKey::parse(kind, text.expose_secret()).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
