@@ -42,6 +42,12 @@ impl Output {
         eprintln!("error: {message}");
     }
 
+    /// Exact text on stdout, nothing added (a message to sign, for `$(…)` capture).
+    pub fn raw(&self, text: &str) {
+        self.emitted.set(true);
+        println!("{text}");
+    }
+
     /// Notes for the human (warnings, next steps): stderr, so stdout stays parseable.
     pub fn note(&self, text: &str) {
         eprintln!("{text}");

@@ -138,7 +138,7 @@ fn owner_headers(m: &dto::OwnerMessage, sign: &SignArgs, out: &Output) -> CliRes
         (text.trim_end_matches('\n').to_owned(), sig.clone())
     } else {
         // The message alone on stdout, so `$(bursar … --print-message)` is exactly it.
-        println!("{}", m.message);
+        out.raw(&m.message);
         if sign.print_message {
             out.note(&format!(
                 "sign this exact text (EIP-191 personal_sign / Ed25519) before {}, then run again with \
