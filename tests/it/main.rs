@@ -4,6 +4,7 @@
 mod harness;
 
 mod balance;
+mod browser;
 mod cli;
 mod crash;
 mod examples;
