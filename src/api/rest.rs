@@ -353,7 +353,7 @@ async fn tx_cancel(State(s): State<AppState>, Extension(a): Session, Id(id): Id)
 // ---- owner control -------------------------------------------------------------------
 
 async fn owner_nonce(State(s): State<AppState>) -> ApiResult<dto::Nonce> {
-    let (nonce, expires) = s.service.issue_nonce()?;
+    let (nonce, expires) = s.service.issue_public_nonce()?;
     Ok(Json(dto::Nonce {
         nonce,
         expires_at: dto::rfc3339(expires),

@@ -16,8 +16,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Outstanding nonces beyond this are refused (429) until some expire.
+/// Outstanding nonces beyond this are refused (429) until some expire. Nonces asked for
+/// without credentials (`GET /v1/nonce`, the approval page) have their own, smaller pool,
+/// so flooding those cannot stop the operator's CLI from getting one.
 const MAX_NONCES: usize = 10_000;
+const MAX_PUBLIC_NONCES: usize = 1_000;
 
 /// What an owner presents: the exact message text and its signature (decoded bytes).
 #[derive(Debug, Clone)]
@@ -46,6 +49,7 @@ pub struct OwnerMessage {
 #[derive(Default)]
 pub(super) struct OwnerState {
     nonces: Mutex<HashMap<String, i64>>,
+    public_nonces: Mutex<HashMap<String, i64>>,
     failures: Mutex<VecDeque<Instant>>,
     autostop: Mutex<HashMap<WalletId, AutoStopCounters>>,
 }
@@ -82,13 +86,22 @@ fn ascii(s: &str, max: usize) -> String {
 impl Service {
     // ---- nonces ------------------------------------------------------------------------
 
-    /// `GET /v1/nonce`: a single-use nonce, valid for five minutes.
-    pub fn issue_nonce(&self) -> Result<(String, i64)> {
+    /// `GET /v1/nonce`: a single-use nonce, valid for five minutes, from the public pool.
+    pub fn issue_public_nonce(&self) -> Result<(String, i64)> {
+        self.issue_nonce(true)
+    }
+
+    fn issue_nonce(&self, public: bool) -> Result<(String, i64)> {
         let now = now();
-        let mut nonces = self.owner.nonces.lock().expect("nonces");
-        if nonces.len() >= MAX_NONCES {
+        let (pool, max) = if public {
+            (&self.owner.public_nonces, MAX_PUBLIC_NONCES)
+        } else {
+            (&self.owner.nonces, MAX_NONCES)
+        };
+        let mut nonces = pool.lock().expect("nonces");
+        if nonces.len() >= max {
             nonces.retain(|_, exp| *exp > now);
-            if nonces.len() >= MAX_NONCES {
+            if nonces.len() >= max {
                 return Err(ServiceError::RateLimited);
             }
         }
@@ -100,6 +113,7 @@ impl Service {
 
     fn consume_nonce(&self, nonce: &str) -> bool {
         let exp = self.owner.nonces.lock().expect("nonces").remove(nonce);
+        let exp = exp.or_else(|| self.owner.public_nonces.lock().expect("nonces").remove(nonce));
         exp.is_some_and(|e| e > now())
     }
 
@@ -160,14 +174,20 @@ impl Service {
     }
 
     /// Builds the exact text the wallet's owner must sign for `action` (with a fresh nonce).
-    fn owner_message(&self, wallet: &WalletRecord, action: Action, tx: Option<&TxRecord>) -> Result<OwnerMessage> {
+    fn owner_message(
+        &self,
+        wallet: &WalletRecord,
+        action: Action,
+        tx: Option<&TxRecord>,
+        public: bool,
+    ) -> Result<OwnerMessage> {
         let owner = wallet.owner.as_ref().ok_or_else(|| {
             ServiceError::Conflict(
                 "the wallet has no registered owner: register one with `bursar owner connect`".into(),
             )
         })?;
         let subject = tx.map(|t| self.approval_subject(wallet, t)).transpose()?;
-        let (nonce, nonce_expires) = self.issue_nonce()?;
+        let (nonce, nonce_expires) = self.issue_nonce(public)?;
         let now = now();
         let expires_at = tx
             .and_then(|t| t.expires_at)
@@ -210,18 +230,18 @@ impl Service {
 
     /// `GET /v1/transactions/{id}/approval-message` for the agent (its own wallet).
     pub fn approval_message_for_session(&self, auth: &SessionAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(auth.wallet_id, id, action)
+        self.approval_message(auth.wallet_id, id, action, false)
     }
 
     /// `GET /v1/transactions/{id}/approval-message` for the operator (any wallet).
     pub fn approval_message_for_master(&self, _: &MasterAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, action)
+        self.approval_message(self.active_tx_wallet(id)?, id, action, false)
     }
 
     /// The approval message for the public approval page (`GET /approve/{id}`): only for a
     /// transaction still waiting for its owner, which nobody can act on without signing.
     pub fn approval_message_public(&self, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, action)
+        self.approval_message(self.active_tx_wallet(id)?, id, action, true)
     }
 
     fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {
@@ -231,7 +251,7 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("pending transaction {id}")))
     }
 
-    fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action) -> Result<OwnerMessage> {
+    fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action, public: bool) -> Result<OwnerMessage> {
         if !action.needs_tx() {
             return Err(ServiceError::InvalidInput("action must be approve or reject".into()));
         }
@@ -243,7 +263,7 @@ impl Service {
                 tx.status
             )));
         }
-        self.owner_message(&wallet, action, Some(&tx))
+        self.owner_message(&wallet, action, Some(&tx), public)
     }
 
     /// `GET /v1/wallets/{id}/owner/message?action=`: connect, disconnect or kill switch.
@@ -254,7 +274,7 @@ impl Service {
             ));
         }
         let wallet = self.wallet(wallet_id)?;
-        self.owner_message(&wallet, action, None)
+        self.owner_message(&wallet, action, None, false)
     }
 
     // ---- verification ------------------------------------------------------------------
