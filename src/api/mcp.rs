@@ -155,14 +155,32 @@ impl BursarMcp {
     pub fn new(backend: Backend) -> Self {
         Self {
             backend: Arc::new(backend),
-            tool_router: Self::tool_router(),
+            tool_router: Self::router(),
             log_level: Default::default(),
         }
     }
 
     /// The `tools/list` result, for `schemas/` and `tools/` (generated and golden-tested).
     pub fn tool_definitions() -> Vec<rmcp::model::Tool> {
-        Self::tool_router().list_all()
+        Self::router().list_all()
+    }
+
+    /// The tool router with output schemas every client accepts: schemars writes a field of
+    /// any JSON (`trace`) as the boolean schema `true` — valid JSON Schema, but the TypeScript
+    /// SDK's `tools/list` validation (and so the conformance suite) refuses it. `{}` means
+    /// the same.
+    fn router() -> ToolRouter<Self> {
+        let mut router = Self::tool_router();
+        for route in router.map.values_mut() {
+            if let Some(schema) = route.attr.output_schema.as_mut() {
+                let mut value = serde_json::Value::Object((**schema).clone());
+                no_boolean_subschemas(&mut value);
+                if let serde_json::Value::Object(object) = value {
+                    *schema = Arc::new(object);
+                }
+            }
+        }
+        router
     }
 
     /// The address of this agent's wallet, its chain and wallet id.
@@ -500,6 +518,30 @@ fn error_for(status: u16, bytes: &[u8]) -> ToolError {
             "{code}: {message}. This session token can no longer be used; ask the operator for a new session. Nothing was sent."
         )),
         _ => ToolError::Result(format!("{code}: {message}")),
+    }
+}
+
+/// Replaces `true` subschemas (under `properties`, `$defs`, `definitions`, `items`) with `{}`.
+fn no_boolean_subschemas(schema: &mut serde_json::Value) {
+    use serde_json::Value;
+    let object = match schema {
+        Value::Object(object) => object,
+        Value::Array(items) => return items.iter_mut().for_each(no_boolean_subschemas),
+        _ => return,
+    };
+    for (key, value) in object.iter_mut() {
+        match (key.as_str(), value) {
+            ("properties" | "$defs" | "definitions", Value::Object(children)) => {
+                for child in children.values_mut() {
+                    if *child == Value::Bool(true) {
+                        *child = Value::Object(Default::default());
+                    }
+                    no_boolean_subschemas(child);
+                }
+            }
+            ("items", items) if *items == Value::Bool(true) => *items = Value::Object(Default::default()),
+            (_, other) => no_boolean_subschemas(other),
+        }
     }
 }
 

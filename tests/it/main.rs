@@ -10,6 +10,7 @@ mod examples;
 mod http;
 mod hygiene;
 mod mcp;
+mod mcp_conformance;
 mod mcp_sse;
 mod prices;
 mod routes;
