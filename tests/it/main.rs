@@ -11,6 +11,7 @@ mod http;
 mod hygiene;
 mod mcp;
 mod mcp_conformance;
+mod mcp_renew;
 mod mcp_sse;
 mod prices;
 mod routes;

@@ -10,7 +10,7 @@ scenario and prints one JSON object of observations on stdout. The Rust tests
 - sse: the daemon's legacy /sse + /message transport: list tools, resources, get_balance.
 - renew: `bursar mcp` over stdio, one call, then waits RENEW_WAIT seconds (past the token's
   TTL) and calls again: renewal must have kept the session alive.
-- tools: `bursar mcp` over stdio, calls get_balance and get_address once (error paths).
+- tools: `bursar mcp` over stdio, calls get_address twice (error paths).
 """
 
 import asyncio
@@ -131,7 +131,7 @@ async def main():
                 out = await scenario(session, recipient)
     elif mode in ("renew", "tools"):
         wait = float(os.environ.get("RENEW_WAIT", "0"))
-        first, second = ("get_address", 0), ("get_balance", wait)
+        first, second = ("get_address", 0), ("get_address", wait)
         async with stdio_client(stdio_params()) as (read, write):
             async with ClientSession(read, write) as session:
                 out = await calls(session, first, second)
