@@ -12,6 +12,7 @@ mod hygiene;
 mod mcp;
 mod mcp_conformance;
 mod mcp_renew;
+mod mcp_robust;
 mod mcp_sse;
 mod prices;
 mod routes;
