@@ -353,7 +353,7 @@ async fn legacy_sse_rejects_bad_tokens_foreign_sessions_hosts_and_origins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legacy_sse_streams_are_capped_per_session_and_closing_one_frees_it() {
+async fn legacy_sse_streams_are_capped_freed_on_close_and_ended_at_shutdown() {
     let daemon = Daemon::start(Opts::default()).await;
     let (_, token) = daemon.wallet_and_token().await;
     let mut streams = Vec::new();
@@ -382,5 +382,16 @@ async fn legacy_sse_streams_are_capped_per_session_and_closing_one_frees_it() {
     }
     let again = ready_stream(&daemon, &token).await;
     drop(again);
-    drop(streams);
+
+    // Open streams end at shutdown instead of holding it up.
+    let mut daemon = daemon;
+    let stop = tokio::task::spawn_blocking(move || daemon.terminate());
+    let status = tokio::time::timeout(Duration::from_secs(20), stop)
+        .await
+        .expect("graceful shutdown waited on open SSE streams")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    for mut stream in streams {
+        assert!(stream.next_event().await.is_none(), "stream still open after shutdown");
+    }
 }
