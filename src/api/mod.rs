@@ -1,9 +1,10 @@
-//! The network edges: REST (axum) and MCP (rmcp, over stdio and streamable HTTP). Transport,
+//! The network edges: REST (axum) and MCP (rmcp, over stdio, streamable HTTP and legacy SSE). Transport,
 //! auth extraction and error mapping only; every rule lives behind `Service`.
 
 pub mod dto;
 pub mod error;
 pub mod mcp;
+pub mod mcp_sse;
 pub mod page;
 pub mod rest;
 pub mod server;

@@ -116,11 +116,31 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/mcp", Session, mcp),
         route(Method::GET, "/mcp", Session, mcp),
         route(Method::DELETE, "/mcp", Session, mcp),
+        // MCP over legacy HTTP+SSE: the same per-request bearer check; a message must also
+        // come from the session that opened the stream (`api::mcp_sse`).
+        route(Method::GET, "/sse", Session, sse_open),
+        route(Method::POST, "/message", Session, sse_message),
     ]
 }
 
 async fn mcp(State(s): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
     s.mcp(req).await
+}
+
+async fn sse_open(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    s.sse_open(&a, &headers)
+}
+
+async fn sse_message(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    s.sse_message(&a, req).await
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;

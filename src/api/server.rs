@@ -1,11 +1,12 @@
-//! The HTTP server: one axum router for every surface, auth middleware per route from the
-//! route table, `Host`/`Origin` validation and security headers on every response, body
+//! The HTTP server: one axum router for every surface (REST, MCP over streamable HTTP and
+//! legacy SSE), auth middleware per route from the route table, `Host`/`Origin` validation and security headers on every response, body
 //! limits, JSON 404/405, and graceful shutdown.
 
 use super::error::ApiError;
 use super::mcp::{Backend, BursarMcp};
+use super::mcp_sse::SseSessions;
 use super::rest::{self, Auth};
-use crate::service::{Service, ServiceError};
+use crate::service::{Service, ServiceError, SessionAuth};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,8 +20,15 @@ use std::sync::Arc;
 pub struct AppState {
     pub service: Arc<Service>,
     guard: Arc<HostGuard>,
-    /// The MCP service; set once the router it calls into exists.
-    mcp: Arc<std::sync::OnceLock<McpService>>,
+    /// The MCP services; set once the router they call into exists.
+    mcp: Arc<std::sync::OnceLock<Mcp>>,
+}
+
+/// MCP over HTTP: streamable HTTP (`/mcp`, rmcp's service) and legacy SSE (`/sse` +
+/// `/message`, our adapter onto rmcp).
+struct Mcp {
+    streamable: McpService,
+    sse: Arc<SseSessions>,
 }
 
 type McpService = rmcp::transport::streamable_http_server::StreamableHttpService<
@@ -31,14 +39,34 @@ type McpService = rmcp::transport::streamable_http_server::StreamableHttpService
 impl AppState {
     /// Hands an authenticated `/mcp` request to rmcp's streamable HTTP service.
     pub(super) async fn mcp(&self, req: Request) -> Response {
-        let Some(svc) = self.mcp.get() else {
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "MCP is starting").into_response();
+        let Some(mcp) = self.mcp.get() else {
+            return mcp_starting();
         };
-        match tower::ServiceExt::oneshot(svc.clone(), req).await {
+        match tower::ServiceExt::oneshot(mcp.streamable.clone(), req).await {
             Ok(res) => res.map(axum::body::Body::new),
             Err(never) => match never {},
         }
     }
+
+    /// `GET /sse` (authenticated): opens a legacy SSE stream bound to the caller's session.
+    pub(super) fn sse_open(&self, auth: &SessionAuth, headers: &HeaderMap) -> Response {
+        match self.mcp.get() {
+            Some(mcp) => mcp.sse.open(auth, headers),
+            None => mcp_starting(),
+        }
+    }
+
+    /// `POST /message` (authenticated): one message for a stream the caller's session opened.
+    pub(super) async fn sse_message(&self, auth: &SessionAuth, req: Request) -> Response {
+        match self.mcp.get() {
+            Some(mcp) => mcp.sse.message(auth, req).await,
+            None => mcp_starting(),
+        }
+    }
+}
+
+fn mcp_starting() -> Response {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "MCP is starting").into_response()
 }
 
 /// Accepted `Host` and `Origin` values: the loopback names of the bound address plus the
@@ -99,6 +127,10 @@ impl HostGuard {
 
 /// Builds the full router for a server bound at `addr`.
 pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
+    build(service, addr).0
+}
+
+fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
     let cfg = &service.config().server;
     let guard = Arc::new(HostGuard::new(addr, &cfg.allowed_hosts, &cfg.allowed_origins));
     let max_body = cfg.max_body_bytes;
@@ -135,8 +167,10 @@ pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
     cfg.allowed_hosts = mcp_hosts;
     cfg.allowed_origins = mcp_origins;
     cfg.max_request_body_bytes = max_body;
-    let (rest, host) = (app.clone(), format!("127.0.0.1:{}", addr.port()));
-    let svc = McpService::new(
+    let host = format!("127.0.0.1:{}", addr.port());
+    let sse = SseSessions::new(app.clone(), host.clone(), max_body);
+    let rest = app.clone();
+    let streamable = McpService::new(
         move || {
             Ok(BursarMcp::new(Backend::Daemon {
                 rest: rest.clone(),
@@ -146,8 +180,8 @@ pub fn router(service: Arc<Service>, addr: SocketAddr) -> Router {
         Default::default(),
         cfg,
     );
-    let _ = state.mcp.set(svc);
-    app
+    let _ = state.mcp.set(Mcp { streamable, sse });
+    (app, state)
 }
 
 async fn guard_and_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -274,7 +308,7 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
         let service = service.clone();
         async move { service.refresh_prices().await }
     });
-    let app = router(service.clone(), addr);
+    let (app, state) = build(service.clone(), addr);
     let stopping = service.clone();
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
@@ -284,6 +318,10 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
                 _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
                 _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
                 _ = stopping.shutdown_requested() => tracing::info!("shutdown requested over the API"),
+            }
+            // Open event streams never end on their own: end them, or shutdown waits forever.
+            if let Some(mcp) = state.mcp.get() {
+                mcp.sse.close_all();
             }
         })
         .await?;

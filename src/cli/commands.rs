@@ -22,7 +22,7 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
     match cli.command {
         Command::Init { auto_provision } => init(&data_dir, auto_provision, out),
         Command::Start { bind } => start(&data_dir, bind, out).await,
-        Command::Mcp => mcp_stdio(cli.url).await,
+        Command::Mcp => super::mcp::run(cli.url).await,
         Command::Doctor { fix } => super::doctor::run(&data_dir, fix, cli.url, out).await,
         Command::Stop => {
             let client = master_client(&data_dir, cli.url)?;
@@ -210,30 +210,6 @@ async fn session_prompt(data_dir: &Path, client: Client, out: &Output) -> CliRes
             serde_json::to_string_pretty(b).unwrap_or_default()
         )
     });
-    Ok(())
-}
-
-/// `bursar mcp`: starts even when the token is missing or the daemon is down, so the agent
-/// host shows each tool's error (which says what to do) instead of a dead server.
-async fn mcp_stdio(url: Option<String>) -> CliResult {
-    use crate::api::mcp::{Backend, BursarMcp};
-    crate::telemetry::init(&std::env::var("BURSAR_LOG").unwrap_or_else(|_| "warn".into()), false);
-    let token = match config::secret_from_env("BURSAR_SESSION_TOKEN") {
-        Ok(Some((token, _, warning))) => {
-            if let Some(w) = warning {
-                tracing::warn!("{w}");
-            }
-            Ok(token)
-        }
-        Ok(None) => Err("no session token: the operator must set BURSAR_SESSION_TOKEN_FILE in this MCP server's environment (`bursar session create` issues one)".to_owned()),
-        Err(err) => Err(err.to_string()),
-    };
-    let (http, base) = (super::client::http_client()?, super::client::daemon_url(url));
-    let server = BursarMcp::new(Backend::Remote { http, base, token });
-    let running = rmcp::ServiceExt::serve(server, rmcp::transport::stdio())
-        .await
-        .map_err(|e| anyhow!("starting the MCP server: {e}"))?;
-    running.waiting().await.map_err(|e| anyhow!("MCP server: {e}"))?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 mod client;
 mod commands;
 mod doctor;
+mod mcp;
 mod output;
 mod owner;
 mod password;

@@ -1,5 +1,6 @@
 //! MCP with a client from another implementation: the official Python SDK drives `bursar mcp`
-//! over stdio and the daemon's `/mcp` over streamable HTTP, against a real anvil.
+//! over stdio, the daemon's `/mcp` over streamable HTTP and its `/sse` (legacy SSE), against a
+//! real anvil.
 
 use crate::harness::{Anvil, Daemon, Opts, eth, http, repo_root, write_private};
 use reqwest::Method;
@@ -8,7 +9,7 @@ use std::process::Command;
 
 const RECIPIENT: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
-fn python() -> std::path::PathBuf {
+pub fn python() -> std::path::PathBuf {
     let venv = repo_root().join(".tools/venv/bin/python");
     assert!(venv.exists(), "the MCP Python SDK is missing: run scripts/setup");
     venv
@@ -28,6 +29,16 @@ async fn setup(anvil: &Anvil, daemon: &Daemon) -> (Value, std::path::PathBuf) {
 }
 
 fn run_client(mode: &str, daemon: &Daemon, token_file: &std::path::Path) -> Value {
+    run_client_with(mode, daemon, token_file, &[])
+}
+
+/// `tests/mcp/client.py <mode>` with extra environment; the last stdout line as JSON.
+pub(crate) fn run_client_with(
+    mode: &str,
+    daemon: &Daemon,
+    token_file: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Value {
     let out = Command::new(python())
         .arg(repo_root().join("tests/mcp/client.py"))
         .arg(mode)
@@ -35,6 +46,7 @@ fn run_client(mode: &str, daemon: &Daemon, token_file: &std::path::Path) -> Valu
         .env("BURSAR_URL", &daemon.url)
         .env("BURSAR_SESSION_TOKEN_FILE", token_file)
         .env("RECIPIENT", RECIPIENT)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -101,7 +113,7 @@ fn assert_scenario(out: &Value, wallet: &Value, token: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_sdk_over_stdio_and_streamable_http() {
+async fn python_sdk_over_stdio_streamable_http_and_legacy_sse() {
     let anvil = Anvil::start().await;
     let daemon = Daemon::with_anvil(&anvil).await;
     let (wallet, token_file) = setup(&anvil, &daemon).await;
@@ -111,6 +123,19 @@ async fn python_sdk_over_stdio_and_streamable_http() {
     assert_scenario(&out, &wallet, &token);
     let out = run_client("http", &daemon, &token_file);
     assert_scenario(&out, &wallet, &token);
+    // The legacy SSE transport with the same SDK.
+    let out = run_client("sse", &daemon, &token_file);
+    assert!(out["protocol"].as_str().is_some_and(|v| v.starts_with("202")), "{out}");
+    assert_eq!(out["capabilities"], json!({ "logging": true, "resources": true }));
+    assert!(out["tools"].as_array().unwrap().len() >= 9, "{out}");
+    assert_eq!(out["balance"]["isError"], false, "{out}");
+    assert_eq!(out["balance"]["structured"]["symbol"], "ETH");
+    assert_eq!(
+        out["resources"],
+        json!(["bursar://wallet/address", "bursar://wallet/balance"])
+    );
+    assert_eq!(out["address_resource"]["address"], wallet["address"]);
+    assert!(!out.to_string().contains(&token));
     assert!(
         !daemon.logs().contains(&token),
         "the session token must never appear in a log line"

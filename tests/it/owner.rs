@@ -637,3 +637,41 @@ async fn cli_owner_connect_approve_and_kill_switch_with_a_key_file() {
     let (_, out, _) = run(&["kill-switch", "status"]);
     assert!(out.contains("no wallet is frozen"), "{out}");
 }
+
+/// The official Python MCP SDK relays an owner's approval over `/mcp`; the agent's own forged
+/// signature is an `isError` result and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_mcp_client_relays_an_owner_approval_and_cannot_forge_one() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (_, token) = setup(&anvil, &daemon, &owner).await;
+    let id = pending(&daemon, &token, "0.5", "mcp-approval").await;
+    let m = message(&daemon, &token, &id, "approve").await;
+    let text = m["message"].as_str().unwrap();
+    let signature = owner.headers(text)[1].1.clone();
+    let token_file = daemon.dir.path().join("agent.token");
+    crate::harness::write_private(&token_file, &token);
+    let out = crate::mcp::run_client_with(
+        "approve",
+        &daemon,
+        &token_file,
+        &[
+            ("APPROVE_TX", id.as_str()),
+            ("OWNER_MESSAGE", text),
+            ("OWNER_SIGNATURE", signature.as_str()),
+        ],
+    );
+    assert!(
+        out["pending"].as_array().unwrap().iter().any(|p| p == &json!(id)),
+        "{out}"
+    );
+    assert_eq!(out["forged"]["isError"], true, "{out}");
+    assert!(out["forged"]["text"].as_str().unwrap().contains("owner"), "{out}");
+    assert_eq!(out["approved"]["isError"], false, "{out}");
+    assert_eq!(out["approved"]["structured"]["status"], "CONFIRMED", "{out}");
+    assert!(
+        !out.to_string().contains(&token),
+        "the token never appears in a tool result"
+    );
+}

@@ -1,8 +1,18 @@
 """Drives bursar with the official Python MCP SDK (another implementation than rmcp).
 
-Usage: client.py stdio|http — reads BURSAR_BIN, BURSAR_URL, BURSAR_SESSION_TOKEN_FILE and
-RECIPIENT from the environment, runs a scenario and prints one JSON object of observations
-on stdout. The Rust test (tests/it/mcp.rs) asserts on it.
+Usage: client.py stdio|http|sse|renew|tools — reads BURSAR_BIN, BURSAR_URL,
+BURSAR_SESSION_TOKEN_FILE (or BURSAR_SESSION_TOKEN) and RECIPIENT from the environment, runs a
+scenario and prints one JSON object of observations on stdout. The Rust tests
+(tests/it/mcp*.rs) assert on it.
+
+- stdio: `bursar mcp` over stdio; http: the daemon's /mcp (streamable HTTP); both run the full
+  tool scenario.
+- sse: the daemon's legacy /sse + /message transport: list tools, resources, get_balance.
+- renew: `bursar mcp` over stdio, one call, then waits RENEW_WAIT seconds (past the token's
+  TTL) and calls again: renewal must have kept the session alive.
+- tools: `bursar mcp` over stdio, calls get_address twice (error paths).
+- approve: the daemon's /mcp; approve_transaction for APPROVE_TX first with a forged
+  signature (as a prompt-injected agent would), then with OWNER_MESSAGE / OWNER_SIGNATURE.
 """
 
 import asyncio
@@ -11,6 +21,7 @@ import os
 import sys
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
@@ -71,29 +82,91 @@ async def scenario(session, recipient):
     return out
 
 
+async def sse_scenario(session):
+    out = {}
+    init = await session.initialize()
+    out["protocol"] = init.protocol_version
+    out["capabilities"] = {
+        "logging": init.capabilities.logging is not None,
+        "resources": init.capabilities.resources is not None,
+    }
+    out["tools"] = sorted(t.name for t in (await session.list_tools()).tools)
+    bal = await session.call_tool("get_balance", {})
+    out["balance"] = {"isError": bal.is_error, "structured": bal.structured_content}
+    out["resources"] = sorted(str(r.uri) for r in (await session.list_resources()).resources)
+    res = await session.read_resource("bursar://wallet/address")
+    out["address_resource"] = json.loads(res.contents[0].text)
+    return out
+
+
+async def calls(session, first, second):
+    """One call, an optional pause, another call; each as {isError, text, structured}."""
+    out = {}
+    await session.initialize()
+    for key, (tool, wait) in (("first", first), ("second", second)):
+        await asyncio.sleep(wait)
+        r = await session.call_tool(tool, {})
+        out[key] = {"isError": r.is_error, "text": text_of(r), "structured": r.structured_content}
+    return out
+
+
+async def approve_scenario(session):
+    out = {}
+    await session.initialize()
+    tx = os.environ["APPROVE_TX"]
+    pending = await session.call_tool("list_pending_approvals", {})
+    out["pending"] = [t["id"] for t in pending.structured_content["transactions"]]
+    message = os.environ["OWNER_MESSAGE"]
+    forged = await session.call_tool(
+        "approve_transaction", {"id": tx, "owner_message": message, "owner_signature": "0x" + "11" * 65}
+    )
+    out["forged"] = {"isError": forged.is_error, "text": text_of(forged)}
+    real = await session.call_tool(
+        "approve_transaction", {"id": tx, "owner_message": message, "owner_signature": os.environ["OWNER_SIGNATURE"]}
+    )
+    out["approved"] = {"isError": real.is_error, "structured": real.structured_content, "text": text_of(real)}
+    return out
+
+
+def stdio_params():
+    env = {"BURSAR_URL": os.environ["BURSAR_URL"], "PATH": os.environ.get("PATH", ""), "BURSAR_LOG": "info"}
+    for var in ("BURSAR_SESSION_TOKEN_FILE", "BURSAR_SESSION_TOKEN"):
+        if var in os.environ:
+            env[var] = os.environ[var]
+    return StdioServerParameters(command=os.environ["BURSAR_BIN"], args=["mcp"], env=env)
+
+
+def token():
+    if "BURSAR_SESSION_TOKEN" in os.environ:
+        return os.environ["BURSAR_SESSION_TOKEN"]
+    return open(os.environ["BURSAR_SESSION_TOKEN_FILE"]).read().strip()
+
+
 async def main():
     mode = sys.argv[1]
-    recipient = os.environ["RECIPIENT"]
+    recipient = os.environ.get("RECIPIENT", "")
     if mode == "stdio":
-        params = StdioServerParameters(
-            command=os.environ["BURSAR_BIN"],
-            args=["mcp"],
-            env={
-                "BURSAR_URL": os.environ["BURSAR_URL"],
-                "BURSAR_SESSION_TOKEN_FILE": os.environ["BURSAR_SESSION_TOKEN_FILE"],
-                "PATH": os.environ.get("PATH", ""),
-            },
-        )
-        async with stdio_client(params) as (read, write):
+        async with stdio_client(stdio_params()) as (read, write):
             async with ClientSession(read, write) as session:
                 out = await scenario(session, recipient)
+    elif mode in ("renew", "tools"):
+        wait = float(os.environ.get("RENEW_WAIT", "0"))
+        first, second = ("get_address", 0), ("get_address", wait)
+        async with stdio_client(stdio_params()) as (read, write):
+            async with ClientSession(read, write) as session:
+                out = await calls(session, first, second)
+    elif mode == "sse":
+        headers = {"Authorization": f"Bearer {token()}"}
+        async with sse_client(os.environ["BURSAR_URL"] + "/sse", headers=headers) as (read, write):
+            async with ClientSession(read, write) as session:
+                out = await sse_scenario(session)
     else:
-        token = open(os.environ["BURSAR_SESSION_TOKEN_FILE"]).read().strip()
-        client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+        client = create_mcp_http_client(headers={"Authorization": f"Bearer {token()}"})
+        run = approve_scenario if mode == "approve" else (lambda s: scenario(s, recipient))
         async with client:
             async with streamable_http_client(os.environ["BURSAR_URL"] + "/mcp", http_client=client) as (read, write):
                 async with ClientSession(read, write) as session:
-                    out = await scenario(session, recipient)
+                    out = await run(session)
     print(json.dumps(out, default=str))
 
 

@@ -1,0 +1,253 @@
+//! MCP over HTTP under abuse: protocol versions on `/mcp`, malformed and oversized requests,
+//! unknown tools and wrong argument types (an error, never a crash), and clients that vanish
+//! in the middle of a transfer on `/mcp` and `/sse` (the transfer completes or never starts;
+//! it is never left half-done, and the daemon keeps serving).
+
+use crate::harness::{Anvil, Daemon, Opts, eth, http};
+use crate::mcp_sse::{bearer, initialize, ready_stream, request};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const RECIPIENT: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+/// One POST to `/mcp`: status, MCP session id, and the JSON-RPC message in the answer (JSON
+/// or the last `data:` event of an SSE answer).
+async fn post(
+    daemon: &Daemon,
+    token: &str,
+    session: Option<&str>,
+    version: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Option<String>, Value) {
+    let mut req = http()
+        .post(format!("{}/mcp", daemon.url))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(s) = session {
+        req = req.header("mcp-session-id", s);
+    }
+    if let Some(v) = version {
+        req = req.header("mcp-protocol-version", v);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let session = res
+        .headers()
+        .get("mcp-session-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = res.text().await.unwrap();
+    let message = serde_json::from_str(&text).unwrap_or_else(|_| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .next_back()
+            .unwrap_or(Value::String(text.clone()))
+    });
+    (status, session, message)
+}
+
+async fn json_post(daemon: &Daemon, token: &str, session: Option<&str>, version: &str, body: Value) -> (u16, Value) {
+    let (status, _, message) = post(daemon, token, session, Some(version), body.to_string().into_bytes()).await;
+    (status, message)
+}
+
+/// `initialize` + `notifications/initialized` at `version`; the MCP session id.
+async fn session_at(daemon: &Daemon, token: &str, version: &str) -> String {
+    let (status, session, init) = post(daemon, token, None, None, initialize(1, version).to_string().into()).await;
+    assert_eq!(status, 200, "{init}");
+    assert_eq!(init["result"]["protocolVersion"], version, "{init}");
+    let session = session.expect("mcp-session-id");
+    let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let (status, _) = json_post(daemon, token, Some(&session), version, note).await;
+    assert_eq!(status, 202);
+    session
+}
+
+fn is_error(answer: &Value) -> bool {
+    answer["error"].is_object() || answer["result"]["isError"] == true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_initializes_at_2025_06_18_and_2025_11_25() {
+    let daemon = Daemon::start(Opts::default()).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    for version in ["2025-06-18", "2025-11-25"] {
+        let session = session_at(&daemon, &token, version).await;
+        let (status, list) = json_post(
+            &daemon,
+            &token,
+            Some(&session),
+            version,
+            request(2, "tools/list", json!({})),
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        assert!(
+            list["result"]["tools"].as_array().unwrap().len() >= 9,
+            "{version}: {list}"
+        );
+        let call = request(3, "tools/call", json!({ "name": "get_address", "arguments": {} }));
+        let (_, addr) = json_post(&daemon, &token, Some(&session), version, call).await;
+        assert_eq!(
+            addr["result"]["structuredContent"]["address"], wallet["address"],
+            "{version}: {addr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_answers_malformed_unknown_wrong_typed_and_oversized_requests_and_keeps_serving() {
+    let daemon = Daemon::start(Opts::default()).await;
+    let (_, token) = daemon.wallet_and_token().await;
+    let v = "2025-11-25";
+
+    let (status, _, body) = post(&daemon, &token, None, None, b"{not json".to_vec()).await;
+    assert!((400..500).contains(&status), "malformed JSON: {status} {body}");
+    let (status, _, body) = post(&daemon, &token, None, None, br#"{"hello":1}"#.to_vec()).await;
+    assert!((400..500).contains(&status), "not JSON-RPC: {status} {body}");
+    let huge = request(1, "initialize", json!({ "pad": "x".repeat(200_000) }));
+    let (status, _, body) = post(&daemon, &token, None, None, huge.to_string().into_bytes()).await;
+    assert!(status == 413 || is_error(&body), "oversized: {status} {body}");
+
+    let session = session_at(&daemon, &token, v).await;
+    let s = Some(session.as_str());
+    let (_, unknown_method) = json_post(&daemon, &token, s, v, request(2, "wallet/export", json!({}))).await;
+    assert_eq!(unknown_method["error"]["code"], -32601, "{unknown_method}");
+    let cases = [
+        ("unknown tool", json!({ "name": "export_private_key", "arguments": {} })),
+        (
+            "wrong type",
+            json!({ "name": "list_transactions", "arguments": { "limit": "many" } }),
+        ),
+        (
+            "number for a decimal string",
+            json!({ "name": "transfer", "arguments": { "to": RECIPIENT, "amount": 0.5, "idempotency_key": "k" } }),
+        ),
+        (
+            "arguments not an object",
+            json!({ "name": "get_balance", "arguments": [1, 2] }),
+        ),
+    ];
+    for (id, (what, params)) in (3..).zip(cases) {
+        let (status, answer) = json_post(&daemon, &token, s, v, request(id, "tools/call", params)).await;
+        assert!(status < 500, "{what}: {status} {answer}");
+        assert!(is_error(&answer), "{what}: {answer}");
+    }
+    let huge = request(
+        9,
+        "tools/call",
+        json!({ "name": "get_balance", "arguments": { "token": "x".repeat(200_000) } }),
+    );
+    let (status, _, body) = post(&daemon, &token, s, Some(v), huge.to_string().into_bytes()).await;
+    assert!(status == 413 || is_error(&body), "oversized call: {status} {body}");
+
+    // Still serving, on the same session and on a new one.
+    let (_, pong) = json_post(&daemon, &token, s, v, request(10, "ping", json!({}))).await;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+    session_at(&daemon, &token, "2025-06-18").await;
+    assert_eq!(daemon.request(Method::GET, "/health", &[], None).await.0, 200);
+}
+
+/// The wallet's transactions with these idempotency keys, once none is in flight.
+async fn settled(daemon: &Daemon, token: &str, keys: &[&str]) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, list) = daemon
+            .session(token, Method::GET, "/v1/transactions?limit=100", None)
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let mine: Vec<Value> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| keys.contains(&t["idempotencyKey"].as_str().unwrap()))
+            .cloned()
+            .collect();
+        if mine.len() == keys.len() && mine.iter().all(|t| t["status"] == "CONFIRMED") {
+            return mine;
+        }
+        assert!(Instant::now() < deadline, "transfers never settled: {mine:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_mid_transfer_never_leaves_it_half_done() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::with_anvil(&anvil).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
+    let rules = json!({ "instant_max": "1" });
+    let policy = json!({ "walletId": wallet["id"], "type": "SPENDING_LIMIT", "rules": rules });
+    assert_eq!(daemon.master(Method::POST, "/v1/policies", Some(policy)).await.0, 201);
+    // No mining: every transfer stays unconfirmed while its client goes away.
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let transfer = |key: &str| json!({ "name": "transfer", "arguments": { "to": RECIPIENT, "amount": "0.01", "idempotency_key": key } });
+
+    // Streamable HTTP: the client hangs up while the call waits for confirmation.
+    let session = session_at(&daemon, &token, "2025-11-25").await;
+    let cut = http()
+        .post(format!("{}/mcp", daemon.url))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&request(2, "tools/call", transfer("cut-mcp")))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    if let Ok(res) = cut {
+        // Headers may come first (SSE); hang up before the result.
+        drop(res);
+    }
+    // Legacy SSE: the stream closes right after the call is queued.
+    let sse = ready_stream(&daemon, &token).await;
+    let (status, _) = sse
+        .post(
+            &daemon.url,
+            &bearer(&token),
+            &request(2, "tools/call", transfer("cut-sse")),
+        )
+        .await;
+    assert_eq!(status, 202);
+    drop(sse);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The daemon keeps serving while those wait.
+    let session = session_at(&daemon, &token, "2025-06-18").await;
+    let (_, pong) = json_post(
+        &daemon,
+        &token,
+        Some(&session),
+        "2025-06-18",
+        request(3, "ping", json!({})),
+    )
+    .await;
+    assert_eq!(pong["result"], json!({}));
+
+    anvil.rpc("evm_setAutomine", json!([true])).await;
+    anvil.rpc("anvil_mine", json!(["0x3"])).await;
+    let done = settled(&daemon, &token, &["cut-mcp", "cut-sse"]).await;
+    // Each was sent exactly once: a retry with the same key answers the same transaction,
+    // and the recipient got exactly what the two confirmed transfers say.
+    for t in &done {
+        let key = t["idempotencyKey"].as_str().unwrap();
+        let retry = json!({ "to": RECIPIENT, "amount": "0.01", "idempotencyKey": key });
+        let (status, again) = daemon
+            .session(&token, Method::POST, "/v1/transactions/send", Some(retry))
+            .await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["id"], t["id"], "{again}");
+    }
+    let balance = anvil.rpc("eth_getBalance", json!([RECIPIENT, "latest"])).await;
+    let balance = u128::from_str_radix(balance.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let start = 10_000u128 * 10u128.pow(18);
+    assert_eq!(
+        balance - start,
+        2 * 10u128.pow(16),
+        "recipient paid exactly twice 0.01 ETH"
+    );
+}
