@@ -34,7 +34,11 @@ pub enum ConfigError {
     Permissions { path: PathBuf, mode: u32, want: u32 },
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// bursar configuration: `<data>/config.toml`. Every key can be overridden by
+/// `BURSAR_<SECTION>_<KEY>` (chains: `BURSAR_CHAINS_<NAME>_<KEY>`). Secrets are never inline:
+/// keys that name a secret are file paths (`*_file`). Generated into
+/// `schemas/config.schema.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -47,7 +51,7 @@ pub struct Config {
 }
 
 /// USD prices for USD policy rules. Unknown or stale prices escalate to APPROVAL.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricesConfig {
     /// A price older than this is stale.
@@ -73,9 +77,10 @@ impl Default for PricesConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpPricesConfig {
+    #[schemars(regex(pattern = "^https?://"))]
     pub base_url: String,
     /// Asset key (a native symbol, or `"<chain>:<address>"`) → the source's coin id.
     pub ids: BTreeMap<String, String>,
@@ -87,13 +92,14 @@ fn sixty() -> u64 {
     60
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransfersConfig {
     /// How long `send` waits for confirmation before answering SUBMITTED.
     pub confirm_wait_seconds: u64,
     /// How often the workers look for due DELAY transfers, expired approvals and
     /// unconfirmed transactions.
+    #[schemars(range(min = 1, max = 60000))]
     pub worker_interval_ms: u64,
 }
 
@@ -106,7 +112,7 @@ impl Default for TransfersConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Listen address. Anything but loopback logs a warning and is flagged by `doctor`.
@@ -134,7 +140,7 @@ impl Default for ServerConfig {
 }
 
 /// Argon2id cost for new keystores (`init`, `set-master`); existing ones keep theirs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeystoreConfig {
     pub argon2_memory_kib: u32,
@@ -164,7 +170,7 @@ impl KeystoreConfig {
 }
 
 /// Session defaults and ceilings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     pub default_ttl_seconds: u64,
@@ -186,12 +192,13 @@ impl Default for SessionConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `bursar=debug`, `trace`.
     pub level: String,
     /// `text` or `json`.
+    #[schemars(extend("enum" = ["text", "json"]))]
     pub format: String,
 }
 
@@ -204,17 +211,25 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
+    /// `evm` or `solana`.
+    #[schemars(extend("enum" = ["evm", "solana"]))]
     pub kind: String,
+    /// The node's JSON-RPC URL (http:// or https://; may carry an API key, never logged).
+    #[schemars(regex(pattern = "^https?://"))]
     pub rpc_url: String,
     /// Required for EVM chains; checked against the node before first use.
     #[serde(default)]
     pub chain_id: Option<u64>,
+    /// Defaults to ETH (EVM) or SOL (Solana).
     #[serde(default)]
+    #[schemars(regex(pattern = "^[A-Za-z0-9]{1,16}$"))]
     pub native_symbol: Option<String>,
+    /// Blocks to wait before a transfer counts as CONFIRMED.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
     pub confirmations: u64,
     /// Solana commitment (`processed`, `confirmed`, `finalized`).
     #[serde(default)]

@@ -4,5 +4,6 @@
 pub mod dto;
 pub mod error;
 pub mod mcp;
+pub mod openapi;
 pub mod rest;
 pub mod server;

@@ -1,9 +1,36 @@
-//! What agents see is snapshotted: `schemas/mcp-tools.json` (the `tools/list` result) and one
-//! page per tool in `tools/` are regenerated from the code and must match the committed
-//! files. After an intended change: `BURSAR_BLESS=1 cargo test --test it schemas`.
+//! What agents and operators see is snapshotted: `schemas/mcp-tools.json` (the `tools/list`
+//! result) and one page per tool in `tools/`, `schemas/openapi.json` (the REST API, from the
+//! route table) and `schemas/config.schema.json` (config.toml) are regenerated from the code
+//! and must match the committed files. After an intended change:
+//! `BURSAR_BLESS=1 cargo test --test it schemas`. The schemas are also checked against what
+//! they describe: real config files, real audit entries, real REST answers.
 
 use bursar::api::mcp::BursarMcp;
+use bursar::api::openapi;
+use bursar::config::Config;
 use serde_json::{Value, json};
+
+/// Validates `instance` against the JSON Schema (2020-12) at `location` inside `doc`
+/// (`""` for the root, or a JSON pointer such as `/components/schemas/Wallet`). The schema
+/// itself is checked against its meta-schema first.
+pub(crate) fn validate_at(doc: &Value, location: &str, instance: &Value) -> Result<(), String> {
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler.set_default_draft(boon::Draft::V2020_12);
+    compiler
+        .add_resource("urn:bursar:doc", doc.clone())
+        .map_err(|e| format!("{e:#}"))?;
+    let index = compiler
+        .compile(&format!("urn:bursar:doc#{location}"), &mut schemas)
+        .map_err(|e| format!("schema {location}: {e:#}"))?;
+    schemas
+        .validate(instance, index)
+        .map_err(|e| format!("{e:#}\ninstance: {instance}"))
+}
+
+pub(crate) fn validate(schema: &Value, instance: &Value) -> Result<(), String> {
+    validate_at(schema, "", instance)
+}
 
 fn check_or_bless(path: &str, want: &str, stale: &mut Vec<String>) {
     let file = crate::harness::repo_root().join(path);
@@ -60,4 +87,165 @@ fn generated_tool_schemas_and_pages_match_the_committed_files() {
         stale.is_empty(),
         "out of date: {stale:?}\nregenerate with: BURSAR_BLESS=1 cargo test --test it schemas"
     );
+}
+
+#[test]
+fn every_route_has_an_openapi_entry_and_every_entry_a_route() {
+    let (undocumented, unrouted) = openapi::coverage();
+    assert!(
+        undocumented.is_empty(),
+        "routes in rest::routes() without an entry in src/api/openapi.rs docs(): {undocumented:?}"
+    );
+    assert!(
+        unrouted.is_empty(),
+        "entries in src/api/openapi.rs docs() for no route: {unrouted:?}"
+    );
+}
+
+#[test]
+fn openapi_document_matches_the_committed_file() {
+    let doc = openapi::document().unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every operation: an id, a summary, a security requirement that names declared schemes,
+    // a success answer and the uniform error body.
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            assert!(
+                ids.insert(op["operationId"].as_str().unwrap().to_owned()),
+                "{what}: duplicate operationId"
+            );
+            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{what}");
+            for requirement in op["security"].as_array().unwrap() {
+                for scheme in requirement.as_object().unwrap().keys() {
+                    assert!(schemes.contains_key(scheme), "{what}: undeclared scheme {scheme}");
+                }
+            }
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{what}: no success answer"
+            );
+            assert!(responses.contains_key("500"), "{what}: no 500");
+            if path != "/health" {
+                assert!(responses.contains_key("401"), "{what}: no 401");
+            }
+        }
+    }
+    let mut stale = Vec::new();
+    check_or_bless(
+        "schemas/openapi.json",
+        &(serde_json::to_string_pretty(&doc).unwrap() + "\n"),
+        &mut stale,
+    );
+    assert!(
+        stale.is_empty(),
+        "out of date: {stale:?}\nregenerate with: BURSAR_BLESS=1 cargo test --test it schemas"
+    );
+}
+
+/// The committed OpenAPI file's component schemas are valid 2020-12 schemas and describe what
+/// the daemon's types really serialise to (for the types documented through a mirror).
+#[test]
+fn openapi_component_schemas_accept_real_values() {
+    let doc = openapi::document().unwrap();
+    let schema = |name: &str| format!("/components/schemas/{name}");
+    for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+        // Compiling checks each schema against the 2020-12 meta-schema.
+        if let Err(e) = validate_at(&doc, &schema(name), &json!(null)) {
+            assert!(!e.starts_with("schema "), "{name} is not a valid schema: {e}");
+        }
+    }
+    let event = bursar::store::AuditEvent::new("wallet_created", "master").wallet("w1");
+    let entry = bursar::store::AuditEntry {
+        seq: 1,
+        ts: 1_700_000_000_000,
+        event,
+        prev_hash: "0".repeat(64),
+        hash: "ab".repeat(32),
+    };
+    let with_detail = bursar::store::AuditEntry {
+        event: bursar::store::AuditEvent::new("transfer_confirmed", "system").detail(json!({ "hash": "0x1" })),
+        ..entry.clone()
+    };
+    for value in [&entry, &with_detail] {
+        let value = serde_json::to_value(value).unwrap();
+        validate_at(&doc, &schema("AuditEntry"), &value).unwrap();
+    }
+    let verification = bursar::store::AuditVerification {
+        entries: 3,
+        ok: false,
+        first_bad_seq: Some(2),
+        head_hash: "ab".repeat(32),
+    };
+    validate_at(
+        &doc,
+        &schema("AuditVerification"),
+        &serde_json::to_value(&verification).unwrap(),
+    )
+    .unwrap();
+    let error = bursar::api::dto::ErrorBody::new("NOT_FOUND", "no such route".into(), None);
+    validate_at(&doc, &schema("ErrorBody"), &serde_json::to_value(&error).unwrap()).unwrap();
+    validate_at(&doc, &schema("Health"), &json!({ "status": "ok" })).unwrap();
+    // And they refuse what they should.
+    assert!(validate_at(&doc, &schema("ErrorBody"), &json!({ "error": { "code": "X" } })).is_err());
+}
+
+fn config_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(Config)).unwrap()
+}
+
+#[test]
+fn config_schema_matches_the_committed_file() {
+    let mut stale = Vec::new();
+    check_or_bless(
+        "schemas/config.schema.json",
+        &(serde_json::to_string_pretty(&config_schema()).unwrap() + "\n"),
+        &mut stale,
+    );
+    assert!(
+        stale.is_empty(),
+        "out of date: {stale:?}\nregenerate with: BURSAR_BLESS=1 cargo test --test it schemas"
+    );
+}
+
+fn toml_as_json(text: &str) -> Value {
+    serde_json::to_value(toml::from_str::<toml::Table>(text).unwrap()).unwrap()
+}
+
+#[test]
+fn example_and_initial_configs_validate_against_the_config_schema() {
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::harness::repo_root().join("schemas/config.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let example = std::fs::read_to_string(crate::harness::repo_root().join("examples/config.toml")).unwrap();
+    for (what, text) in [
+        ("examples/config.toml", example),
+        ("bursar init's config", Config::initial_file()),
+    ] {
+        let value = toml_as_json(&text);
+        validate(&committed, &value).unwrap_or_else(|e| panic!("{what}: {e}"));
+        validate(&config_schema(), &value).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    // The schema refuses what the loader refuses.
+    for bad in [
+        "[server]\nbindd = \"127.0.0.1:3100\"\n",
+        "[keystore]\nargon2_iterations = \"three\"\n",
+        "[chains.x]\nkind = \"bitcoin\"\nrpc_url = \"http://127.0.0.1:1\"\n",
+        "[chains.x]\nkind = \"evm\"\n",
+        "[chains.x]\nkind = \"evm\"\nrpc_url = \"ftp://x\"\nchain_id = 1\n",
+        "[log]\nformat = \"xml\"\n",
+        "[transfers]\nworker_interval_ms = 0\n",
+        "surprise = 1\n",
+    ] {
+        let value = toml_as_json(bad);
+        assert!(validate(&committed, &value).is_err(), "the schema accepts {bad:?}");
+        assert!(
+            Config::from_parts(std::path::Path::new("config.toml"), bad, Vec::new()).is_err(),
+            "the loader accepts {bad:?}"
+        );
+    }
 }
