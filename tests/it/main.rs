@@ -10,6 +10,7 @@ mod examples;
 mod http;
 mod hygiene;
 mod mcp;
+mod mcp_rust;
 mod prices;
 mod routes;
 mod schemas;
