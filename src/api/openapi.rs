@@ -156,6 +156,11 @@ struct AuditVerification {
     head_hash: String,
 }
 
+const MCP: &str = "The MCP streamable HTTP transport (protocol in the MCP specification; tools in \
+    schemas/mcp-tools.json). The bearer token, Host and Origin are checked before MCP sees the request \
+    (401/403 with the uniform error body); the MCP layer's own refusals (e.g. 400, 404 for an unknown \
+    session, 406 without a suitable Accept header) follow the MCP specification instead.";
+
 /// One entry per route of [`rest::routes`].
 pub fn docs() -> Vec<Doc> {
     use Method as M;
@@ -242,9 +247,15 @@ pub fn docs() -> Vec<Doc> {
             .errors(&[409]),
         op("wallet_policies", M::GET, "/v1/wallet/policies", "The session's wallet policies (read-only)")
             .ok::<Vec<dto::PolicyDto>>(),
-        op("mcp_post", M::POST, "/mcp", "MCP (streamable HTTP): send a JSON-RPC message").mcp(),
-        op("mcp_get", M::GET, "/mcp", "MCP (streamable HTTP): open the server-to-client SSE stream").mcp(),
-        op("mcp_delete", M::DELETE, "/mcp", "MCP (streamable HTTP): end the MCP session").mcp(),
+        op("mcp_post", M::POST, "/mcp", "MCP (streamable HTTP): send a JSON-RPC message")
+            .describe(MCP)
+            .mcp(),
+        op("mcp_get", M::GET, "/mcp", "MCP (streamable HTTP): open the server-to-client SSE stream")
+            .describe(MCP)
+            .mcp(),
+        op("mcp_delete", M::DELETE, "/mcp", "MCP (streamable HTTP): end the MCP session")
+            .describe(MCP)
+            .mcp(),
     ]
 }
 

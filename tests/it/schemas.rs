@@ -217,18 +217,15 @@ fn toml_as_json(text: &str) -> Value {
 
 #[test]
 fn example_and_initial_configs_validate_against_the_config_schema() {
-    let committed: Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::harness::repo_root().join("schemas/config.schema.json")).unwrap(),
-    )
-    .unwrap();
+    // The generated schema, which the golden test keeps equal to the committed file (reading
+    // that file here would race with a bless run rewriting it).
+    let schema = config_schema();
     let example = std::fs::read_to_string(crate::harness::repo_root().join("examples/config.toml")).unwrap();
     for (what, text) in [
         ("examples/config.toml", example),
         ("bursar init's config", Config::initial_file()),
     ] {
-        let value = toml_as_json(&text);
-        validate(&committed, &value).unwrap_or_else(|e| panic!("{what}: {e}"));
-        validate(&config_schema(), &value).unwrap_or_else(|e| panic!("{what}: {e}"));
+        validate(&schema, &toml_as_json(&text)).unwrap_or_else(|e| panic!("{what}: {e}"));
     }
     // The schema refuses what the loader refuses.
     for bad in [
@@ -242,7 +239,7 @@ fn example_and_initial_configs_validate_against_the_config_schema() {
         "surprise = 1\n",
     ] {
         let value = toml_as_json(bad);
-        assert!(validate(&committed, &value).is_err(), "the schema accepts {bad:?}");
+        assert!(validate(&schema, &value).is_err(), "the schema accepts {bad:?}");
         assert!(
             Config::from_parts(std::path::Path::new("config.toml"), bad, Vec::new()).is_err(),
             "the loader accepts {bad:?}"
