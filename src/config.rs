@@ -34,7 +34,11 @@ pub enum ConfigError {
     Permissions { path: PathBuf, mode: u32, want: u32 },
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// bursar configuration: `<data>/config.toml`. Every key can be overridden by
+/// `BURSAR_<SECTION>_<KEY>` (chains: `BURSAR_CHAINS_<NAME>_<KEY>`). Secrets are never inline:
+/// keys that name a secret are file paths (`*_file`). Generated into
+/// `schemas/config.schema.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -50,7 +54,7 @@ pub struct Config {
 }
 
 /// Owner messages (approvals, owner connect/disconnect, owner kill switch).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OwnerConfig {
     /// The domain (RFC 3986 authority) every owner message binds, and the base of the links
@@ -60,7 +64,7 @@ pub struct OwnerConfig {
 
 /// AutoStop: suspend a wallet (as the kill switch does) when its agent misbehaves. 0 disables
 /// a trigger.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AutoStopConfig {
     /// Consecutive sends that end DENIED or FAILED.
@@ -81,7 +85,7 @@ impl Default for AutoStopConfig {
 }
 
 /// USD prices for USD policy rules. Unknown or stale prices escalate to APPROVAL.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricesConfig {
     /// A price older than this is stale.
@@ -107,9 +111,10 @@ impl Default for PricesConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpPricesConfig {
+    #[schemars(regex(pattern = "^https?://"))]
     pub base_url: String,
     /// Asset key (a native symbol, or `"<chain>:<address>"`) → the source's coin id.
     pub ids: BTreeMap<String, String>,
@@ -121,13 +126,14 @@ fn sixty() -> u64 {
     60
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransfersConfig {
     /// How long `send` waits for confirmation before answering SUBMITTED.
     pub confirm_wait_seconds: u64,
     /// How often the workers look for due DELAY transfers, expired approvals and
     /// unconfirmed transactions.
+    #[schemars(range(min = 1, max = 60000))]
     pub worker_interval_ms: u64,
 }
 
@@ -143,7 +149,7 @@ impl Default for TransfersConfig {
 /// Operator notifications: where bursar tells a human that a NOTIFY transfer went out, a DELAY
 /// started, an approval waits, a kill switch moved, or credentials are being guessed. Every
 /// sender is optional; none configured means no queue and no task. Secrets only by file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsConfig {
     /// Events waiting for delivery, per sender; when full, new events are dropped (counted
@@ -185,7 +191,7 @@ impl Default for NotificationsConfig {
 
 /// A generic webhook: JSON `{type, id, createdAt, data}`, signed with HMAC-SHA256 over
 /// `<timestamp>.<body>` (`X-Bursar-Timestamp`, `X-Bursar-Signature: sha256=<hex>`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
@@ -195,7 +201,7 @@ pub struct WebhookConfig {
 }
 
 /// A Telegram bot: `POST <base_url>/bot<token>/sendMessage {chat_id, text}`, plain text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     #[serde(default = "telegram_base_url")]
@@ -213,7 +219,7 @@ fn telegram_base_url() -> String {
 }
 
 /// A Slack incoming webhook: `POST <url> {text}`. The URL is itself the credential.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// The webhook URL, in a 0600 file.
@@ -255,7 +261,7 @@ const INLINE_SECRETS: [(&str, &str, &str); 5] = [
     ("slack", "url", "webhook_url_file"),
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Listen address. Anything but loopback logs a warning and is flagged by `doctor`.
@@ -298,7 +304,7 @@ impl ServerConfig {
 }
 
 /// Argon2id cost for new keystores (`init`, `set-master`); existing ones keep theirs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeystoreConfig {
     pub argon2_memory_kib: u32,
@@ -328,7 +334,7 @@ impl KeystoreConfig {
 }
 
 /// Session defaults and ceilings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
     pub default_ttl_seconds: u64,
@@ -350,12 +356,13 @@ impl Default for SessionConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `bursar=debug`, `trace`.
     pub level: String,
     /// `text` or `json`.
+    #[schemars(extend("enum" = ["text", "json"]))]
     pub format: String,
 }
 
@@ -368,17 +375,25 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
+    /// `evm` or `solana`.
+    #[schemars(extend("enum" = ["evm", "solana"]))]
     pub kind: String,
+    /// The node's JSON-RPC URL (http:// or https://; may carry an API key, never logged).
+    #[schemars(regex(pattern = "^https?://"))]
     pub rpc_url: String,
     /// Required for EVM chains; checked against the node before first use.
     #[serde(default)]
     pub chain_id: Option<u64>,
+    /// Defaults to ETH (EVM) or SOL (Solana).
     #[serde(default)]
+    #[schemars(regex(pattern = "^[A-Za-z0-9]{1,16}$"))]
     pub native_symbol: Option<String>,
+    /// Blocks to wait before a transfer counts as CONFIRMED.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
     pub confirmations: u64,
     /// Solana commitment (`processed`, `confirmed`, `finalized`).
     #[serde(default)]

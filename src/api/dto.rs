@@ -17,10 +17,12 @@ fn invalid(field: &str, err: impl std::fmt::Display) -> ServiceError {
     ServiceError::InvalidInput(format!("{field}: {err}"))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWallet {
+    /// A label for the operator (1-64 characters).
     pub name: String,
+    /// A configured chain name (`[chains.<name>]` in config.toml), e.g. `anvil`.
     pub chain: String,
 }
 
@@ -33,7 +35,7 @@ impl CreateWallet {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Wallet {
     pub id: String,
@@ -48,7 +50,7 @@ pub struct Wallet {
     pub frozen: Option<Frozen>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Owner {
     pub address: String,
     pub state: String,
@@ -72,12 +74,16 @@ impl From<WalletRecord> for Wallet {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSession {
+    /// The one wallet this session may act on.
     pub wallet_id: String,
+    /// Token lifetime; default and ceiling from `[sessions]` in config.toml.
     pub ttl_seconds: Option<u64>,
+    /// How many times `PUT /v1/sessions/{id}/renew` may issue a new token.
     pub max_renewals: Option<u32>,
+    /// No renewal reaches past this many seconds after creation.
     pub absolute_lifetime_seconds: Option<u64>,
 }
 
@@ -92,7 +98,7 @@ impl CreateSession {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
     pub id: String,
@@ -121,11 +127,12 @@ impl From<SessionRecord> for Session {
 }
 
 /// A session together with its token: returned only by create and renew.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionToken {
     pub id: String,
     pub wallet_id: String,
+    /// The bearer token (`Authorization: Bearer <token>`). Shown once; store it in a 0600 file.
     pub token: String,
     pub expires_at: String,
     pub absolute_expires_at: String,
@@ -145,9 +152,10 @@ impl From<IssuedSession> for SessionToken {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionFilter {
+    /// Only this wallet's entries.
     #[serde(rename = "walletId")]
     pub wallet_id: Option<String>,
 }
@@ -180,7 +188,7 @@ impl From<WalletRecord> for WalletAddress {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BalanceQuery {
     /// ERC-20 / SPL token address; absent for the native asset.
@@ -218,9 +226,10 @@ impl From<WalletBalance> for BalanceDto {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetMaster {
+    /// Every key and stored secret is re-sealed under it in one atomic commit.
     pub new_password: String,
 }
 
@@ -230,16 +239,20 @@ impl std::fmt::Debug for SetMaster {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
+    /// Only entries of this kind, e.g. `wallet_created`.
     pub kind: Option<String>,
+    /// Only entries about this wallet.
     pub wallet_id: Option<String>,
+    /// Only entries after this sequence number (for paging).
     pub after_seq: Option<u64>,
+    /// At most this many entries.
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub version: String,
@@ -271,12 +284,14 @@ impl From<DaemonStatus> for Status {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The action was done.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Ok {
     pub ok: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Every error answer: `{"error":{"code","message"}}`, never a stack trace or a secret.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
@@ -293,9 +308,12 @@ impl ErrorBody {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorDetail {
+    /// Stable, machine-readable: `INVALID_INPUT`, `UNAUTHENTICATED`, `SESSION_EXPIRED`,
+    /// `POLICY_DENIED`, `NOT_FOUND`, … (see the responses of each operation).
     pub code: String,
+    /// For humans (and models): what happened and, where it helps, what to do.
     pub message: String,
     /// Structured context, e.g. the denied transaction with its reasons and trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -314,7 +332,7 @@ impl ApiJsonBody for SetMaster {
     const ECHO_ERRORS: bool = false;
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Transfer {
     /// Recipient address.
@@ -475,19 +493,25 @@ impl From<crate::service::CheckResult> for Check {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TxQuery {
+    /// Only this state: REQUESTED, DELAYED, PENDING_APPROVAL, SIGNED, SUBMITTED, CONFIRMED,
+    /// DENIED, CANCELLED, REJECTED, EXPIRED or FAILED.
     pub status: Option<String>,
+    /// At most this many, newest first (default 50, max 500).
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePolicy {
     pub wallet_id: String,
+    /// `SPENDING_LIMIT`, `WHITELIST`, `ALLOWED_TOKENS`, `RATE_LIMIT`, `TIME_RESTRICTION`, …;
+    /// an unknown type is refused with 400.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The type's rules (snake_case keys); an unknown field is refused with 400.
     pub rules: serde_json::Value,
 }
 
@@ -514,9 +538,10 @@ impl From<crate::store::records::PolicyRecord> for PolicyDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetOwner {
+    /// The owner's address on the wallet's chain (state GRACE until their first signature).
     pub address: String,
 }
 
@@ -536,7 +561,7 @@ pub struct Nonce {
     pub domain: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionQuery {
     /// `approve` (default) or `reject` for transactions; `connect`, `disconnect`,
@@ -600,7 +625,7 @@ impl From<crate::service::OwnerMessage> for OwnerMessage {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KillSwitch {
     /// `true` freezes, `false` lifts.

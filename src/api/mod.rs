@@ -5,6 +5,7 @@ pub mod dto;
 pub mod error;
 pub mod mcp;
 pub mod mcp_sse;
+pub mod openapi;
 pub mod page;
 pub mod rest;
 pub mod server;

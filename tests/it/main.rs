@@ -14,6 +14,7 @@ mod mcp;
 mod mcp_conformance;
 mod mcp_renew;
 mod mcp_robust;
+mod mcp_rust;
 mod mcp_sse;
 mod notify;
 mod owner;
