@@ -178,6 +178,17 @@ pub fn render(kind: ChainKind, c: &Claims) -> Result<String, OwnerError> {
     Ok(text)
 }
 
+/// Which chain's layout a message claims to be in (by its preamble line); [`parse`] then
+/// holds it to that layout exactly.
+pub fn kind_of(text: &str) -> ChainKind {
+    let first = text.split('\n').next().unwrap_or_default();
+    if first.ends_with(EVM_PREAMBLE) {
+        ChainKind::Evm
+    } else {
+        ChainKind::Solana
+    }
+}
+
 /// Parses a message into its claims. Refuses anything that is not exactly the canonical
 /// rendering of those claims (extra lines, other spacing, missing fields). EVM messages are
 /// also parsed by the `siwe` crate, so only valid EIP-4361 passes.

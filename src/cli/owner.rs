@@ -112,18 +112,10 @@ fn read_key(path: &std::path::Path, kind: ChainKind) -> CliResult<LocalKey> {
     LocalKey::parse(kind, text.expose_secret()).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
-fn kind_of(message: &str) -> ChainKind {
-    if message.lines().next().is_some_and(|l| l.ends_with("Ethereum account:")) {
-        ChainKind::Evm
-    } else {
-        ChainKind::Solana
-    }
-}
-
 /// Signs `m` as `sign` says. `None`: the message was printed for an external signer.
 fn owner_headers(m: &dto::OwnerMessage, sign: &SignArgs, out: &Output) -> CliResult<Option<Vec<(String, String)>>> {
     let (message, signature) = if let Some(path) = &sign.key_file {
-        let key = read_key(path, kind_of(&m.message))?;
+        let key = read_key(path, crate::owner::kind_of(&m.message))?;
         if !key.address().eq_ignore_ascii_case(&m.owner) {
             return Err(usage(format!(
                 "the key in {} is for {}, but the wallet's owner is {}",

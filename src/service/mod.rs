@@ -147,7 +147,7 @@ pub struct Service {
     sessions: RwLock<Arc<SessionKeys>>,
     daemon: RwLock<DaemonRecord>,
     chains: Chains,
-    master_failures: Mutex<VecDeque<Instant>>,
+    master_failures: FailureWindow,
     /// Serialises read-modify-write use cases (sessions, key changes) so two requests
     /// cannot both act on the same stale record.
     write_lock: Mutex<()>,
@@ -163,6 +163,33 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Service")
+    }
+}
+
+/// Failed authentications of one kind in the last minute: past `limit`, every attempt is
+/// refused (429) until the window clears.
+#[derive(Default)]
+pub(crate) struct FailureWindow(Mutex<VecDeque<Instant>>);
+
+impl FailureWindow {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn check(&self, limit: usize) -> Result<()> {
+        let mut failures = self.0.lock().expect("failures lock");
+        while failures.front().is_some_and(|t| t.elapsed() > Self::WINDOW) {
+            failures.pop_front();
+        }
+        if failures.len() >= limit {
+            return Err(ServiceError::RateLimited);
+        }
+        Ok(())
+    }
+
+    /// Records a failure; the count in the window, this one included.
+    fn record(&self) -> usize {
+        let mut failures = self.0.lock().expect("failures lock");
+        failures.push_back(Instant::now());
+        failures.len()
     }
 }
 
@@ -244,7 +271,7 @@ impl Service {
             keys: RwLock::new(Arc::new(unlocked)),
             daemon: RwLock::new(daemon),
             chains,
-            master_failures: Mutex::new(VecDeque::new()),
+            master_failures: FailureWindow::default(),
             write_lock: Mutex::new(()),
             prices,
             wallet_locks: Mutex::new(Default::default()),
@@ -273,26 +300,13 @@ impl Service {
     /// audited and rate-limited: past the configured number per minute every attempt,
     /// right or wrong, is refused until the window clears.
     pub fn authenticate_master(&self, presented: Option<&[u8]>) -> Result<MasterAuth> {
-        let window = Duration::from_secs(60);
         let limit = self.config.server.master_auth_failures_per_minute as usize;
-        {
-            let mut failures = self.master_failures.lock().expect("failures lock");
-            while failures.front().is_some_and(|t| t.elapsed() > window) {
-                failures.pop_front();
-            }
-            if failures.len() >= limit {
-                return Err(ServiceError::RateLimited);
-            }
-        }
+        self.master_failures.check(limit)?;
         let presented = presented.ok_or(ServiceError::Unauthenticated("X-Master-Password header missing"))?;
         if self.keys().check_master(presented) {
             return Ok(MasterAuth(()));
         }
-        let count = {
-            let mut failures = self.master_failures.lock().expect("failures lock");
-            failures.push_back(Instant::now());
-            failures.len()
-        };
+        let count = self.master_failures.record();
         tracing::warn!(recent_failures = count, "master password rejected");
         self.notify_auth_failure(AuthKind::Master);
         // Audit up to the limit; beyond it the 429s say enough and the log stays bounded.

@@ -50,7 +50,7 @@ pub struct OwnerMessage {
 pub(super) struct OwnerState {
     nonces: Mutex<HashMap<String, i64>>,
     public_nonces: Mutex<HashMap<String, i64>>,
-    failures: Mutex<VecDeque<Instant>>,
+    failures: super::FailureWindow,
     autostop: Mutex<HashMap<WalletId, AutoStopCounters>>,
 }
 
@@ -282,24 +282,11 @@ impl Service {
     /// Verifies an owner proof for `action` (and, for approve/reject, transaction `tx`).
     /// Rejections are audited and count towards the auth-failure rate limit.
     fn verify_owner(&self, proof: &OwnerProof, action: Action, tx: Option<TxId>) -> Result<(WalletRecord, Claims)> {
-        let window = Duration::from_secs(60);
         let limit = self.config.server.master_auth_failures_per_minute as usize;
-        {
-            let mut failures = self.owner.failures.lock().expect("failures");
-            while failures.front().is_some_and(|t| t.elapsed() > window) {
-                failures.pop_front();
-            }
-            if failures.len() >= limit {
-                return Err(ServiceError::RateLimited);
-            }
-        }
+        self.owner.failures.check(limit)?;
         let result = self.check_owner(proof, action, tx);
         if let Err(err) = &result {
-            let count = {
-                let mut failures = self.owner.failures.lock().expect("failures");
-                failures.push_back(Instant::now());
-                failures.len()
-            };
+            let count = self.owner.failures.record();
             tracing::warn!(action = action.as_str(), error = %err, "owner signature rejected");
             self.notify_auth_failure(AuthKind::Owner);
             if count <= limit {
@@ -316,12 +303,7 @@ impl Service {
     }
 
     fn check_owner(&self, proof: &OwnerProof, action: Action, tx_id: Option<TxId>) -> Result<(WalletRecord, Claims)> {
-        let first = proof.message.split('\n').next().unwrap_or_default();
-        let kind = if first.ends_with("Ethereum account:") {
-            ChainKind::Evm
-        } else {
-            ChainKind::Solana
-        };
+        let kind = owner::kind_of(&proof.message);
         let claims = owner::parse(kind, &proof.message).map_err(|e| rejected(e.to_string()))?;
         let wallet = self
             .wallet(claims.wallet)

@@ -5,7 +5,7 @@
 //! alloy keys); the daemon verifies them for real and the transfer lands on a real anvil.
 
 use crate::harness::{Anvil, Daemon, eth, repo_root};
-use crate::owner::Owner;
+use crate::owner::{Owner, pending};
 use crate::transfers::{RECIPIENT, balance_of, opts, wait_status};
 use alloy::primitives::U256;
 use alloy::signers::SignerSync;
@@ -113,19 +113,6 @@ async fn run_browser(spec: &Value) -> Value {
     eprint!("{err}");
     assert!(status.success(), "approve.mjs failed ({status}):\n{err}\n{out}");
     serde_json::from_str(out.lines().last().unwrap_or("")).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
-
-async fn pending(daemon: &Daemon, token: &str, amount: &str, key: &str) -> String {
-    let (status, tx) = daemon
-        .session(
-            token,
-            Method::POST,
-            "/v1/transactions/send",
-            Some(json!({ "to": RECIPIENT, "amount": amount, "idempotencyKey": key })),
-        )
-        .await;
-    assert_eq!((status, tx["status"].as_str()), (200, Some("PENDING_APPROVAL")), "{tx}");
-    tx["id"].as_str().unwrap().to_owned()
 }
 
 async fn digest(daemon: &Daemon, token: &str, tx: &str) -> String {

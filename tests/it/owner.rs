@@ -66,7 +66,7 @@ async fn setup(anvil: &Anvil, daemon: &Daemon, owner: &Owner) -> (String, String
     (wid, token)
 }
 
-async fn pending(daemon: &Daemon, token: &str, amount: &str, key: &str) -> String {
+pub(crate) async fn pending(daemon: &Daemon, token: &str, amount: &str, key: &str) -> String {
     let (status, tx) = daemon
         .session(
             token,
