@@ -122,10 +122,6 @@ pub struct HttpPricesConfig {
     pub refresh_seconds: u64,
 }
 
-fn sixty() -> u64 {
-    60
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransfersConfig {
@@ -398,10 +394,20 @@ pub struct ChainConfig {
     /// Solana commitment (`processed`, `confirmed`, `finalized`).
     #[serde(default)]
     pub commitment: Option<String>,
+    /// Seconds a signed transfer may stay without a receipt after the account's nonce has
+    /// moved past it before it counts as dropped (FAILED). Nodes can report the nonce as
+    /// used before they serve the receipt; this never fails a transfer that was mined.
+    #[serde(default = "sixty")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub dropped_after_seconds: u64,
 }
 
 fn one() -> u64 {
     1
+}
+
+fn sixty() -> u64 {
+    60
 }
 
 /// A chain as the rest of bursar sees it: validated.
@@ -414,15 +420,17 @@ pub struct Chain {
     pub native_symbol: String,
     pub native_decimals: u8,
     pub confirmations: u64,
+    pub dropped_after: std::time::Duration,
 }
 
-const CHAIN_KEYS: [&str; 6] = [
+const CHAIN_KEYS: [&str; 7] = [
     "rpc_url",
     "chain_id",
     "native_symbol",
     "confirmations",
     "commitment",
     "kind",
+    "dropped_after_seconds",
 ];
 
 /// `BURSAR_*` variables that are not config overrides.
@@ -603,6 +611,9 @@ impl Config {
                 if c.confirmations == 0 || c.confirmations > 1000 {
                     return Err(bad("confirmations must be in 1..=1000"));
                 }
+                if c.dropped_after_seconds == 0 || c.dropped_after_seconds > 86_400 {
+                    return Err(bad("dropped_after_seconds must be in 1..=86400"));
+                }
                 Ok(Chain {
                     name,
                     kind,
@@ -611,6 +622,7 @@ impl Config {
                     native_symbol,
                     native_decimals,
                     confirmations: c.confirmations,
+                    dropped_after: std::time::Duration::from_secs(c.dropped_after_seconds),
                 })
             })
             .collect()

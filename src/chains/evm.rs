@@ -174,6 +174,15 @@ impl EvmChain {
             .map_err(|e| self.rpc_error(e))
     }
 
+    pub async fn mined_nonce(&self, from: &Address) -> Result<u64, ChainError> {
+        self.ensure_chain_id().await?;
+        self.provider
+            .get_transaction_count(evm_address(from)?)
+            .latest()
+            .await
+            .map_err(|e| self.rpc_error(e))
+    }
+
     pub async fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
         self.ensure_chain_id().await?;
         let (from, to) = (evm_address(&plan.from)?, evm_address(&plan.to)?);

@@ -127,6 +127,15 @@ impl Adapter {
         }
     }
 
+    /// How many transactions from `from` are in the latest block: every nonce below it is used.
+    pub async fn mined_nonce(&self, from: &Address) -> Result<u64, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.mined_nonce(from).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
     /// Builds the unsigned transaction: fees and gas from the node, nothing signed.
     pub async fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
         match self {

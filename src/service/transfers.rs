@@ -308,6 +308,7 @@ impl Service {
                 block: None,
                 confirmations: 0,
                 error: None,
+                nonce_passed_at: None,
             };
             let mut batch = Batch::new();
             if held {
@@ -712,9 +713,9 @@ impl Service {
                     }
                     Ok(()) => {}
                     Err(ChainError::Rejected { reason, .. }) => {
-                        // Not mined and refused (e.g. its nonce was used by another transaction).
-                        *next_nonce = None;
-                        return self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await;
+                        return self
+                            .refused_rebroadcast(adapter, &wallet, tx, &locks, &mut next_nonce, reason)
+                            .await;
                     }
                     Err(err) => return Err(err.into()),
                 }
@@ -761,6 +762,53 @@ impl Service {
                 Ok(tx)
             }
         }
+    }
+
+    /// The node refused our own signed bytes. That alone proves nothing: "nonce too low" is
+    /// also what a node says about a transaction it mined but whose receipt it does not serve
+    /// yet. A transfer fails only once the account's mined nonce has passed it and no receipt
+    /// for its hash appeared during the chain's `dropped_after_seconds`; while its nonce is
+    /// still open it keeps waiting (it may yet be mined), holding its reservation.
+    async fn refused_rebroadcast(
+        &self,
+        adapter: &Adapter,
+        wallet: &WalletRecord,
+        mut tx: TxRecord,
+        locks: &WalletLocks,
+        next_nonce: &mut Option<u64>,
+        reason: String,
+    ) -> Result<TxRecord> {
+        let (Some(nonce), Some(hash)) = (tx.nonce, tx.hash.clone()) else {
+            return Ok(tx);
+        };
+        let mined_nonce = adapter.mined_nonce(&wallet.address()?).await?;
+        if mined_nonce <= nonce || matches!(adapter.status(&hash).await?, TxStatus::Mined { .. }) {
+            tracing::warn!(tx = %tx.id, reason = %reason, "re-broadcast refused; still waiting for the transaction");
+            return Ok(tx);
+        }
+        let now = now();
+        let Some(since) = tx.nonce_passed_at else {
+            tx.nonce_passed_at = Some(now);
+            tx.updated_at = now;
+            let mut batch = Batch::new();
+            let detail = serde_json::json!({ "tx": tx.id.to_string(), "hash": hash, "nonce": nonce, "reason": reason });
+            self.save_tx(
+                &mut batch,
+                &tx,
+                AuditEvent::new("tx_nonce_passed", "system")
+                    .wallet(tx.wallet_id)
+                    .detail(detail),
+            );
+            self.store.commit(batch)?;
+            return Ok(tx);
+        };
+        let grace = i64::try_from(adapter.config().dropped_after.as_secs()).unwrap_or(i64::MAX);
+        if now.saturating_sub(since) < grace {
+            return Ok(tx);
+        }
+        *next_nonce = None;
+        let error = format!("dropped: nonce {nonce} was used by another transaction ({reason})");
+        self.fail(tx, locks, error).await
     }
 
     /// One pass over every active transfer: execute due DELAYs, expire approvals, reconcile

@@ -159,6 +159,10 @@ pub struct TxRecord {
     pub confirmations: u64,
     #[serde(default)]
     pub error: Option<String>,
+    /// When the account's nonce was first seen past this transfer's while its own receipt was
+    /// still missing (a re-broadcast refused): the start of the grace before it counts as dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce_passed_at: Option<i64>,
 }
 
 /// Budget reservation of one transfer, with the periods it was counted in.

@@ -4,7 +4,7 @@
 //! idempotency keys. Every transfer happens on chain at most once, under its one signature,
 //! with budgets and the audit chain in step.
 
-use crate::harness::{Anvil, Daemon, eth, http};
+use crate::harness::{ANVIL_KEY0_ADDR, Anvil, Daemon, eth, http};
 use crate::transfers::{RECIPIENT, balance_of, opts, wait_status};
 use alloy::primitives::U256;
 use reqwest::Method;
@@ -421,4 +421,56 @@ async fn a_transfer_signed_before_the_crash_keeps_its_nonce() {
         let all = assert_exactly_once(&anvil, &daemon, &token, &wallet, before, cent).await;
         assert_eq!(all.len(), RACERS, "trial {trial}: {all:?}");
     }
+}
+
+/// The key used elsewhere while a signed transfer was never broadcast: another transaction
+/// takes its nonce. Re-broadcasting is refused ("nonce too low"), but that alone does not fail
+/// it (a node says the same of a transaction it mined before serving the receipt): it fails
+/// only after `dropped_after_seconds` with the nonce past it and no receipt, releases its
+/// reservation, and the next transfer takes the next nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_transfer_whose_nonce_another_transaction_took_fails_after_the_grace() {
+    const GRACE: i64 = 2;
+    let anvil = Anvil::start().await;
+    let mut daemon = Daemon::init(opts(&anvil));
+    daemon.env = vec![("BURSAR_TEST_FAULT".into(), "after_sign".into())];
+    daemon.spawn().await;
+    let (wallet, token) = setup(&anvil, &daemon, json!({ "instant_max": "1" }), false).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+    assert!(
+        try_send(&daemon.url, &token, "0.01", "dropped").await.is_err(),
+        "the daemon answered"
+    );
+    daemon.kill();
+    anvil.rpc("anvil_impersonateAccount", json!([wallet])).await;
+    let other = json!({ "from": wallet, "to": ANVIL_KEY0_ADDR, "value": "0x1" });
+    anvil.rpc("eth_sendTransaction", json!([other])).await;
+    assert_eq!(chain_nonce(&anvil, &wallet).await, 1);
+
+    daemon.env = vec![("BURSAR_CHAINS_ANVIL_DROPPED_AFTER_SECONDS".into(), GRACE.to_string())];
+    daemon.spawn().await;
+    let signed = list(&daemon, &token, "").await;
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    let id = signed[0]["id"].as_str().unwrap();
+    let failed = wait_status(&daemon, &token, id, "FAILED").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("nonce 0 was used by another transaction"), "{failed}");
+
+    let passed = audit(&daemon, "tx_nonce_passed").await;
+    let fails = audit(&daemon, "tx_failed").await;
+    assert_eq!((passed.len(), fails.len()), (1, 1), "{passed:?} {fails:?}");
+    let waited = fails[0]["ts"].as_i64().unwrap() - passed[0]["ts"].as_i64().unwrap();
+    assert!(waited >= GRACE, "failed {waited}s after the nonce was seen used");
+    assert_eq!(
+        spent_today(&daemon, &token).await,
+        "0",
+        "the reservation was not released"
+    );
+    assert_eq!(balance_of(&anvil, RECIPIENT).await, before);
+
+    let next = send(&daemon, &token, "0.01", "after-drop").await;
+    let next = wait_status(&daemon, &token, next["id"].as_str().unwrap(), "CONFIRMED").await;
+    assert_eq!(next["nonce"], 1, "{next}");
+    assert_eq!(balance_of(&anvil, RECIPIENT).await, before + eth(1) / U256::from(100));
+    assert_audit_ok(&daemon).await;
 }
