@@ -310,6 +310,13 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
     });
     let (app, state) = build(service.clone(), addr);
     let stopping = service.clone();
+    // Small JSON-RPC and REST answers on keep-alive connections: without TCP_NODELAY, Nagle
+    // plus the client's delayed ACK adds ~40 ms to a reply that follows another.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let mut term =
