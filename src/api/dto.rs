@@ -600,6 +600,10 @@ pub struct OwnerMessage {
     pub expires_at: String,
     /// Where to POST the signed message.
     pub submit_to: String,
+    /// Approve / reject: the page where the owner reviews the transfer and signs with their
+    /// own wallet (`server.public_url`, or the daemon's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_page: Option<String>,
 }
 
 impl From<crate::service::OwnerMessage> for OwnerMessage {
@@ -621,6 +625,7 @@ impl From<crate::service::OwnerMessage> for OwnerMessage {
             subject: m.subject,
             expires_at: rfc3339(m.expires_at),
             submit_to,
+            approval_page: m.approval_page,
         }
     }
 }

@@ -12,9 +12,9 @@
 
 use super::dto;
 use axum::body::Body;
+use rmcp::handler::server::common::FromContextPart;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::IntoCallToolResult;
-use rmcp::handler::server::wrapper::Parameters;
+use rmcp::handler::server::tool::{IntoCallToolResult, ToolCallContext};
 use rmcp::model::{
     CallToolResponse, CallToolResult, ContentBlock, Implementation, ListResourcesResult, PaginatedRequestParams,
     ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents,
@@ -88,13 +88,46 @@ impl IntoCallToolResult for ToolError {
     }
 }
 
+/// A tool's arguments. rmcp's `Parameters` (the `#[tool]` macro finds the input schema by
+/// this name), except that a malformed argument is an invalid-params error that names it
+/// ("`amount`: invalid type: integer `5`, expected a string"), not serde's bare message.
+pub struct Parameters<P>(pub P);
+
+impl<P: JsonSchema> JsonSchema for Parameters<P> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        P::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        P::json_schema(generator)
+    }
+}
+
+impl<S, P: DeserializeOwned> FromContextPart<ToolCallContext<'_, S>> for Parameters<P> {
+    fn from_context_part(context: &mut ToolCallContext<'_, S>) -> Result<Self, ErrorData> {
+        let arguments = serde_json::Value::Object(context.arguments.take().unwrap_or_default());
+        serde_path_to_error::deserialize(arguments)
+            .map(Parameters)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let message = match field.as_str() {
+                    "." => format!("invalid arguments: {}", e.inner()),
+                    _ => format!("invalid argument `{field}`: {}", e.inner()),
+                };
+                ErrorData::invalid_params(message, Some(serde_json::json!({ "field": field })))
+            })
+    }
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BalanceParams {
     /// ERC-20 token contract address; omit for the chain's native asset (ETH on EVM chains).
     pub token: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TransferParams {
     /// Recipient address (EVM: 0x + 40 hex digits).
     pub to: String,
@@ -113,6 +146,7 @@ pub struct TransferParams {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckParams {
     /// Recipient address.
     pub to: String,
@@ -125,12 +159,14 @@ pub struct CheckParams {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TxIdParams {
     /// The transaction id returned by `transfer`.
     pub id: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OwnerDecisionParams {
     /// The PENDING_APPROVAL transaction id.
     pub id: String,
@@ -142,6 +178,7 @@ pub struct OwnerDecisionParams {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this status: REQUESTED, DELAYED, PENDING_APPROVAL, SIGNED, SUBMITTED, CONFIRMED,
     /// DENIED, CANCELLED, REJECTED, EXPIRED or FAILED.
@@ -153,6 +190,23 @@ pub struct ListParams {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TransactionList {
     pub transactions: Vec<dto::Transaction>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PendingApprovals {
+    /// Newest first, at most 20.
+    pub approvals: Vec<PendingApproval>,
+}
+
+/// A transfer waiting for its owner, and what the owner needs to decide it.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PendingApproval {
+    pub transaction: dto::Transaction,
+    /// The exact text the owner signs to approve it (valid until its `expiresAt`; ask for a
+    /// fresh one after that), and `approvalPage`, where the owner can review and sign it with
+    /// their own wallet. Show the owner the page or the message; pass what they return to
+    /// `approve_transaction` unchanged. `null` when no message can be issued right now.
+    pub approve: Option<dto::OwnerMessage>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -301,17 +355,26 @@ impl BursarMcp {
         .await
     }
 
-    /// Transfers waiting for the owner's approval. Only the owner can approve them, with
-    /// their own wallet, outside this conversation.
+    /// Transfers waiting for the owner's approval, each with the page where the owner approves
+    /// it and the exact message they would sign. Only the owner can approve, with their own
+    /// wallet, outside this conversation; you can relay their signature.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn list_pending_approvals(
         &self,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<TransactionList>, ToolError> {
-        let Json(transactions) = self
-            .call(&ctx, "GET", "/v1/transactions?status=PENDING_APPROVAL&limit=100", None)
+    ) -> Result<Json<PendingApprovals>, ToolError> {
+        let Json(transactions): Json<Vec<dto::Transaction>> = self
+            .call(&ctx, "GET", "/v1/transactions?status=PENDING_APPROVAL&limit=20", None)
             .await?;
-        Ok(Json(TransactionList { transactions }))
+        let mut approvals = Vec::with_capacity(transactions.len());
+        for transaction in transactions {
+            let path = format!("/v1/transactions/{}/approval-message", urlencode(&transaction.id));
+            // Each message carries a fresh single-use nonce; without one (the agent's nonce
+            // pool is full, the owner was removed) the transfer is still listed.
+            let approve = self.call(&ctx, "GET", &path, None).await.ok().map(|Json(m)| m);
+            approvals.push(PendingApproval { transaction, approve });
+        }
+        Ok(Json(PendingApprovals { approvals }))
     }
 
     /// Relay an approval the owner signed for one PENDING_APPROVAL transfer; the daemon
@@ -582,7 +645,13 @@ fn unreachable_daemon(base: &str, err: &reqwest::Error) -> String {
 fn error_for(status: u16, bytes: &[u8]) -> ToolError {
     let body: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
     let code = body["error"]["code"].as_str().unwrap_or("ERROR");
-    let message = body["error"]["message"].as_str().unwrap_or("request failed");
+    // The service names REST fields; the model knows the tools' argument names.
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .replace("amountBaseUnits", "amount_base_units")
+        .replace("idempotencyKey", "idempotency_key");
+    let message = message.as_str();
     match (status, code) {
         // The agent sent something malformed: a protocol error naming the field.
         (400, _) => ToolError::Protocol(ErrorData::invalid_params(message.to_owned(), None)),

@@ -61,8 +61,9 @@ macro_rules! uuid_id {
         pub struct $name(uuid::Uuid);
 
         impl $name {
+            /// UUIDv7: ids sort in creation order (listings break same-second ties by id).
             pub fn new() -> Self {
-                Self(uuid::Uuid::new_v4())
+                Self(uuid::Uuid::now_v7())
             }
         }
 

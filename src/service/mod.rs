@@ -705,12 +705,17 @@ impl Service {
             },
             TxState::PendingApproval => Event::ApprovalPending {
                 transfer,
-                approval_url: format!("{}/approve/{}", self.config.server.public_url(), tx.id),
+                approval_url: self.approval_page(tx.id),
                 expires_at: tx.expires_at,
             },
             _ => return,
         };
         self.notify(event);
+    }
+
+    /// The owner's approval page for a PENDING_APPROVAL transfer.
+    pub(crate) fn approval_page(&self, id: crate::domain::TxId) -> String {
+        format!("{}/approve/{id}", self.config.server.public_url())
     }
 
     /// Starts the notification senders (the server calls this next to the other workers).

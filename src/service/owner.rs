@@ -16,11 +16,27 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Outstanding nonces beyond this are refused (429) until some expire. Nonces asked for
-/// without credentials (`GET /v1/nonce`, the approval page) have their own, smaller pool,
-/// so flooding those cannot stop the operator's CLI from getting one.
-const MAX_NONCES: usize = 10_000;
-const MAX_PUBLIC_NONCES: usize = 1_000;
+/// Who asked for a nonce. Each has its own pool; outstanding nonces beyond a pool's size are
+/// refused (429) until some expire. An agent (session) or an anonymous caller (`GET /v1/nonce`,
+/// the approval page) flooding its pool cannot stop the operator's CLI from getting one,
+/// e.g. for the owner's kill switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoncePool {
+    Operator,
+    Agent,
+    Public,
+}
+
+impl NoncePool {
+    const ALL: [NoncePool; 3] = [NoncePool::Operator, NoncePool::Agent, NoncePool::Public];
+
+    fn capacity(self) -> usize {
+        match self {
+            NoncePool::Operator => 10_000,
+            NoncePool::Agent | NoncePool::Public => 1_000,
+        }
+    }
+}
 
 /// What an owner presents: the exact message text and its signature (decoded bytes).
 #[derive(Debug, Clone)]
@@ -42,14 +58,16 @@ pub struct OwnerMessage {
     pub reasons: Vec<String>,
     /// The amount in whole units (approve / reject only).
     pub amount: Option<String>,
+    /// The page where the owner can sign it with their wallet (approve / reject only).
+    pub approval_page: Option<String>,
 }
 
 /// In-memory owner-side state: issued nonces, recent rejections, AutoStop counters. Losing
 /// it on restart fails closed (an unknown nonce is refused).
 #[derive(Default)]
 pub(super) struct OwnerState {
-    nonces: Mutex<HashMap<String, i64>>,
-    public_nonces: Mutex<HashMap<String, i64>>,
+    /// One map per [`NoncePool`], in `NoncePool::ALL` order: nonce → expiry.
+    nonces: [Mutex<HashMap<String, i64>>; 3],
     failures: super::FailureWindow,
     autostop: Mutex<HashMap<WalletId, AutoStopCounters>>,
 }
@@ -88,17 +106,13 @@ impl Service {
 
     /// `GET /v1/nonce`: a single-use nonce, valid for five minutes, from the public pool.
     pub fn issue_public_nonce(&self) -> Result<(String, i64)> {
-        self.issue_nonce(true)
+        self.issue_nonce(NoncePool::Public)
     }
 
-    fn issue_nonce(&self, public: bool) -> Result<(String, i64)> {
+    fn issue_nonce(&self, pool: NoncePool) -> Result<(String, i64)> {
         let now = now();
-        let (pool, max) = if public {
-            (&self.owner.public_nonces, MAX_PUBLIC_NONCES)
-        } else {
-            (&self.owner.nonces, MAX_NONCES)
-        };
-        let mut nonces = pool.lock().expect("nonces");
+        let max = pool.capacity();
+        let mut nonces = self.owner.nonces[pool as usize].lock().expect("nonces");
         if nonces.len() >= max {
             nonces.retain(|_, exp| *exp > now);
             if nonces.len() >= max {
@@ -112,8 +126,9 @@ impl Service {
     }
 
     fn consume_nonce(&self, nonce: &str) -> bool {
-        let exp = self.owner.nonces.lock().expect("nonces").remove(nonce);
-        let exp = exp.or_else(|| self.owner.public_nonces.lock().expect("nonces").remove(nonce));
+        let exp = NoncePool::ALL
+            .iter()
+            .find_map(|pool| self.owner.nonces[*pool as usize].lock().expect("nonces").remove(nonce));
         exp.is_some_and(|e| e > now())
     }
 
@@ -179,7 +194,7 @@ impl Service {
         wallet: &WalletRecord,
         action: Action,
         tx: Option<&TxRecord>,
-        public: bool,
+        pool: NoncePool,
     ) -> Result<OwnerMessage> {
         let owner = wallet.owner.as_ref().ok_or_else(|| {
             ServiceError::Conflict(
@@ -187,7 +202,7 @@ impl Service {
             )
         })?;
         let subject = tx.map(|t| self.approval_subject(wallet, t)).transpose()?;
-        let (nonce, nonce_expires) = self.issue_nonce(public)?;
+        let (nonce, nonce_expires) = self.issue_nonce(pool)?;
         let now = now();
         let expires_at = tx
             .and_then(|t| t.expires_at)
@@ -225,23 +240,24 @@ impl Service {
                     .ok()
                     .map(|a| a.to_decimal_string())
             }),
+            approval_page: tx.map(|t| self.approval_page(t.id)),
         })
     }
 
     /// `GET /v1/transactions/{id}/approval-message` for the agent (its own wallet).
     pub fn approval_message_for_session(&self, auth: &SessionAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(auth.wallet_id, id, action, false)
+        self.approval_message(auth.wallet_id, id, action, NoncePool::Agent)
     }
 
     /// `GET /v1/transactions/{id}/approval-message` for the operator (any wallet).
     pub fn approval_message_for_master(&self, _: &MasterAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, action, false)
+        self.approval_message(self.active_tx_wallet(id)?, id, action, NoncePool::Operator)
     }
 
     /// The approval message for the public approval page (`GET /approve/{id}`): only for a
     /// transaction still waiting for its owner, which nobody can act on without signing.
     pub fn approval_message_public(&self, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, action, true)
+        self.approval_message(self.active_tx_wallet(id)?, id, action, NoncePool::Public)
     }
 
     fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {
@@ -251,7 +267,7 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("pending transaction {id}")))
     }
 
-    fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action, public: bool) -> Result<OwnerMessage> {
+    fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action, pool: NoncePool) -> Result<OwnerMessage> {
         if !action.needs_tx() {
             return Err(ServiceError::InvalidInput("action must be approve or reject".into()));
         }
@@ -263,7 +279,7 @@ impl Service {
                 tx.status
             )));
         }
-        self.owner_message(&wallet, action, Some(&tx), public)
+        self.owner_message(&wallet, action, Some(&tx), pool)
     }
 
     /// `GET /v1/wallets/{id}/owner/message?action=`: connect, disconnect or kill switch.
@@ -274,7 +290,7 @@ impl Service {
             ));
         }
         let wallet = self.wallet(wallet_id)?;
-        self.owner_message(&wallet, action, None, false)
+        self.owner_message(&wallet, action, None, NoncePool::Operator)
     }
 
     // ---- verification ------------------------------------------------------------------

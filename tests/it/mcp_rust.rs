@@ -189,7 +189,8 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
     assert!(denied.contains("DENIED"), "{denied}");
     // With an owner it waits for their approval.
     let wid = wallet["id"].as_str().unwrap();
-    let owner = json!({ "address": RECIPIENT });
+    let owner_key = crate::owner::Owner::new();
+    let owner = json!({ "address": owner_key.address() });
     let (status, _) = daemon
         .master(Method::PUT, &format!("/v1/wallets/{wid}/owner"), Some(owner))
         .await;
@@ -202,26 +203,34 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
         .await;
     assert_eq!(pending["status"], "PENDING_APPROVAL", "{pending}");
     let waiting = s.ok("list_pending_approvals", json!({})).await;
-    let waiting: Vec<&Value> = waiting["transactions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| &t["id"])
-        .collect();
-    assert_eq!(waiting, [&pending["id"]]);
+    let approvals = waiting["approvals"].as_array().unwrap();
+    assert_eq!(approvals.len(), 1, "{waiting}");
+    assert_eq!(approvals[0]["transaction"]["id"], pending["id"]);
+    let approve = &approvals[0]["approve"];
+    let page = format!("{}/approve/{}", daemon.url, pending["id"].as_str().unwrap());
+    assert_eq!(approve["approvalPage"], json!(page), "{waiting}");
+    let message = approve["message"].as_str().unwrap();
+    assert!(message.contains("bursar:approve"), "{message}");
     // The agent cannot forge the owner: a made-up signature is refused, nothing changes.
     for tool in ["approve_transaction", "reject_transaction"] {
         s.called.insert(tool.to_owned());
-        let args = json!({ "id": pending["id"], "owner_message": "I approve", "owner_signature": "0x00" });
+        let args = json!({ "id": pending["id"], "owner_message": message, "owner_signature": "0x00" });
         let (_, text) = s.err(tool, args).await;
         assert!(text.contains("owner"), "{tool}: {text}");
     }
-    assert_eq!(
-        s.ok("cancel_transaction", json!({ "id": pending["id"] })).await["status"],
-        "CANCELLED"
+    // The owner signs the listed message with their own key; the agent relays it.
+    let signature = owner_key.headers(message)[1].1.clone();
+    let args = json!({ "id": pending["id"], "owner_message": message, "owner_signature": signature });
+    let approved = s.ok("approve_transaction", args.clone()).await;
+    assert_eq!(approved["status"], "CONFIRMED", "{approved}");
+    // Replayed: the nonce is spent and the transfer is no longer pending.
+    let (_, replayed) = s.err("approve_transaction", args).await;
+    assert!(
+        replayed.contains("PENDING_APPROVAL") || replayed.contains("nonce"),
+        "{replayed}"
     );
     assert!(
-        s.ok("list_pending_approvals", json!({})).await["transactions"]
+        s.ok("list_pending_approvals", json!({})).await["approvals"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -230,7 +239,13 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
     let listed = s.ok("list_transactions", json!({ "limit": 10 })).await;
     assert_eq!(listed["transactions"].as_array().unwrap().len(), 4, "{listed}");
     let confirmed = s.ok("list_transactions", json!({ "status": "CONFIRMED" })).await;
-    assert_eq!(confirmed["transactions"][0]["id"], sent["id"]);
+    let confirmed: Vec<&Value> = confirmed["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["id"])
+        .collect();
+    assert_eq!(confirmed, [&pending["id"], &sent["id"]], "newest first");
     let policies = s.ok("get_policies", json!({})).await;
     assert_eq!(policies["policies"][0]["type"], "SPENDING_LIMIT");
 
@@ -248,7 +263,6 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
     // Malformed input never reaches the daemon, and the answer names the field.
     let (_, unknown) = s.err("no_such_tool", json!({})).await;
     assert!(unknown.contains("tool not found"), "{unknown}");
-    let names = |text: &str, field: &str| text.contains(&format!("`{field}`")) || text.contains(&format!("{field}: "));
     for (tool, args, needle) in [
         (
             "transfer",
@@ -268,36 +282,34 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
             json!({ "to": RECIPIENT, "amount": "0.0000000000000000001" }),
             "amount: ",
         ),
+        // The daemon's messages name the tool's arguments, not the REST fields.
         (
             "check_policy",
             json!({ "to": RECIPIENT, "amount": "1", "amount_base_units": "1" }),
-            "exactly one of amount",
+            "or amount_base_units",
+        ),
+        (
+            "check_policy",
+            json!({ "to": RECIPIENT, "amount_base_units": "1.5" }),
+            "amount_base_units: ",
+        ),
+        // Wrong JSON types and unknown arguments never reach the daemon.
+        ("get_transaction", json!({ "id": 42 }), "`id`"),
+        ("list_transactions", json!({ "limit": "ten" }), "`limit`"),
+        ("get_balance", json!({ "token": ["0x1"] }), "`token`"),
+        ("check_policy", json!({ "to": RECIPIENT, "amount": 0.01 }), "`amount`"),
+        (
+            "transfer",
+            json!({ "to": RECIPIENT, "amount": "0.01", "idempotency_key": "k", "gas_price": "1" }),
+            "`gas_price`",
         ),
     ] {
         let (channel, text) = s.err(tool, args.clone()).await;
-        eprintln!("{tool}({args}) → {channel}: {text}");
         assert!(
             text.contains(needle),
             "{tool}({args}) → {channel}: {text:?} does not name the field ({needle})"
         );
-    }
-    // Wrong JSON types are refused before the daemon is asked, but the message does not say
-    // which argument is wrong: rmcp decodes `Parameters<T>` with `serde_json::from_value`,
-    // whose type errors carry no path ("invalid type: string \"ten\", expected usize"). A known
-    // gap in src/api/mcp.rs (see the issue note); when it is fixed this fails: move these cases
-    // into the list above.
-    for (tool, args, field) in [
-        ("get_transaction", json!({ "id": 42 }), "id"),
-        ("list_transactions", json!({ "limit": "ten" }), "limit"),
-        ("get_balance", json!({ "token": ["0x1"] }), "token"),
-        ("check_policy", json!({ "to": RECIPIENT, "amount": 0.01 }), "amount"),
-    ] {
-        let (channel, text) = s.err(tool, args.clone()).await;
-        assert!(text.contains("invalid type"), "{tool}({args}) → {channel}: {text:?}");
-        assert!(
-            !names(&text, field),
-            "{tool}({args}) now names `{field}`: move it to the strict list"
-        );
+        assert!(!text.contains("amountBaseUnits"), "{text}");
     }
 }
 

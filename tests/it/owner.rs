@@ -662,10 +662,8 @@ async fn python_mcp_client_relays_an_owner_approval_and_cannot_forge_one() {
             ("OWNER_SIGNATURE", signature.as_str()),
         ],
     );
-    assert!(
-        out["pending"].as_array().unwrap().iter().any(|p| p == &json!(id)),
-        "{out}"
-    );
+    let page = format!("{}/approve/{id}", daemon.url);
+    assert_eq!(out["pending"], json!([{ "id": id, "page": page }]), "{out}");
     assert_eq!(out["forged"]["isError"], true, "{out}");
     assert!(out["forged"]["text"].as_str().unwrap().contains("owner"), "{out}");
     assert_eq!(out["approved"]["isError"], false, "{out}");
@@ -674,4 +672,54 @@ async fn python_mcp_client_relays_an_owner_approval_and_cannot_forge_one() {
         !out.to_string().contains(&token),
         "the token never appears in a tool result"
     );
+}
+
+/// Owner nonces come from one pool per kind of caller. An agent that floods its pool (1,000
+/// outstanding approval messages) and an anonymous caller that floods `GET /v1/nonce` get 429,
+/// while the operator can still get the owner's kill-switch message — and the owner can
+/// still use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_the_agent_or_public_nonce_pool_cannot_starve_the_owner() {
+    let anvil = Anvil::start().await;
+    let daemon = Daemon::start(opts(&anvil)).await;
+    let owner = Owner::new();
+    let (wid, token) = setup(&anvil, &daemon, &owner).await;
+    let id = pending(&daemon, &token, "0.5", "flood").await;
+    let path = format!("/v1/transactions/{id}/approval-message");
+    let flood = |auth: Option<String>, path: String| {
+        let url = daemon.url.clone();
+        async move {
+            for n in 0.. {
+                let mut req = crate::harness::http().get(format!("{url}{path}"));
+                if let Some(token) = &auth {
+                    req = req.bearer_auth(token);
+                }
+                let status = req.send().await.unwrap().status().as_u16();
+                if status != 200 {
+                    return (n, status);
+                }
+            }
+            unreachable!()
+        }
+    };
+    let (agent, public) = tokio::join!(flood(Some(token.clone()), path), flood(None, "/v1/nonce".into()));
+    assert_eq!(agent, (1000, 429), "the agent's pool");
+    assert_eq!(public, (1000, 429), "the public pool");
+
+    let (status, m) = daemon
+        .master(
+            Method::GET,
+            &format!("/v1/wallets/{wid}/owner/message?action=kill-switch-on"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "the operator's pool is untouched: {m}");
+    let (status, body) = post_signed(
+        &daemon,
+        "/v1/owner/kill-switch",
+        &owner.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(wallet(&daemon, &wid).await["frozen"].is_object());
 }

@@ -115,7 +115,10 @@ async def approve_scenario(session):
     await session.initialize()
     tx = os.environ["APPROVE_TX"]
     pending = await session.call_tool("list_pending_approvals", {})
-    out["pending"] = [t["id"] for t in pending.structured_content["transactions"]]
+    out["pending"] = [
+        {"id": a["transaction"]["id"], "page": (a["approve"] or {}).get("approvalPage")}
+        for a in pending.structured_content["approvals"]
+    ]
     message = os.environ["OWNER_MESSAGE"]
     forged = await session.call_tool(
         "approve_transaction", {"id": tx, "owner_message": message, "owner_signature": "0x" + "11" * 65}
