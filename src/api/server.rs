@@ -29,6 +29,8 @@ pub struct AppState {
 struct Mcp {
     streamable: McpService,
     sse: Arc<SseSessions>,
+    /// Cancelled at shutdown: ends every streamable HTTP session and its open GET stream.
+    streamable_stop: tokio_util::sync::CancellationToken,
 }
 
 type McpService = rmcp::transport::streamable_http_server::StreamableHttpService<
@@ -167,6 +169,7 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
     cfg.allowed_hosts = mcp_hosts;
     cfg.allowed_origins = mcp_origins;
     cfg.max_request_body_bytes = max_body;
+    let streamable_stop = cfg.cancellation_token.clone();
     let host = format!("127.0.0.1:{}", addr.port());
     let sse = SseSessions::new(app.clone(), host.clone(), max_body);
     let rest = app.clone();
@@ -180,7 +183,11 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
         Default::default(),
         cfg,
     );
-    let _ = state.mcp.set(Mcp { streamable, sse });
+    let _ = state.mcp.set(Mcp {
+        streamable,
+        sse,
+        streamable_stop,
+    });
     (app, state)
 }
 
@@ -329,6 +336,7 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
             // Open event streams never end on their own: end them, or shutdown waits forever.
             if let Some(mcp) = state.mcp.get() {
                 mcp.sse.close_all();
+                mcp.streamable_stop.cancel();
             }
         })
         .await?;

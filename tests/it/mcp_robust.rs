@@ -251,3 +251,41 @@ async fn a_client_that_disconnects_mid_transfer_never_leaves_it_half_done() {
         "recipient paid exactly twice 0.01 ETH"
     );
 }
+
+/// A client's open standalone GET stream on `/mcp` ends at shutdown instead of holding the
+/// graceful shutdown up forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_mcp_stream_ends_at_shutdown() {
+    let mut daemon = Daemon::start(Opts::default()).await;
+    let (_, token) = daemon.wallet_and_token().await;
+    let version = "2025-11-25";
+    let session = session_at(&daemon, &token, version).await;
+    let stream = http()
+        .get(format!("{}/mcp", daemon.url))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", version)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{:?}",
+        stream.headers()
+    );
+    let stop = tokio::task::spawn_blocking(move || daemon.terminate());
+    let status = tokio::time::timeout(Duration::from_secs(20), stop)
+        .await
+        .expect("graceful shutdown waited on an open /mcp stream")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    tokio::time::timeout(Duration::from_secs(5), stream.bytes())
+        .await
+        .expect("the stream is still open after shutdown")
+        .ok();
+}
