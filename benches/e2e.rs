@@ -67,7 +67,7 @@ fn init(root: &Path, anvil_url: &str, kdf: (u32, u32, u32)) -> (PathBuf, String,
     write_private(
         &data.join("config.toml"),
         &format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\n[keystore]\nargon2_memory_kib = {}\nargon2_iterations = {}\nargon2_parallelism = {}\n[log]\nlevel = \"warn\"\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{anvil_url}\"\nchain_id = 31337\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[keystore]\nargon2_memory_kib = {}\nargon2_iterations = {}\nargon2_parallelism = {}\n[log]\nlevel = \"warn\"\n[autostop]\nburst_requests = 0\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{anvil_url}\"\nchain_id = 31337\n",
             kdf.0, kdf.1, kdf.2
         ),
     );
@@ -479,15 +479,10 @@ async fn main() {
         mcp.cancel().await.unwrap();
     }
     println!("daemon RSS after all load: {:.1} MiB", rss_kib(pid) as f64 / 1024.0);
-    // A transfer that the chain mined but the daemon recorded FAILED ("nonce too low" on a
-    // re-broadcast of its own bytes) is a known daemon bug, rare and timing-dependent: it fails
-    // the full run; the few calls of the smoke run under `cargo test` only report it.
-    if full {
-        assert_eq!(
-            not_confirmed, 0,
-            "MCP transfers that did not end CONFIRMED (printed above)"
-        );
-    } else if not_confirmed > 0 {
-        println!("WARNING: {not_confirmed} MCP transfer(s) did not end CONFIRMED (printed above)");
-    }
+    // Every transfer here is within policy on a healthy local chain: one that does not end
+    // CONFIRMED is a daemon bug (as "nonce too low" on a re-broadcast once was).
+    assert_eq!(
+        not_confirmed, 0,
+        "MCP transfers that did not end CONFIRMED (printed above)"
+    );
 }

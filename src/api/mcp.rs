@@ -198,15 +198,19 @@ pub struct PendingApprovals {
     pub approvals: Vec<PendingApproval>,
 }
 
-/// A transfer waiting for its owner, and what the owner needs to decide it.
+/// A transfer waiting for its owner, and what the owner needs to decide it. Show the owner
+/// the page, or the message to sign with their own wallet (e.g. `cast wallet sign`); pass the
+/// message and their signature to `approve_transaction` unchanged.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct PendingApproval {
     pub transaction: dto::Transaction,
-    /// The exact text the owner signs to approve it (valid until its `expiresAt`; ask for a
-    /// fresh one after that), and `approvalPage`, where the owner can review and sign it with
-    /// their own wallet. Show the owner the page or the message; pass what they return to
-    /// `approve_transaction` unchanged. `null` when no message can be issued right now.
-    pub approve: Option<dto::OwnerMessage>,
+    /// Where the owner reviews the transfer and signs with their wallet.
+    pub approval_page: Option<String>,
+    /// The exact text the owner signs to approve; `null` when none can be issued right now.
+    pub owner_message: Option<String>,
+    /// When `ownerMessage` stops being accepted; list again for a fresh one.
+    pub message_expires_at: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -371,8 +375,17 @@ impl BursarMcp {
             let path = format!("/v1/transactions/{}/approval-message", urlencode(&transaction.id));
             // Each message carries a fresh single-use nonce; without one (the agent's nonce
             // pool is full, the owner was removed) the transfer is still listed.
-            let approve = self.call(&ctx, "GET", &path, None).await.ok().map(|Json(m)| m);
-            approvals.push(PendingApproval { transaction, approve });
+            let message: Option<dto::OwnerMessage> = self.call(&ctx, "GET", &path, None).await.ok().map(|Json(m)| m);
+            let (approval_page, owner_message, message_expires_at) = match message {
+                Some(m) => (m.approval_page, Some(m.message), Some(m.expires_at)),
+                None => (None, None, None),
+            };
+            approvals.push(PendingApproval {
+                transaction,
+                approval_page,
+                owner_message,
+                message_expires_at,
+            });
         }
         Ok(Json(PendingApprovals { approvals }))
     }

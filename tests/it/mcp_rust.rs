@@ -206,10 +206,10 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
     let approvals = waiting["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{waiting}");
     assert_eq!(approvals[0]["transaction"]["id"], pending["id"]);
-    let approve = &approvals[0]["approve"];
     let page = format!("{}/approve/{}", daemon.url, pending["id"].as_str().unwrap());
-    assert_eq!(approve["approvalPage"], json!(page), "{waiting}");
-    let message = approve["message"].as_str().unwrap();
+    assert_eq!(approvals[0]["approvalPage"], json!(page), "{waiting}");
+    assert!(approvals[0]["messageExpiresAt"].is_string(), "{waiting}");
+    let message = approvals[0]["ownerMessage"].as_str().unwrap();
     assert!(message.contains("bursar:approve"), "{message}");
     // The agent cannot forge the owner: a made-up signature is refused, nothing changes.
     for tool in ["approve_transaction", "reject_transaction"] {

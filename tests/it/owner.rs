@@ -663,7 +663,11 @@ async fn python_mcp_client_relays_an_owner_approval_and_cannot_forge_one() {
         ],
     );
     let page = format!("{}/approve/{id}", daemon.url);
-    assert_eq!(out["pending"], json!([{ "id": id, "page": page }]), "{out}");
+    assert_eq!(
+        out["pending"],
+        json!([{ "id": id, "page": page, "signable": true }]),
+        "{out}"
+    );
     assert_eq!(out["forged"]["isError"], true, "{out}");
     assert!(out["forged"]["text"].as_str().unwrap().contains("owner"), "{out}");
     assert_eq!(out["approved"]["isError"], false, "{out}");

@@ -116,7 +116,7 @@ async def approve_scenario(session):
     tx = os.environ["APPROVE_TX"]
     pending = await session.call_tool("list_pending_approvals", {})
     out["pending"] = [
-        {"id": a["transaction"]["id"], "page": (a["approve"] or {}).get("approvalPage")}
+        {"id": a["transaction"]["id"], "page": a["approvalPage"], "signable": bool(a["ownerMessage"])}
         for a in pending.structured_content["approvals"]
     ]
     message = os.environ["OWNER_MESSAGE"]
