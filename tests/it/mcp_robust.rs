@@ -289,3 +289,77 @@ async fn an_open_mcp_stream_ends_at_shutdown() {
         .expect("the stream is still open after shutdown")
         .ok();
 }
+
+/// The 2026-07-28 revision as far as rmcp 3.11 implements it: no `initialize`, no MCP
+/// session; every request carries its protocol version and client capabilities in `_meta`,
+/// and its method (and tool name) in `Mcp-Method` / `Mcp-Name` headers. The bearer token is
+/// still checked on every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_serves_the_stateless_2026_07_28_revision() {
+    let daemon = Daemon::start(Opts::default()).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let version = "2026-07-28";
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": "bursar-test", "version": "0" },
+    });
+    let stateless = |token: String, method: &'static str, name: Option<&'static str>, params: Value| {
+        let url = format!("{}/mcp", daemon.url);
+        async move {
+            let mut req = http()
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", version)
+                .header("mcp-method", method)
+                .json(&request(1, method, params));
+            if let Some(name) = name {
+                req = req.header("mcp-name", name);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            assert!(
+                res.headers().get("mcp-session-id").is_none(),
+                "no session in 2026-07-28"
+            );
+            let text = res.text().await.unwrap();
+            let message: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+                let data = text.lines().filter_map(|l| l.strip_prefix("data:")).next_back();
+                serde_json::from_str(data.unwrap_or("null").trim()).unwrap()
+            });
+            (status, message)
+        }
+    };
+    let (status, discover) = stateless(token.clone(), "server/discover", None, json!({ "_meta": meta })).await;
+    assert_eq!(status, 200, "{discover}");
+    assert!(discover["result"]["capabilities"]["tools"].is_object(), "{discover}");
+    let (_, list) = stateless(token.clone(), "tools/list", None, json!({ "_meta": meta })).await;
+    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(11), "{list}");
+    let call = json!({ "name": "get_address", "arguments": {}, "_meta": meta });
+    let (_, addr) = stateless(token.clone(), "tools/call", Some("get_address"), call.clone()).await;
+    assert_eq!(
+        addr["result"]["structuredContent"]["address"], wallet["address"],
+        "{addr}"
+    );
+    // Without `_meta` the request is refused, naming what is missing.
+    let bare = json!({ "name": "get_address", "arguments": {} });
+    let (_, refused) = stateless(token.clone(), "tools/call", Some("get_address"), bare).await;
+    assert!(is_error(&refused), "{refused}");
+    assert!(refused.to_string().contains("protocolVersion"), "{refused}");
+    // No session means nothing to hide behind: a revoked token is refused at once.
+    let (_, sessions) = daemon.master(Method::GET, "/v1/sessions", None).await;
+    let revoke = format!("/v1/sessions/{}", sessions[0]["id"].as_str().unwrap());
+    assert_eq!(daemon.master(Method::DELETE, &revoke, None).await.0, 200);
+    let res = http()
+        .post(format!("{}/mcp", daemon.url))
+        .bearer_auth(&token)
+        .header("mcp-protocol-version", version)
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get_address")
+        .json(&request(1, "tools/call", call))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
