@@ -90,7 +90,8 @@ impl IntoCallToolResult for ToolError {
 
 /// A tool's arguments. rmcp's `Parameters` (the `#[tool]` macro finds the input schema by
 /// this name), except that a malformed argument is an invalid-params error that names it
-/// ("`amount`: invalid type: integer `5`, expected a string"), not serde's bare message.
+/// ("invalid argument `amount`: invalid type: integer `5`, expected a string"), not serde's
+/// bare message.
 pub struct Parameters<P>(pub P);
 
 impl<P: JsonSchema> JsonSchema for Parameters<P> {

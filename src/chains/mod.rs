@@ -127,7 +127,8 @@ impl Adapter {
         }
     }
 
-    /// How many transactions from `from` are in the latest block: every nonce below it is used.
+    /// The account's nonce at the latest block (how many of its transactions are mined):
+    /// every nonce below it is used.
     pub async fn mined_nonce(&self, from: &Address) -> Result<u64, ChainError> {
         match self {
             #[cfg(feature = "evm")]

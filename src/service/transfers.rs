@@ -619,8 +619,13 @@ impl Service {
         Ok(Some(tx.clone()))
     }
 
-    async fn fail(&self, mut tx: TxRecord, locks: &WalletLocks, error: String) -> Result<TxRecord> {
+    async fn fail(&self, tx: TxRecord, locks: &WalletLocks, error: String) -> Result<TxRecord> {
         let _decide = locks.decide.lock().await;
+        self.fail_locked(tx, error)
+    }
+
+    /// [`Service::fail`] for a caller that holds the wallet's `decide` lock.
+    fn fail_locked(&self, mut tx: TxRecord, error: String) -> Result<TxRecord> {
         let mut batch = Batch::new();
         self.finish(&mut batch, &mut tx, TxState::Failed, Some(error.clone()))?;
         self.save_tx(
@@ -773,7 +778,7 @@ impl Service {
         &self,
         adapter: &Adapter,
         wallet: &WalletRecord,
-        mut tx: TxRecord,
+        tx: TxRecord,
         locks: &WalletLocks,
         next_nonce: &mut Option<u64>,
         reason: String,
@@ -784,6 +789,12 @@ impl Service {
         let mined_nonce = adapter.mined_nonce(&wallet.address()?).await?;
         if mined_nonce <= nonce || matches!(adapter.status(&hash).await?, TxStatus::Mined { .. }) {
             tracing::warn!(tx = %tx.id, reason = %reason, "re-broadcast refused; still waiting for the transaction");
+            return Ok(tx);
+        }
+        // Fresh under the lock: a concurrent confirmation may have seen the receipt meanwhile.
+        let _decide = locks.decide.lock().await;
+        let mut tx = self.tx(tx.wallet_id, tx.id)?;
+        if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Ok(tx);
         }
         let now = now();
@@ -808,7 +819,7 @@ impl Service {
         }
         *next_nonce = None;
         let error = format!("dropped: nonce {nonce} was used by another transaction ({reason})");
-        self.fail(tx, locks, error).await
+        self.fail_locked(tx, error)
     }
 
     /// One pass over every active transfer: execute due DELAYs, expire approvals, reconcile
