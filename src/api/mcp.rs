@@ -193,6 +193,42 @@ pub struct TransactionList {
     pub transactions: Vec<dto::Transaction>,
 }
 
+/// `transfer`'s answer: the transaction and, when it is not final, what happens next.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct TransferOutcome {
+    #[serde(flatten)]
+    pub transaction: dto::Transaction,
+    /// DELAYED, PENDING_APPROVAL or SUBMITTED: what happens next and what you can do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl From<dto::Transaction> for TransferOutcome {
+    fn from(t: dto::Transaction) -> Self {
+        let when = |at: &Option<String>| at.clone().unwrap_or_else(|| "?".into());
+        let next = match t.status.as_str() {
+            "DELAYED" => Some(format!(
+                "Not sent yet: it executes at {} unless cancelled. To stop it, call cancel_transaction with id {} before then.",
+                when(&t.executes_at),
+                t.id
+            )),
+            "PENDING_APPROVAL" => Some(format!(
+                "Waiting for the owner's approval (transaction id {}, expires {}). Only the owner can approve it, with \
+                 their own wallet, out of band: list_pending_approvals gives the page and the message they sign. Do \
+                 not send it again; cancel_transaction withdraws it.",
+                t.id,
+                when(&t.expires_at)
+            )),
+            "SUBMITTED" | "SIGNED" => Some(format!(
+                "Sent, not yet confirmed. Check with get_transaction id {}; do not send it again.",
+                t.id
+            )),
+            _ => None,
+        };
+        Self { transaction: t, next }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PendingApprovals {
     /// Newest first, at most 20.
@@ -292,12 +328,14 @@ impl BursarMcp {
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<TransferParams>,
-    ) -> Result<Json<dto::Transaction>, ToolError> {
+    ) -> Result<Json<TransferOutcome>, ToolError> {
         let body = serde_json::json!({
             "to": p.to, "amount": p.amount, "amountBaseUnits": p.amount_base_units, "token": p.token,
             "idempotencyKey": p.idempotency_key, "memo": p.memo,
         });
-        self.call(&ctx, "POST", "/v1/transactions/send", Some(body)).await
+        let Json(transaction): Json<dto::Transaction> =
+            self.call(&ctx, "POST", "/v1/transactions/send", Some(body)).await?;
+        Ok(Json(transaction.into()))
     }
 
     /// Dry run of a transfer: the tier it would get (or that it would be denied), the reasons,

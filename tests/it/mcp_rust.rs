@@ -175,6 +175,16 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
         .await;
     assert_eq!(delayed["status"], "DELAYED", "{delayed}");
     assert!(delayed["executesAt"].is_string());
+    let next = delayed["next"].as_str().unwrap();
+    assert!(
+        next.contains("cancel_transaction") && next.contains(delayed["id"].as_str().unwrap()),
+        "{next}"
+    );
+    assert!(next.contains(delayed["executesAt"].as_str().unwrap()), "{next}");
+    assert!(
+        sent["next"].is_null(),
+        "a CONFIRMED transfer needs no next step: {sent}"
+    );
     let cancelled = s.ok("cancel_transaction", json!({ "id": delayed["id"] })).await;
     assert_eq!(cancelled["status"], "CANCELLED");
 
@@ -202,6 +212,11 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
         )
         .await;
     assert_eq!(pending["status"], "PENDING_APPROVAL", "{pending}");
+    let next = pending["next"].as_str().unwrap();
+    assert!(
+        next.contains("owner") && next.contains(pending["id"].as_str().unwrap()),
+        "{next}"
+    );
     let waiting = s.ok("list_pending_approvals", json!({})).await;
     let approvals = waiting["approvals"].as_array().unwrap();
     assert_eq!(approvals.len(), 1, "{waiting}");

@@ -389,15 +389,21 @@ async fn random_kills_during_a_burst_never_double_spend() {
 /// so all confirm with nonces 0..n. (Identical transfers signed at the same nonce are the
 /// same bytes: a reused nonce shows as two CONFIRMED records for one payment on chain.)
 /// The scan order is random: several racers, several trials.
+/// A daemon that aborts right after committing a transfer's signed bytes (before broadcast).
+async fn dies_after_signing(anvil: &Anvil) -> Daemon {
+    let mut daemon = Daemon::init(opts(anvil));
+    daemon.env = vec![("BURSAR_TEST_FAULT".into(), "after_sign".into())];
+    daemon.spawn().await;
+    daemon
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_signed_before_the_crash_keeps_its_nonce() {
     const RACERS: usize = 5;
     let cent = eth(1) / U256::from(100);
     for trial in 0..3 {
         let anvil = Anvil::start().await;
-        let mut daemon = Daemon::init(opts(&anvil));
-        daemon.env = vec![("BURSAR_TEST_FAULT".into(), "after_sign".into())];
-        daemon.spawn().await;
+        let mut daemon = dies_after_signing(&anvil).await;
         let (wallet, token) = setup(&anvil, &daemon, json!({ "instant_max": "1" }), false).await;
         let before = balance_of(&anvil, RECIPIENT).await;
         let keys: Vec<String> = (0..RACERS).map(|i| format!("t{trial}-{i}")).collect();
@@ -432,9 +438,7 @@ async fn a_transfer_signed_before_the_crash_keeps_its_nonce() {
 async fn a_signed_transfer_whose_nonce_another_transaction_took_fails_after_the_grace() {
     const GRACE: i64 = 2;
     let anvil = Anvil::start().await;
-    let mut daemon = Daemon::init(opts(&anvil));
-    daemon.env = vec![("BURSAR_TEST_FAULT".into(), "after_sign".into())];
-    daemon.spawn().await;
+    let mut daemon = dies_after_signing(&anvil).await;
     let (wallet, token) = setup(&anvil, &daemon, json!({ "instant_max": "1" }), false).await;
     let before = balance_of(&anvil, RECIPIENT).await;
     assert!(
