@@ -51,6 +51,9 @@ pub struct Spent {
 pub(super) struct WalletLocks {
     pub(super) decide: tokio::sync::Mutex<()>,
     pub(super) nonce: tokio::sync::Mutex<Option<u64>>,
+    /// Signed transfers whose re-broadcast the node refused while their nonce is still open:
+    /// warned about once, not on every worker pass.
+    refused: std::sync::Mutex<std::collections::HashSet<TxId>>,
 }
 
 const MAX_MEMO_CHARS: usize = 256;
@@ -787,8 +790,13 @@ impl Service {
             return Ok(tx);
         };
         let mined_nonce = adapter.mined_nonce(&wallet.address()?).await?;
-        if mined_nonce <= nonce || matches!(adapter.status(&hash).await?, TxStatus::Mined { .. }) {
-            tracing::warn!(tx = %tx.id, reason = %reason, "re-broadcast refused; still waiting for the transaction");
+        if matches!(adapter.status(&hash).await?, TxStatus::Mined { .. }) {
+            return Ok(tx);
+        }
+        if mined_nonce <= nonce {
+            if locks.refused.lock().expect("refused").insert(tx.id) {
+                tracing::warn!(tx = %tx.id, nonce, reason = %reason, "re-broadcast refused while its nonce is open; the transfer keeps waiting (it may still be mined)");
+            }
             return Ok(tx);
         }
         // Fresh under the lock: a concurrent confirmation may have seen the receipt meanwhile.
