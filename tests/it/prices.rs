@@ -29,6 +29,28 @@ async fn stub(answer: Arc<Mutex<Value>>) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// A daemon with `extra` price config, a wallet with an owner (so APPROVAL is a tier, not a
+/// denial) and one USD `SPENDING_LIMIT` with `rules`; returns the daemon and a session token.
+async fn priced(anvil: &crate::harness::Anvil, extra: String, rules: Value) -> (Daemon, String) {
+    let daemon = Daemon::start(Opts {
+        anvil_url: Some(anvil.url.clone()),
+        extra_config: extra,
+        ..Opts::default()
+    })
+    .await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    let owner = json!({ "address": crate::harness::ANVIL_KEY0_ADDR });
+    let (status, _) = daemon
+        .master(Method::PUT, &format!("/v1/wallets/{wid}/owner"), Some(owner))
+        .await;
+    assert_eq!(status, 200);
+    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": rules });
+    let (status, _) = daemon.master(Method::POST, "/v1/policies", Some(policy)).await;
+    assert_eq!(status, 201);
+    (daemon, token)
+}
+
 async fn tier(daemon: &Daemon, token: &str) -> Value {
     let (status, c) = daemon
         .session(
@@ -69,25 +91,12 @@ async fn fresh_stale_and_missing_http_prices() {
     let extra = format!(
         "\n[prices]\nmax_age_seconds = 60\n\n[prices.http]\nbase_url = \"{base}\"\nrefresh_seconds = 1\n\n[prices.http.ids]\nETH = \"ethereum\"\n"
     );
-    let daemon = Daemon::start(Opts {
-        anvil_url: Some(anvil.url.clone()),
-        extra_config: extra,
-        ..Opts::default()
-    })
+    let (daemon, token) = priced(
+        &anvil,
+        extra,
+        json!({ "instant_max_usd": "500", "notify_max_usd": "1000" }),
+    )
     .await;
-    let (wallet, token) = daemon.wallet_and_token().await;
-    let wid = wallet["id"].as_str().unwrap();
-    daemon
-        .master(
-            Method::PUT,
-            &format!("/v1/wallets/{wid}/owner"),
-            Some(json!({ "address": crate::harness::ANVIL_KEY0_ADDR })),
-        )
-        .await;
-    let (status, _) = daemon
-        .master(Method::POST, "/v1/policies", Some(json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max_usd": "500", "notify_max_usd": "1000" } })))
-        .await;
-    assert_eq!(status, 201);
 
     // 0.1 ETH at $2000.50 = $200.05: within instant_max_usd.
     let c = wait_tier(&daemon, &token, "INSTANT").await;
@@ -110,28 +119,7 @@ async fn an_unreachable_price_source_fails_closed_from_the_start() {
         free_port()
     );
     let anvil = crate::harness::Anvil::start().await;
-    let daemon = Daemon::start(Opts {
-        anvil_url: Some(anvil.url.clone()),
-        extra_config: extra,
-        ..Opts::default()
-    })
-    .await;
-    let (wallet, token) = daemon.wallet_and_token().await;
-    let wid = wallet["id"].as_str().unwrap();
-    daemon
-        .master(
-            Method::PUT,
-            &format!("/v1/wallets/{wid}/owner"),
-            Some(json!({ "address": crate::harness::ANVIL_KEY0_ADDR })),
-        )
-        .await;
-    daemon
-        .master(
-            Method::POST,
-            "/v1/policies",
-            Some(json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max_usd": "1000000" } })),
-        )
-        .await;
+    let (daemon, token) = priced(&anvil, extra, json!({ "instant_max_usd": "1000000" })).await;
     let c = tier(&daemon, &token).await;
     assert_eq!(c["tier"], "APPROVAL", "{c}");
     assert!(c["trace"].to_string().contains("price"), "{c}");
