@@ -268,8 +268,13 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
-    /// Failed master-password attempts allowed per minute before every attempt gets 429.
+    /// Wrong master passwords audited per source and minute; past it, wrong ones get 429
+    /// (after a growing delay). The right password is never refused for rate reasons.
     pub master_auth_failures_per_minute: u32,
+    /// Owner proofs that failed for one wallet per minute before unverified ones get 429
+    /// and are no longer audited. A proof the owner really signed is never refused for rate
+    /// reasons; junk that names no wallet with an owner counts nowhere.
+    pub owner_auth_failures_per_minute: u32,
     /// The daemon's address as operators reach it, for links in notifications (e.g. the
     /// approval page). Empty: `http://<bind>`.
     pub public_url: String,
@@ -283,6 +288,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             master_auth_failures_per_minute: 10,
+            owner_auth_failures_per_minute: 10,
             public_url: String::new(),
         }
     }
@@ -400,10 +406,27 @@ pub struct ChainConfig {
     #[serde(default = "sixty")]
     #[schemars(range(min = 1, max = 86400))]
     pub dropped_after_seconds: u64,
+    /// Milliseconds to open a connection to the node before the call fails.
+    #[serde(default = "rpc_connect_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub rpc_connect_timeout_ms: u64,
+    /// Milliseconds one RPC call may take in all (connect, send, answer) before it fails.
+    /// Nothing that stops money (kill switch, cancel, revoke) ever waits on it.
+    #[serde(default = "rpc_timeout_ms")]
+    #[schemars(range(min = 1, max = 600000))]
+    pub rpc_timeout_ms: u64,
 }
 
 fn one() -> u64 {
     1
+}
+
+fn rpc_connect_timeout_ms() -> u64 {
+    3_000
+}
+
+fn rpc_timeout_ms() -> u64 {
+    15_000
 }
 
 fn sixty() -> u64 {
@@ -421,9 +444,11 @@ pub struct Chain {
     pub native_decimals: u8,
     pub confirmations: u64,
     pub dropped_after: std::time::Duration,
+    pub rpc_connect_timeout: std::time::Duration,
+    pub rpc_timeout: std::time::Duration,
 }
 
-const CHAIN_KEYS: [&str; 7] = [
+const CHAIN_KEYS: [&str; 9] = [
     "rpc_url",
     "chain_id",
     "native_symbol",
@@ -431,6 +456,8 @@ const CHAIN_KEYS: [&str; 7] = [
     "commitment",
     "kind",
     "dropped_after_seconds",
+    "rpc_connect_timeout_ms",
+    "rpc_timeout_ms",
 ];
 
 /// `BURSAR_*` variables that are not config overrides.
@@ -614,6 +641,11 @@ impl Config {
                 if c.dropped_after_seconds == 0 || c.dropped_after_seconds > 86_400 {
                     return Err(bad("dropped_after_seconds must be in 1..=86400"));
                 }
+                if !(1..=60_000).contains(&c.rpc_connect_timeout_ms) || !(1..=600_000).contains(&c.rpc_timeout_ms) {
+                    return Err(bad(
+                        "rpc_connect_timeout_ms must be in 1..=60000 and rpc_timeout_ms in 1..=600000",
+                    ));
+                }
                 Ok(Chain {
                     name,
                     kind,
@@ -623,6 +655,8 @@ impl Config {
                     native_decimals,
                     confirmations: c.confirmations,
                     dropped_after: std::time::Duration::from_secs(c.dropped_after_seconds),
+                    rpc_connect_timeout: std::time::Duration::from_millis(c.rpc_connect_timeout_ms),
+                    rpc_timeout: std::time::Duration::from_millis(c.rpc_timeout_ms),
                 })
             })
             .collect()

@@ -37,16 +37,19 @@ pub enum Action {
     Disconnect,
     Approve,
     Reject,
+    /// Cancel a DELAYED or PENDING_APPROVAL transfer before it is signed.
+    Cancel,
     KillSwitchOn,
     KillSwitchOff,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Connect,
         Action::Disconnect,
         Action::Approve,
         Action::Reject,
+        Action::Cancel,
         Action::KillSwitchOn,
         Action::KillSwitchOff,
     ];
@@ -57,6 +60,7 @@ impl Action {
             Action::Disconnect => "disconnect",
             Action::Approve => "approve",
             Action::Reject => "reject",
+            Action::Cancel => "cancel",
             Action::KillSwitchOn => "kill-switch-on",
             Action::KillSwitchOff => "kill-switch-off",
         }
@@ -66,9 +70,9 @@ impl Action {
         Action::ALL.into_iter().find(|a| a.as_str() == s)
     }
 
-    /// Approve and reject name one transaction; the others do not.
+    /// Approve, reject and cancel name one transaction; the others do not.
     pub fn needs_tx(self) -> bool {
-        matches!(self, Action::Approve | Action::Reject)
+        matches!(self, Action::Approve | Action::Reject | Action::Cancel)
     }
 }
 
@@ -113,11 +117,36 @@ pub struct Subject {
 }
 
 impl Subject {
-    /// Hex SHA-256 of the fields in a fixed order (struct order; serde_json keeps it).
-    pub fn digest(&self) -> String {
+    /// Hex SHA-256 of the action and the fields in a fixed order (struct order; serde_json
+    /// keeps it). The action is part of it, so an approve and a reject (or cancel) message
+    /// for one transaction never carry the same digest.
+    pub fn digest(&self, action: Action) -> String {
         let canonical = serde_json::to_vec(self).expect("a struct of strings serialises");
-        hex::encode(Sha256::digest(canonical))
+        let mut hasher = Sha256::new();
+        hasher.update(b"bursar:");
+        hasher.update(action.as_str().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(canonical);
+        hex::encode(hasher.finalize())
     }
+}
+
+/// The first field in which `presented` differs from `expected`, ignoring nonce and times
+/// (checked on their own). Used to accept only the exact text the daemon would issue.
+pub fn first_difference(expected: &Claims, presented: &Claims) -> Option<&'static str> {
+    [
+        ("domain", expected.domain == presented.domain),
+        ("owner address", expected.owner == presented.owner),
+        ("chain", expected.chain_id == presented.chain_id),
+        ("action", expected.action == presented.action),
+        ("wallet", expected.wallet == presented.wallet),
+        ("transaction", expected.tx == presented.tx),
+        ("transaction digest", expected.digest == presented.digest),
+        ("statement", expected.statement == presented.statement),
+        ("URI", expected.uri == presented.uri),
+    ]
+    .into_iter()
+    .find_map(|(field, same)| (!same).then_some(field))
 }
 
 const EVM_PREAMBLE: &str = " wants you to sign in with your Ethereum account:";
@@ -450,6 +479,23 @@ mod tests {
     }
 
     #[test]
+    fn first_difference_names_the_field() {
+        let c = claims(Action::Approve, OWNER);
+        assert_eq!(first_difference(&c, &c.clone()), None);
+        let mut other = c.clone();
+        other.nonce = "ffff".into();
+        other.issued_at += 5;
+        assert_eq!(first_difference(&c, &other), None, "nonce and times are checked apart");
+        other.statement = "Approve sending 0.01 ETH.".into();
+        assert_eq!(first_difference(&c, &other), Some("statement"));
+        other.action = Action::Reject;
+        assert_eq!(first_difference(&c, &other), Some("action"));
+        let mut uri = c.clone();
+        uri.uri = "http://evil.example/approve/x".into();
+        assert_eq!(first_difference(&c, &uri), Some("URI"));
+    }
+
+    #[test]
     fn non_canonical_texts_are_refused() {
         let text = render(ChainKind::Evm, &claims(Action::Approve, OWNER)).unwrap();
         for bad in [
@@ -502,9 +548,15 @@ mod tests {
             decimals: 18,
             amount_base_units: "1".into(),
         };
-        assert_eq!(s.digest(), s.clone().digest());
+        assert_eq!(s.digest(Action::Approve), s.clone().digest(Action::Approve));
         let mut t = s.clone();
         t.amount_base_units = "2".into();
-        assert_ne!(s.digest(), t.digest());
+        assert_ne!(s.digest(Action::Approve), t.digest(Action::Approve));
+        // The action is bound: approve, reject and cancel digests all differ.
+        let digests: std::collections::HashSet<_> = [Action::Approve, Action::Reject, Action::Cancel]
+            .into_iter()
+            .map(|a| s.digest(a))
+            .collect();
+        assert_eq!(digests.len(), 3);
     }
 }

@@ -621,7 +621,7 @@ impl From<crate::service::OwnerMessage> for OwnerMessage {
             action: m.action.as_str().to_owned(),
             wallet_id: m.wallet_id.to_string(),
             owner: m.owner,
-            digest: m.subject.as_ref().map(crate::owner::Subject::digest),
+            digest: m.subject.as_ref().map(|s| s.digest(m.action)),
             subject: m.subject,
             expires_at: rfc3339(m.expires_at),
             submit_to,

@@ -249,7 +249,7 @@ pub fn docs() -> Vec<Doc> {
             .ok::<Vec<dto::Transaction>>(),
         op("tx_show", M::GET, "/v1/transactions/{id}", "Show one of the wallet's transactions").ok::<dto::Transaction>(),
         op("tx_cancel", M::POST, "/v1/transactions/{id}/cancel", "Cancel a DELAYED or PENDING_APPROVAL transfer")
-            .describe("Only before it is signed; 409 otherwise.")
+            .describe("Only before it is signed; 409 otherwise. The agent cancels its own wallet's transfers (bearer token), the operator any wallet's (master password), the owner its wallet's with a signed `cancel` message (`X-Owner-Message` / `X-Owner-Signature`, from `approval-message?action=cancel`).")
             .ok::<dto::Transaction>()
             .errors(&[409]),
         op("wallet_policies", M::GET, "/v1/wallet/policies", "The session's wallet policies (read-only)")
@@ -306,6 +306,11 @@ pub fn security(auth: Auth) -> Value {
         Auth::Master => json!([{ "master": [] }]),
         Auth::Session => json!([{ "session": [] }]),
         Auth::SessionOrMaster => json!([{ "session": [] }, { "master": [] }]),
+        Auth::SessionMasterOrOwner => json!([
+            { "session": [] },
+            { "master": [] },
+            { "ownerMessage": [], "ownerSignature": [] }
+        ]),
         Auth::Owner => json!([{ "ownerMessage": [], "ownerSignature": [] }]),
     }
 }

@@ -26,6 +26,9 @@ pub enum Auth {
     Session,
     /// Either a session token (the caller's own wallet) or the master password.
     SessionOrMaster,
+    /// Owner headers if present (verified by the use case), else a session token (the
+    /// caller's own wallet), else the master password.
+    SessionMasterOrOwner,
     /// `X-Owner-Message` + `X-Owner-Signature`: present here, verified by the handler's use
     /// case against the exact action, wallet and transaction.
     Owner,
@@ -85,7 +88,12 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/v1/transactions/check", Session, tx_check),
         route(Method::GET, "/v1/transactions", Session, tx_list),
         route(Method::GET, "/v1/transactions/{id}", Session, tx_show),
-        route(Method::POST, "/v1/transactions/{id}/cancel", Session, tx_cancel),
+        route(
+            Method::POST,
+            "/v1/transactions/{id}/cancel",
+            SessionMasterOrOwner,
+            tx_cancel,
+        ),
         route(Method::GET, "/v1/wallet/policies", Session, wallet_policies),
         route(Method::GET, "/v1/nonce", Public, owner_nonce),
         route(
@@ -199,7 +207,10 @@ async fn session_list(
 
 async fn session_revoke(State(s): State<AppState>, Extension(m): Master, Id(id): Id) -> ApiResult<dto::Session> {
     Ok(Json(
-        s.service.revoke_session(&m, id.parse().map_err(invalid_id)?)?.into(),
+        s.service
+            .revoke_session(&m, id.parse().map_err(invalid_id)?)
+            .await?
+            .into(),
     ))
 }
 
@@ -361,13 +372,23 @@ async fn tx_show(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -
     ))
 }
 
-async fn tx_cancel(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -> ApiResult<dto::Transaction> {
-    Ok(Json(
-        s.service
-            .cancel_transaction(&a, id.parse().map_err(invalid_id)?)
-            .await?
-            .into(),
-    ))
+/// The agent (its own wallet), the operator (any wallet) or the owner (a signed `cancel`
+/// message) cancels a DELAYED or PENDING_APPROVAL transfer.
+async fn tx_cancel(
+    State(s): State<AppState>,
+    owner: Option<Owner>,
+    session: Option<Session>,
+    master: Option<Master>,
+    Id(id): Id,
+) -> ApiResult<dto::Transaction> {
+    let id = id.parse().map_err(invalid_id)?;
+    let tx = match (owner, session, master) {
+        (Some(Extension(proof)), _, _) => s.service.cancel_by_owner(id, &proof).await?,
+        (None, Some(Extension(a)), _) => s.service.cancel_transaction(&a, id).await?,
+        (None, None, Some(Extension(m))) => s.service.cancel_by_master(&m, id).await?,
+        (None, None, None) => return Err(ServiceError::Unauthenticated("credentials missing").into()),
+    };
+    Ok(Json(tx.into()))
 }
 
 // ---- owner control -------------------------------------------------------------------

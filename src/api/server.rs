@@ -154,6 +154,7 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
             Auth::SessionOrMaster => r
                 .handler
                 .route_layer(from_fn_with_state(state.clone(), require_session_or_master)),
+            Auth::SessionMasterOrOwner => r.handler.route_layer(from_fn_with_state(state.clone(), require_any)),
             Auth::Owner => r.handler.route_layer(axum::middleware::from_fn(require_owner)),
         };
         router = router.route(r.path, handler);
@@ -206,7 +207,12 @@ async fn guard_and_headers(State(state): State<AppState>, req: Request, next: Ne
 
 async fn require_master(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req.headers().get("x-master-password").map(|v| v.as_bytes().to_vec());
-    match state.service.authenticate_master(presented.as_deref()) {
+    // The peer address keys the failure delay; in-process calls (MCP tools) have none.
+    let source = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match state.service.authenticate_master(presented.as_deref(), source).await {
         Ok(auth) => {
             req.extensions_mut().insert(auth);
             next.run(req).await
@@ -242,6 +248,16 @@ async fn require_session_or_master(State(state): State<AppState>, req: Request, 
         require_session(State(state), req, next).await
     } else {
         require_master(State(state), req, next).await
+    }
+}
+
+/// Owner headers if present (the use case verifies them), else a session token, else the
+/// master password.
+async fn require_any(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.headers().contains_key("x-owner-message") || req.headers().contains_key("x-owner-signature") {
+        require_owner(req, next).await
+    } else {
+        require_session_or_master(State(state), req, next).await
     }
 }
 

@@ -42,14 +42,26 @@ pub struct EvmChain {
 }
 
 impl EvmChain {
-    pub fn new(config: ChainConfig) -> Self {
+    /// The node is reached with the chain's connect and total timeouts on every call, so no
+    /// caller waits on a node that accepts connections and never answers.
+    pub fn new(config: ChainConfig) -> Result<Self, ChainError> {
         let url = config.rpc_url.parse().expect("rpc_url validated by config");
-        Self {
-            provider: RootProvider::new_http(url),
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.rpc_connect_timeout)
+            .timeout(config.rpc_timeout)
+            .build()
+            .map_err(|e| ChainError::Unreachable {
+                chain: config.name.to_string(),
+                // reqwest's text names the cause (e.g. no TLS root certificates), never the URL.
+                detail: format!("cannot set up the HTTP client: {e}"),
+            })?;
+        let client = alloy::rpc::client::RpcClient::new_http_with_client(http, url);
+        Ok(Self {
+            provider: RootProvider::new(client),
             config,
             chain_id_checked: OnceCell::new(),
             tokens: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn config(&self) -> &ChainConfig {

@@ -183,19 +183,19 @@ fn unavailable(c: &ChainConfig) -> ChainError {
 pub struct Chains(BTreeMap<ChainName, Adapter>);
 
 impl Chains {
-    pub fn new(configs: Vec<ChainConfig>) -> Self {
+    pub fn new(configs: Vec<ChainConfig>) -> Result<Self, ChainError> {
         let map = configs
             .into_iter()
             .map(|cfg| {
                 let adapter = match cfg.kind {
                     #[cfg(feature = "evm")]
-                    ChainKind::Evm => Adapter::Evm(evm::EvmChain::new(cfg.clone())),
+                    ChainKind::Evm => Adapter::Evm(evm::EvmChain::new(cfg.clone())?),
                     _ => Adapter::Unavailable(cfg.clone()),
                 };
-                (cfg.name, adapter)
+                Ok((cfg.name, adapter))
             })
-            .collect();
-        Self(map)
+            .collect::<Result<_, ChainError>>()?;
+        Ok(Self(map))
     }
 
     pub fn get(&self, name: &ChainName) -> Option<&Adapter> {

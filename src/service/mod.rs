@@ -147,7 +147,7 @@ pub struct Service {
     sessions: RwLock<Arc<SessionKeys>>,
     daemon: RwLock<DaemonRecord>,
     chains: Chains,
-    master_failures: FailureWindow,
+    master_failures: FailureWindows<Option<std::net::IpAddr>>,
     /// Serialises read-modify-write use cases (sessions, key changes) so two requests
     /// cannot both act on the same stale record.
     write_lock: Mutex<()>,
@@ -166,31 +166,47 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// Failed authentications of one kind in the last minute: past `limit`, every attempt is
-/// refused (429) until the window clears.
-#[derive(Default)]
-pub(crate) struct FailureWindow(Mutex<VecDeque<Instant>>);
+/// Failed authentications in the last minute, counted per key (a source address for the
+/// master password, a wallet for owner proofs). A count only ever slows or refuses *wrong*
+/// credentials: the caller checks the credential first, so a right one is never refused
+/// because someone else sent wrong ones (that would hand the agent a switch that turns the
+/// brakes off).
+pub(crate) struct FailureWindows<K>(Mutex<std::collections::HashMap<K, VecDeque<Instant>>>);
 
-impl FailureWindow {
+impl<K> Default for FailureWindows<K> {
+    fn default() -> Self {
+        Self(Mutex::new(std::collections::HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Copy> FailureWindows<K> {
     const WINDOW: Duration = Duration::from_secs(60);
+    /// Keys kept at most; past it, keys whose window is empty are dropped.
+    const MAX_KEYS: usize = 4096;
 
-    fn check(&self, limit: usize) -> Result<()> {
-        let mut failures = self.0.lock().expect("failures lock");
+    /// Records a failure for `key`; the count in its window, this one included.
+    fn record(&self, key: K) -> usize {
+        let mut all = self.0.lock().expect("failures lock");
+        if all.len() >= Self::MAX_KEYS {
+            all.retain(|_, v| v.back().is_some_and(|t| t.elapsed() <= Self::WINDOW));
+        }
+        let failures = all.entry(key).or_default();
         while failures.front().is_some_and(|t| t.elapsed() > Self::WINDOW) {
             failures.pop_front();
         }
-        if failures.len() >= limit {
-            return Err(ServiceError::RateLimited);
+        // Bounded: the count saturates at a size that no limit reaches.
+        if failures.len() < 100_000 {
+            failures.push_back(Instant::now());
         }
-        Ok(())
-    }
-
-    /// Records a failure; the count in the window, this one included.
-    fn record(&self) -> usize {
-        let mut failures = self.0.lock().expect("failures lock");
-        failures.push_back(Instant::now());
         failures.len()
     }
+}
+
+/// How long a wrong master password waits before its answer: nothing for the first few in a
+/// minute from one source, then growing by 100 ms per failure up to 2 s.
+fn master_failure_delay(recent_failures: usize) -> Duration {
+    let n = u64::try_from(recent_failures.saturating_sub(3)).unwrap_or(u64::MAX);
+    Duration::from_millis(n.saturating_mul(100).min(2_000))
 }
 
 pub fn now() -> i64 {
@@ -261,7 +277,7 @@ impl Service {
             })?;
         }
         store.audit(AuditEvent::new("unlock", "master").detail(serde_json::json!({ "wallets": wallets.len() })))?;
-        let chains = Chains::new(config.chains().map_err(ServiceError::Config)?);
+        let chains = Chains::new(config.chains().map_err(ServiceError::Config)?)?;
         let prices = crate::prices::Prices::new(&config.prices);
         let notifier = Notifier::new(&config.notifications).map_err(ServiceError::Config)?;
         Ok(Self {
@@ -271,7 +287,7 @@ impl Service {
             keys: RwLock::new(Arc::new(unlocked)),
             daemon: RwLock::new(daemon),
             chains,
-            master_failures: FailureWindow::default(),
+            master_failures: FailureWindows::default(),
             write_lock: Mutex::new(()),
             prices,
             wallet_locks: Mutex::new(Default::default()),
@@ -296,17 +312,21 @@ impl Service {
 
     // ---- authentication ----------------------------------------------------------------
 
-    /// Checks a presented master password: keyed MAC, constant time, no KDF. Failures are
-    /// audited and rate-limited: past the configured number per minute every attempt,
-    /// right or wrong, is refused until the window clears.
-    pub fn authenticate_master(&self, presented: Option<&[u8]>) -> Result<MasterAuth> {
-        let limit = self.config.server.master_auth_failures_per_minute as usize;
-        self.master_failures.check(limit)?;
+    /// Checks a presented master password: keyed MAC, constant time, no KDF. The right
+    /// password always passes at once. A wrong one is audited (up to the configured number
+    /// per source and minute), answered after a delay that grows with that source's recent
+    /// failures, and past the limit with 429 instead of 401.
+    pub async fn authenticate_master(
+        &self,
+        presented: Option<&[u8]>,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<MasterAuth> {
         let presented = presented.ok_or(ServiceError::Unauthenticated("X-Master-Password header missing"))?;
         if self.keys().check_master(presented) {
             return Ok(MasterAuth(()));
         }
-        let count = self.master_failures.record();
+        let limit = self.config.server.master_auth_failures_per_minute as usize;
+        let count = self.master_failures.record(source);
         tracing::warn!(recent_failures = count, "master password rejected");
         self.notify_auth_failure(AuthKind::Master);
         // Audit up to the limit; beyond it the 429s say enough and the log stays bounded.
@@ -314,6 +334,10 @@ impl Service {
             self.store.audit(
                 AuditEvent::new("master_auth_failed", "unknown").detail(serde_json::json!({ "recentFailures": count })),
             )?;
+        }
+        tokio::time::sleep(master_failure_delay(count)).await;
+        if count > limit {
+            return Err(ServiceError::RateLimited);
         }
         Err(ServiceError::WrongPassword)
     }
@@ -489,20 +513,40 @@ impl Service {
         Ok(sessions)
     }
 
-    pub fn revoke_session(&self, _: &MasterAuth, id: SessionId) -> Result<SessionRecord> {
+    /// Revokes a session and, in the same commit, cancels every transfer it asked for that
+    /// is not signed yet (REQUESTED, DELAYED, PENDING_APPROVAL): a revoked agent leaves
+    /// nothing queued behind it.
+    pub async fn revoke_session(&self, _: &MasterAuth, id: SessionId) -> Result<SessionRecord> {
+        let wallet = self
+            .store
+            .get::<SessionRecord>(&keys::session(id))?
+            .ok_or_else(|| ServiceError::NotFound(format!("session {id}")))?
+            .wallet_id;
+        let locks = self.wallet_locks(wallet);
+        let _decide = locks.decide.lock().await;
+        let session = id.to_string();
+        let queued: Vec<TxRecord> = self
+            .active_txs()?
+            .into_iter()
+            .filter(|t| t.wallet_id == wallet && t.session_id.as_deref() == Some(session.as_str()))
+            .collect();
         let _guard = self.write_lock.lock().expect("write lock");
         let mut record: SessionRecord = self
             .store
             .get(&keys::session(id))?
             .ok_or_else(|| ServiceError::NotFound(format!("session {id}")))?;
+        let mut batch = Batch::new();
+        let cancelled = self.cancel_unsigned(&mut batch, queued, "master", "its session was revoked")?;
         if record.revoked_at.is_none() {
             record.revoked_at = Some(now());
-            let mut batch = Batch::new();
             batch.put(keys::session(id), &record).audit(
                 AuditEvent::new("session_revoked", "master")
                     .wallet(record.wallet_id)
-                    .session(id),
+                    .session(id)
+                    .detail(serde_json::json!({ "transactionsCancelled": cancelled })),
             );
+        }
+        if !batch.is_empty() {
             self.store.commit(batch)?;
         }
         Ok(record)

@@ -6,6 +6,7 @@
 //! action, the transaction and the digest of what would be signed. Rejected attempts are
 //! audited and rate-limited like wrong master passwords.
 
+use super::transfers::Stop;
 use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, now};
 use crate::domain::{Address, ChainKind, TxId, TxState, WalletId};
 use crate::notify::{Actor, AuthKind, Event, KillScope};
@@ -68,7 +69,9 @@ pub struct OwnerMessage {
 pub(super) struct OwnerState {
     /// One map per [`NoncePool`], in `NoncePool::ALL` order: nonce → expiry.
     nonces: [Mutex<HashMap<String, i64>>; 3],
-    failures: super::FailureWindow,
+    /// Failed owner proofs per wallet (only proofs that parsed and named a wallet with an
+    /// owner count: junk touches no counter).
+    failures: super::FailureWindows<WalletId>,
     autostop: Mutex<HashMap<WalletId, AutoStopCounters>>,
 }
 
@@ -162,21 +165,29 @@ impl Service {
         })
     }
 
+    /// The one human-readable line of an owner message: what happens, in words, with the
+    /// amount, asset, recipient, chain and wallet. Built from the daemon's records only;
+    /// the wallet name (the operator's) and the symbol (the chain's) are cut to printable
+    /// ASCII of bounded length, and the agent's memo never appears.
     fn statement(wallet: &WalletRecord, action: Action, tx: Option<&TxRecord>) -> String {
         let name = ascii(&wallet.name, 64);
         match (action, tx) {
-            (Action::Approve | Action::Reject, Some(tx)) => {
+            (Action::Approve | Action::Reject | Action::Cancel, Some(tx)) => {
                 let amount = crate::domain::Amount::new(tx.base_units, tx.decimals)
                     .map(|a| a.to_decimal_string())
                     .unwrap_or_else(|_| format!("{} base units of", tx.base_units));
-                let verb = if action == Action::Approve { "Approve" } else { "Reject" };
                 let token = tx.token.as_deref().map(|t| format!(" (token {t})")).unwrap_or_default();
-                format!(
-                    "{verb} bursar transfer: send {amount} {}{token} to {} on {} from wallet {name}.",
+                let what = format!(
+                    "{amount} {}{token} to {} on {} from wallet {name}",
                     ascii(&tx.symbol, 16),
                     tx.to,
                     ascii(tx.chain.as_str(), 64),
-                )
+                );
+                match action {
+                    Action::Approve => format!("Approve bursar transfer: send {what}."),
+                    Action::Reject => format!("Reject bursar transfer, nothing is sent: {what}."),
+                    _ => format!("Cancel bursar transfer, nothing is sent: {what}."),
+                }
             }
             (Action::Connect, _) => format!("Connect as the owner of bursar wallet {name}."),
             (Action::Disconnect, _) => format!("Stop being the owner of bursar wallet {name}."),
@@ -184,8 +195,47 @@ impl Service {
                 format!("Freeze bursar wallet {name}: revoke its sessions, cancel pending transfers, sign nothing.")
             }
             (Action::KillSwitchOff, _) => format!("Lift the freeze on bursar wallet {name}."),
-            (Action::Approve | Action::Reject, None) => String::new(),
+            (Action::Approve | Action::Reject | Action::Cancel, None) => String::new(),
         }
+    }
+
+    /// Everything an owner message for (`wallet`, `action`, `tx`) says, with the given nonce
+    /// and times: what the daemon issues, and the only thing it accepts back.
+    fn claims_for(
+        &self,
+        wallet: &WalletRecord,
+        action: Action,
+        tx: Option<&TxRecord>,
+        nonce: String,
+        issued_at: i64,
+        expires_at: i64,
+    ) -> Result<Claims> {
+        let owner = wallet.owner.as_ref().ok_or_else(|| {
+            ServiceError::Conflict(
+                "the wallet has no registered owner: register one with `bursar owner connect`".into(),
+            )
+        })?;
+        let domain = self.config.owner_domain();
+        let uri = match tx {
+            Some(t) => format!("http://{domain}/approve/{}", t.id),
+            None => format!("http://{domain}/v1/wallets/{}", wallet.id),
+        };
+        Ok(Claims {
+            domain,
+            owner: owner.address.clone(),
+            chain_id: self.chain_id_text(wallet)?,
+            statement: Self::statement(wallet, action, tx),
+            uri,
+            nonce,
+            issued_at,
+            expires_at,
+            action,
+            wallet: wallet.id,
+            tx: tx.map(|t| t.id),
+            digest: tx
+                .map(|t| self.approval_subject(wallet, t).map(|s| s.digest(action)))
+                .transpose()?,
+        })
     }
 
     /// Builds the exact text the wallet's owner must sign for `action` (with a fresh nonce).
@@ -196,43 +246,22 @@ impl Service {
         tx: Option<&TxRecord>,
         pool: NoncePool,
     ) -> Result<OwnerMessage> {
-        let owner = wallet.owner.as_ref().ok_or_else(|| {
-            ServiceError::Conflict(
-                "the wallet has no registered owner: register one with `bursar owner connect`".into(),
-            )
-        })?;
-        let subject = tx.map(|t| self.approval_subject(wallet, t)).transpose()?;
+        if wallet.owner.is_none() {
+            // Before taking a nonce: nothing to sign without an owner.
+            self.claims_for(wallet, action, tx, String::new(), 0, 0)?;
+        }
         let (nonce, nonce_expires) = self.issue_nonce(pool)?;
-        let now = now();
         let expires_at = tx
             .and_then(|t| t.expires_at)
             .map_or(nonce_expires, |e| e.min(nonce_expires));
-        let domain = self.config.owner_domain();
-        let uri = match tx {
-            Some(t) => format!("http://{domain}/approve/{}", t.id),
-            None => format!("http://{domain}/v1/wallets/{}", wallet.id),
-        };
-        let claims = Claims {
-            domain,
-            owner: owner.address.clone(),
-            chain_id: self.chain_id_text(wallet)?,
-            statement: Self::statement(wallet, action, tx),
-            uri,
-            nonce,
-            issued_at: now,
-            expires_at,
-            action,
-            wallet: wallet.id,
-            tx: tx.map(|t| t.id),
-            digest: subject.as_ref().map(Subject::digest),
-        };
+        let claims = self.claims_for(wallet, action, tx, nonce, now(), expires_at)?;
         let text = owner::render(wallet.kind, &claims).map_err(|e| ServiceError::InvalidInput(e.to_string()))?;
         Ok(OwnerMessage {
             text,
             action,
             wallet_id: wallet.id,
-            owner: owner.address.clone(),
-            subject,
+            owner: claims.owner,
+            subject: tx.map(|t| self.approval_subject(wallet, t)).transpose()?,
             expires_at,
             reasons: tx.map(|t| t.reasons.clone()).unwrap_or_default(),
             amount: tx.and_then(|t| {
@@ -269,14 +298,26 @@ impl Service {
 
     fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action, pool: NoncePool) -> Result<OwnerMessage> {
         if !action.needs_tx() {
-            return Err(ServiceError::InvalidInput("action must be approve or reject".into()));
+            return Err(ServiceError::InvalidInput(
+                "action must be approve, reject or cancel".into(),
+            ));
         }
         let wallet = self.wallet(wallet_id)?;
         let tx = self.tx(wallet_id, id)?;
-        if tx.status != TxState::PendingApproval {
+        let open = match action {
+            Action::Cancel => tx.status.is_cancellable(),
+            _ => tx.status == TxState::PendingApproval,
+        };
+        if !open {
             return Err(ServiceError::Conflict(format!(
-                "transaction is {}; only PENDING_APPROVAL transfers need the owner",
-                tx.status
+                "transaction is {}; the owner can {} only a {} transfer",
+                tx.status,
+                action.as_str(),
+                if action == Action::Cancel {
+                    "DELAYED or PENDING_APPROVAL"
+                } else {
+                    "PENDING_APPROVAL"
+                }
             )));
         }
         self.owner_message(&wallet, action, Some(&tx), pool)
@@ -295,30 +336,18 @@ impl Service {
 
     // ---- verification ------------------------------------------------------------------
 
-    /// Verifies an owner proof for `action` (and, for approve/reject, transaction `tx`).
-    /// Rejections are audited and count towards the auth-failure rate limit.
+    /// Verifies an owner proof for `action` (and, for approve/reject/cancel, transaction
+    /// `tx`). In this order:
+    ///
+    /// 1. the text parses and names a wallet with a registered owner of its chain kind —
+    ///    otherwise it is junk: refused, and counted nowhere;
+    /// 2. the signature verifies for the registered owner — otherwise the failure counts
+    ///    for that wallet (audited up to the limit; past it, 429);
+    /// 3. the text is exactly what the daemon issues for this wallet, action and
+    ///    transaction (statement, URI and every other line; only nonce and times vary), the
+    ///    times hold, and the nonce is unused — a proof the owner really signed is refused
+    ///    for these reasons only, never for rate reasons.
     fn verify_owner(&self, proof: &OwnerProof, action: Action, tx: Option<TxId>) -> Result<(WalletRecord, Claims)> {
-        let limit = self.config.server.master_auth_failures_per_minute as usize;
-        self.owner.failures.check(limit)?;
-        let result = self.check_owner(proof, action, tx);
-        if let Err(err) = &result {
-            let count = self.owner.failures.record();
-            tracing::warn!(action = action.as_str(), error = %err, "owner signature rejected");
-            self.notify_auth_failure(AuthKind::Owner);
-            if count <= limit {
-                self.store.audit(
-                    AuditEvent::new("owner_auth_failed", "unknown").detail(serde_json::json!({
-                        "action": action.as_str(),
-                        "tx": tx.map(|t| t.to_string()),
-                        "reason": err.to_string(),
-                    })),
-                )?;
-            }
-        }
-        result
-    }
-
-    fn check_owner(&self, proof: &OwnerProof, action: Action, tx_id: Option<TxId>) -> Result<(WalletRecord, Claims)> {
         let kind = owner::kind_of(&proof.message);
         let claims = owner::parse(kind, &proof.message).map_err(|e| rejected(e.to_string()))?;
         let wallet = self
@@ -331,16 +360,52 @@ impl Service {
             .owner
             .as_ref()
             .ok_or_else(|| rejected("the wallet has no registered owner"))?;
-        let claimed = Address::parse(kind, &claims.owner).map_err(|_| rejected("the message's address is invalid"))?;
-        if Address::parse(kind, &registered.address).ok() != Some(claimed) {
-            return Err(rejected("the message is not from the wallet's owner"));
+        let owner_address = Address::parse(kind, &registered.address)
+            .map_err(|_| ServiceError::Conflict("the registered owner address is invalid".into()))?;
+        if let Err(err) = owner::verify_signature(&owner_address, &proof.message, &proof.signature) {
+            return Err(self.owner_failure(&wallet, action, tx, rejected(err.to_string()), false));
         }
-        if claims.domain != self.config.owner_domain() {
-            return Err(rejected("the message is for another domain"));
+        self.check_signed(&wallet, &claims, action, tx)
+            .map_err(|err| self.owner_failure(&wallet, action, tx, err, true))?;
+        Ok((wallet, claims))
+    }
+
+    /// Counts and audits a failed owner proof for `wallet`. Past the per-wallet limit the
+    /// audit stops and an unverified proof gets 429; a verified one keeps its own error.
+    fn owner_failure(
+        &self,
+        wallet: &WalletRecord,
+        action: Action,
+        tx: Option<TxId>,
+        err: ServiceError,
+        signed_by_owner: bool,
+    ) -> ServiceError {
+        let limit = self.config.server.owner_auth_failures_per_minute as usize;
+        let count = self.owner.failures.record(wallet.id);
+        tracing::warn!(wallet = %wallet.id, action = action.as_str(), error = %err, "owner proof rejected");
+        self.notify_auth_failure(AuthKind::Owner);
+        if count <= limit {
+            let audited = self.store.audit(
+                AuditEvent::new("owner_auth_failed", "unknown")
+                    .wallet(wallet.id)
+                    .detail(serde_json::json!({
+                        "action": action.as_str(),
+                        "tx": tx.map(|t| t.to_string()),
+                        "signedByOwner": signed_by_owner,
+                        "reason": err.to_string(),
+                    })),
+            );
+            if let Err(audit_err) = audited {
+                return audit_err.into();
+            }
+        } else if !signed_by_owner {
+            return ServiceError::RateLimited;
         }
-        if claims.chain_id != self.chain_id_text(&wallet)? {
-            return Err(rejected("the message is for another chain"));
-        }
+        err
+    }
+
+    /// Step 3 of [`Service::verify_owner`], for a text the registered owner signed.
+    fn check_signed(&self, wallet: &WalletRecord, claims: &Claims, action: Action, tx_id: Option<TxId>) -> Result<()> {
         if claims.action != action {
             return Err(rejected(format!(
                 "the message authorises {}, not {}",
@@ -351,16 +416,26 @@ impl Service {
         if claims.tx != tx_id {
             return Err(rejected("the message is for another transaction"));
         }
-        if let Some(id) = tx_id {
-            let tx = self
-                .tx(wallet.id, id)
-                .map_err(|_| rejected("the message is for another transaction"))?;
-            let digest = self.approval_subject(&wallet, &tx)?.digest();
-            if claims.digest.as_deref() != Some(digest.as_str()) {
-                return Err(rejected(
-                    "the message's transaction digest does not match the transaction",
-                ));
-            }
+        let tx = tx_id
+            .map(|id| {
+                self.tx(wallet.id, id)
+                    .map_err(|_| rejected("the message is for another transaction"))
+            })
+            .transpose()?;
+        let expected = self.claims_for(
+            wallet,
+            action,
+            tx.as_ref(),
+            claims.nonce.clone(),
+            claims.issued_at,
+            claims.expires_at,
+        )?;
+        if let Some(field) = owner::first_difference(&expected, claims) {
+            return Err(rejected(format!(
+                "the message's {field} is not what bursar issues for this {} message; \
+                 fetch a fresh one and sign it unchanged",
+                action.as_str()
+            )));
         }
         let now = now();
         if claims.issued_at > now + owner::MAX_SKEW_SECONDS {
@@ -372,17 +447,16 @@ impl Service {
         if claims.expires_at - claims.issued_at > NONCE_TTL_SECONDS + owner::MAX_SKEW_SECONDS {
             return Err(rejected("the message is valid for longer than a nonce lives"));
         }
-        owner::verify_signature(&claimed, &proof.message, &proof.signature).map_err(|e| rejected(e.to_string()))?;
         // Last: a message that fails any check above does not burn the owner's nonce.
         if !self.consume_nonce(&claims.nonce) {
             return Err(rejected("the nonce is unknown, expired or already used"));
         }
-        Ok((wallet, claims))
+        Ok(())
     }
 
     /// Re-reads the wallet under the write lock, applies `change`, turns a GRACE owner
     /// LOCKED (its first valid signature), and commits with `extra`'s writes.
-    fn commit_owner_change(
+    pub(super) fn commit_owner_change(
         &self,
         wallet_id: WalletId,
         actor: &str,
@@ -410,6 +484,15 @@ impl Service {
     /// `POST /v1/transactions/{id}/approve`: verified owner signature → policy re-checked →
     /// signed now, with a fresh nonce, through the normal pipeline.
     pub async fn approve(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+        // Past its approval window the transfer is EXPIRED, whether or not the worker ran.
+        if let Ok(wallet) = self.active_tx_wallet(id)
+            && let Some(expired) = self.expire_if_due(wallet, id).await?
+        {
+            return Err(ServiceError::Conflict(format!(
+                "transaction is {}: the owner's approval window closed before this approval arrived",
+                expired.status
+            )));
+        }
         let (wallet, claims) = self.verify_owner(proof, Action::Approve, Some(id))?;
         if wallet.frozen.is_some() {
             return Err(ServiceError::Frozen(
@@ -430,32 +513,23 @@ impl Service {
     /// `POST /v1/transactions/{id}/reject`: REJECTED, reservation released, nothing signed.
     pub async fn reject(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
         let (wallet, claims) = self.verify_owner(proof, Action::Reject, Some(id))?;
-        let locks = self.wallet_locks(wallet.id);
-        let _decide = locks.decide.lock().await;
-        let mut tx = self.tx(wallet.id, id)?;
-        if tx.status != TxState::PendingApproval {
-            return Err(ServiceError::Conflict(format!(
-                "transaction is {}, not PENDING_APPROVAL",
-                tx.status
-            )));
-        }
-        let actor = format!("owner:{}", claims.owner);
-        let mut batch = Batch::new();
-        self.finish(
-            &mut batch,
-            &mut tx,
-            TxState::Rejected,
-            Some("rejected by the owner".into()),
-        )?;
-        self.save_tx(
-            &mut batch,
-            &tx,
-            AuditEvent::new("tx_rejected", &actor)
-                .wallet(wallet.id)
-                .detail(serde_json::json!({ "tx": id.to_string() })),
-        );
-        self.commit_owner_change(wallet.id, &actor, |_| Ok(()), batch)?;
-        Ok(tx)
+        self.stop_unsigned(wallet.id, id, &Stop::OwnerReject(format!("owner:{}", claims.owner)))
+            .await
+    }
+
+    /// `POST /v1/transactions/{id}/cancel` with owner headers: the owner cancels a DELAYED or
+    /// PENDING_APPROVAL transfer of its wallet.
+    pub async fn cancel_by_owner(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+        let (wallet, claims) = self.verify_owner(proof, Action::Cancel, Some(id))?;
+        self.stop_unsigned(wallet.id, id, &Stop::OwnerCancel(format!("owner:{}", claims.owner)))
+            .await
+    }
+
+    /// `POST /v1/transactions/{id}/cancel` with the master password: any wallet's DELAYED or
+    /// PENDING_APPROVAL transfer.
+    pub async fn cancel_by_master(&self, _: &MasterAuth, id: TxId) -> Result<TxRecord> {
+        let wallet = self.active_tx_wallet(id)?;
+        self.stop_unsigned(wallet, id, &Stop::Cancel("master".into())).await
     }
 
     // ---- owner lifecycle -----------------------------------------------------------------
@@ -626,37 +700,22 @@ impl Service {
         Ok(wallets)
     }
 
-    /// Freezes one wallet: with both of its locks held (so nothing is mid-signature),
-    /// revoke every session, cancel everything not yet signed, and mark it frozen — in one
+    /// Freezes one wallet: under its `decide` lock (never held across an RPC call, so a
+    /// transfer stuck on a slow chain cannot hold the brake), revoke every session, cancel
+    /// everything not yet signed, and mark it frozen — in one commit. The executor re-checks
+    /// the freeze under the same lock right before signing, so nothing is signed after this
     /// commit. Signed transactions already on their way are left to confirm.
     async fn freeze(&self, wallet_id: WalletId, by: &str, reason: &str) -> Result<KillSwitchReport> {
         let locks = self.wallet_locks(wallet_id);
-        let _nonce = locks.nonce.lock().await;
         let _decide = locks.decide.lock().await;
         let now = now();
         let mut batch = Batch::new();
-        let mut cancelled = 0;
-        for mut tx in self.active_txs()?.into_iter().filter(|t| t.wallet_id == wallet_id) {
-            if matches!(
-                tx.status,
-                TxState::Requested | TxState::Delayed | TxState::PendingApproval
-            ) {
-                self.finish(
-                    &mut batch,
-                    &mut tx,
-                    TxState::Cancelled,
-                    Some("cancelled by the kill switch".into()),
-                )?;
-                self.save_tx(
-                    &mut batch,
-                    &tx,
-                    AuditEvent::new("tx_cancelled", by)
-                        .wallet(wallet_id)
-                        .detail(serde_json::json!({ "tx": tx.id.to_string(), "reason": "kill switch" })),
-                );
-                cancelled += 1;
-            }
-        }
+        let mine: Vec<TxRecord> = self
+            .active_txs()?
+            .into_iter()
+            .filter(|t| t.wallet_id == wallet_id)
+            .collect();
+        let cancelled = self.cancel_unsigned(&mut batch, mine, by, "kill switch")?;
         let _guard = self.write_lock.lock().expect("write lock");
         let mut revoked = 0;
         let sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;

@@ -54,6 +54,28 @@ pub(super) struct WalletLocks {
     /// Signed transfers whose re-broadcast the node refused while their nonce is still open:
     /// warned about once, not on every worker pass.
     refused: std::sync::Mutex<std::collections::HashSet<TxId>>,
+    /// A worker task is on this wallet: the next pass skips it, so one wallet's slow RPC
+    /// never stalls the others.
+    worker_busy: std::sync::atomic::AtomicBool,
+}
+
+/// Clears [`WalletLocks::worker_busy`] when the wallet's worker task ends, even by panic.
+struct WorkerBusy(Arc<WalletLocks>);
+
+impl Drop for WorkerBusy {
+    fn drop(&mut self) {
+        self.0.worker_busy.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// Who stops an unsigned transfer, and how (the string is the audit actor).
+pub(super) enum Stop {
+    /// The agent's session or the operator cancels.
+    Cancel(String),
+    /// The owner cancels with a signed `cancel` message.
+    OwnerCancel(String),
+    /// The owner rejects a PENDING_APPROVAL transfer with a signed `reject` message.
+    OwnerReject(String),
 }
 
 const MAX_MEMO_CHARS: usize = 256;
@@ -360,26 +382,99 @@ impl Service {
 
     /// Cancels the session's own DELAY or APPROVAL transfer that has not been signed.
     pub async fn cancel_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
-        let locks = self.wallet_locks(auth.wallet_id);
+        self.stop_unsigned(
+            auth.wallet_id,
+            id,
+            &Stop::Cancel(format!("session:{}", auth.session_id)),
+        )
+        .await
+    }
+
+    /// Stops one transfer that is not signed yet (cancel or owner reject), under the
+    /// wallet's `decide` lock: final state, reservation released, audited, one commit (with
+    /// the owner's GRACE → LOCKED when the owner signed it).
+    pub(super) async fn stop_unsigned(&self, wallet_id: WalletId, id: TxId, stop: &Stop) -> Result<TxRecord> {
+        let locks = self.wallet_locks(wallet_id);
         let _decide = locks.decide.lock().await;
-        let mut tx = self.tx(auth.wallet_id, id)?;
-        if !tx.status.is_cancellable() {
+        let mut tx = self.tx(wallet_id, id)?;
+        let (state, kind, error, actor) = match stop {
+            Stop::Cancel(actor) => (TxState::Cancelled, "tx_cancelled", None, actor),
+            Stop::OwnerCancel(actor) => (
+                TxState::Cancelled,
+                "tx_cancelled",
+                Some("cancelled by the owner".to_owned()),
+                actor,
+            ),
+            Stop::OwnerReject(actor) => (
+                TxState::Rejected,
+                "tx_rejected",
+                Some("rejected by the owner".to_owned()),
+                actor,
+            ),
+        };
+        let open = match stop {
+            Stop::OwnerReject(_) => tx.status == TxState::PendingApproval,
+            _ => tx.status.is_cancellable(),
+        };
+        if !open {
             return Err(ServiceError::Conflict(format!(
-                "transaction is {} and can no longer be cancelled",
-                tx.status
+                "transaction is {} and can no longer be {}",
+                tx.status,
+                if state == TxState::Rejected {
+                    "rejected"
+                } else {
+                    "cancelled"
+                }
             )));
         }
         let mut batch = Batch::new();
-        self.finish(&mut batch, &mut tx, TxState::Cancelled, None)?;
+        self.finish(&mut batch, &mut tx, state, error)?;
         self.save_tx(
             &mut batch,
             &tx,
-            AuditEvent::new("tx_cancelled", format!("session:{}", auth.session_id))
+            AuditEvent::new(kind, actor.as_str())
                 .wallet(tx.wallet_id)
                 .detail(serde_json::json!({ "tx": tx.id.to_string() })),
         );
-        self.store.commit(batch)?;
+        match stop {
+            Stop::Cancel(_) => self.store.commit(batch)?,
+            Stop::OwnerCancel(_) | Stop::OwnerReject(_) => {
+                self.commit_owner_change(wallet_id, actor, |_| Ok(()), batch)?;
+            }
+        }
         Ok(tx)
+    }
+
+    /// Adds to `batch` the cancellation of every transfer in `txs` that is not signed yet
+    /// (REQUESTED, DELAYED, PENDING_APPROVAL). The caller holds the wallet's `decide` lock; a
+    /// REQUESTED transfer whose executor is inside an RPC call sees CANCELLED when it comes
+    /// back to sign. Returns how many were cancelled.
+    pub(super) fn cancel_unsigned(
+        &self,
+        batch: &mut Batch,
+        txs: Vec<TxRecord>,
+        actor: &str,
+        reason: &str,
+    ) -> Result<usize> {
+        let mut cancelled = 0;
+        for mut tx in txs {
+            if !matches!(
+                tx.status,
+                TxState::Requested | TxState::Delayed | TxState::PendingApproval
+            ) {
+                continue;
+            }
+            self.finish(batch, &mut tx, TxState::Cancelled, Some(format!("cancelled: {reason}")))?;
+            self.save_tx(
+                batch,
+                &tx,
+                AuditEvent::new("tx_cancelled", actor)
+                    .wallet(tx.wallet_id)
+                    .detail(serde_json::json!({ "tx": tx.id.to_string(), "reason": reason })),
+            );
+            cancelled += 1;
+        }
+        Ok(cancelled)
     }
 
     /// The seam for owner approvals: a PENDING_APPROVAL transfer, approved by a verified
@@ -509,24 +604,37 @@ impl Service {
             Ok(p) => p,
             Err(err) => return self.fail(tx, &locks, err.to_string()).await,
         };
-        crate::faults::hit("before_sign");
-        // Decrypt → sign → zeroize in one synchronous call; no key crosses an await.
-        let signature = self
-            .keys()
-            .sign_evm_prehash(key_ref(&wallet)?, unsigned.signing_hash())?;
-        let signed = adapter.finalize(unsigned, &signature)?;
-        tx.status = TxState::Signed;
-        tx.nonce = Some(nonce);
-        tx.raw = Some(hex::encode(&signed.raw));
-        tx.hash = Some(signed.hash.clone());
-        tx.updated_at = now();
-        let mut batch = Batch::new();
-        let event = AuditEvent::new("tx_signed", "system")
-            .wallet(wallet_id)
-            .detail(serde_json::json!({ "tx": id.to_string(), "nonce": nonce, "hash": signed.hash }));
-        self.save_tx(&mut batch, &tx, event);
-        // The outbox: durable (and audited) before the signature leaves the process.
-        self.store.commit(batch)?;
+        let signed = {
+            // The last word before signing, under the `decide` lock that the kill switch,
+            // cancel and revoke commit under: whatever they committed while this transfer
+            // was inside an RPC call wins, and nothing is signed after a freeze commits.
+            let _decide = locks.decide.lock().await;
+            let current = self.tx(wallet_id, id)?;
+            if current.status != TxState::Requested {
+                return Ok(current);
+            }
+            refuse_frozen(&self.wallet(wallet_id)?)?;
+            tx = current;
+            crate::faults::hit("before_sign");
+            // Decrypt → sign → zeroize in one synchronous call; no key crosses an await.
+            let signature = self
+                .keys()
+                .sign_evm_prehash(key_ref(&wallet)?, unsigned.signing_hash())?;
+            let signed = adapter.finalize(unsigned, &signature)?;
+            tx.status = TxState::Signed;
+            tx.nonce = Some(nonce);
+            tx.raw = Some(hex::encode(&signed.raw));
+            tx.hash = Some(signed.hash.clone());
+            tx.updated_at = now();
+            let mut batch = Batch::new();
+            let event = AuditEvent::new("tx_signed", "system")
+                .wallet(wallet_id)
+                .detail(serde_json::json!({ "tx": id.to_string(), "nonce": nonce, "hash": signed.hash }));
+            self.save_tx(&mut batch, &tx, event);
+            // The outbox: durable (and audited) before the signature leaves the process.
+            self.store.commit(batch)?;
+            signed
+        };
         crate::faults::hit("after_sign");
         let broadcast = broadcast_checked(adapter, &signed).await;
         if broadcast.is_ok() {
@@ -571,6 +679,9 @@ impl Service {
         *tx = self.tx(tx.wallet_id, tx.id)?;
         if !tx.status.is_cancellable() {
             return Ok(Some(tx.clone()));
+        }
+        if let Some(expired) = self.expire_locked(tx)? {
+            return Ok(Some(expired));
         }
         let intent = self.intent_of(wallet, tx)?;
         let decision = self.evaluate(wallet, &intent, now(), Some(tx))?;
@@ -622,9 +733,15 @@ impl Service {
         Ok(Some(tx.clone()))
     }
 
+    /// Fails `tx` unless it moved on meanwhile (e.g. the kill switch cancelled it while its
+    /// executor waited on the chain): the fresh record under the lock decides.
     async fn fail(&self, tx: TxRecord, locks: &WalletLocks, error: String) -> Result<TxRecord> {
         let _decide = locks.decide.lock().await;
-        self.fail_locked(tx, error)
+        let current = self.tx(tx.wallet_id, tx.id)?;
+        if current.status != tx.status {
+            return Ok(current);
+        }
+        self.fail_locked(current, error)
     }
 
     /// [`Service::fail`] for a caller that holds the wallet's `decide` lock.
@@ -831,25 +948,50 @@ impl Service {
     }
 
     /// One pass over every active transfer: execute due DELAYs, expire approvals, reconcile
-    /// and confirm what was signed. Run at start (before serving) and then periodically.
+    /// and confirm what was signed. Each wallet is worked on by its own task, and a wallet
+    /// whose previous task is still running (a slow RPC) is skipped, so one wallet never
+    /// stalls another. Run at start (before serving, waited for) and then periodically.
     pub async fn tick(self: &Arc<Self>) {
-        let mut active = match self.active_txs() {
+        let active = match self.active_txs() {
             Ok(a) => a,
             Err(err) => {
                 tracing::error!(error = %err, "cannot list active transactions");
                 return;
             }
         };
-        // Signed bytes reach the chain before anything new is signed.
-        active.sort_by_key(|t| !matches!(t.status, TxState::Signed | TxState::Submitted));
-        let now = now();
+        let mut by_wallet: std::collections::BTreeMap<WalletId, Vec<TxRecord>> = Default::default();
         for tx in active {
+            by_wallet.entry(tx.wallet_id).or_default().push(tx);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (wallet, mut txs) in by_wallet {
+            let locks = self.wallet_locks(wallet);
+            if locks.worker_busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                continue;
+            }
+            let busy = WorkerBusy(locks);
+            // Signed bytes reach the chain before anything new is signed.
+            txs.sort_by_key(|t| !matches!(t.status, TxState::Signed | TxState::Submitted));
+            let service = self.clone();
+            tasks.spawn(async move {
+                let _busy = busy;
+                service.tick_wallet(txs).await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn tick_wallet(&self, txs: Vec<TxRecord>) {
+        let now = now();
+        for tx in txs {
             let (id, wallet) = (tx.id, tx.wallet_id);
             let result = match tx.status {
                 TxState::Delayed if tx.executes_at.is_some_and(|t| t <= now) => {
                     self.execute(id, wallet, true).await.map(|_| ())
                 }
-                TxState::PendingApproval if tx.expires_at.is_some_and(|t| t <= now) => self.expire(wallet, id).await,
+                TxState::PendingApproval if tx.expires_at.is_some_and(|t| t <= now) => {
+                    self.expire_if_due(wallet, id).await.map(|_| ())
+                }
                 // A crash between decision and signing: the decision stands, execute it.
                 TxState::Requested => self.execute(id, wallet, false).await.map(|_| ()),
                 TxState::Signed | TxState::Submitted => self.confirm_once(wallet, id).await.map(|_| ()),
@@ -874,13 +1016,21 @@ impl Service {
         Ok(txs)
     }
 
-    async fn expire(&self, wallet: WalletId, id: TxId) -> Result<()> {
+    /// EXPIRES a PENDING_APPROVAL transfer whose approval window has closed; `None` when it
+    /// is not (or no longer) waiting or still inside its window.
+    pub(super) async fn expire_if_due(&self, wallet: WalletId, id: TxId) -> Result<Option<TxRecord>> {
         let locks = self.wallet_locks(wallet);
         let _decide = locks.decide.lock().await;
-        let mut tx = self.tx(wallet, id)?;
-        if tx.status != TxState::PendingApproval {
-            return Ok(());
+        let tx = self.tx(wallet, id)?;
+        self.expire_locked(&tx)
+    }
+
+    /// [`Service::expire_if_due`] for a caller that holds the `decide` lock.
+    fn expire_locked(&self, tx: &TxRecord) -> Result<Option<TxRecord>> {
+        if tx.status != TxState::PendingApproval || tx.expires_at.is_none_or(|t| t > now()) {
+            return Ok(None);
         }
+        let mut tx = tx.clone();
         let mut batch = Batch::new();
         self.finish(
             &mut batch,
@@ -892,11 +1042,11 @@ impl Service {
             &mut batch,
             &tx,
             AuditEvent::new("tx_expired", "system")
-                .wallet(wallet)
-                .detail(serde_json::json!({ "tx": id.to_string() })),
+                .wallet(tx.wallet_id)
+                .detail(serde_json::json!({ "tx": tx.id.to_string() })),
         );
         self.store.commit(batch)?;
-        Ok(())
+        Ok(Some(tx))
     }
 
     /// Keeps the HTTP price source fresh, when one is configured.
@@ -909,7 +1059,10 @@ impl Service {
         let interval = Duration::from_millis(self.config.transfers.worker_interval_ms);
         loop {
             tokio::time::sleep(interval).await;
-            self.tick().await;
+            // Not awaited: a pass stuck on one wallet's RPC does not hold up the next pass,
+            // which skips that wallet and serves the others.
+            let service = self.clone();
+            tokio::spawn(async move { service.tick().await });
         }
     }
 }

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod crash;
 mod examples;
+mod hostile;
 mod http;
 mod hygiene;
 mod mcp;

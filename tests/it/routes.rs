@@ -136,6 +136,16 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         ),
         ("a stranger's signature", stranger.headers(&forged).to_vec()),
     ];
+    // Owner headers, when given, are what such a route judges: bad ones fail on their own.
+    let bad_any: Vec<(&str, Vec<(String, String)>)> = bad_either
+        .iter()
+        .chain(
+            bad_owners
+                .iter()
+                .filter(|(what, _)| what.contains("owner headers") || what.contains("stranger")),
+        )
+        .cloned()
+        .collect();
 
     let mut checked = 0;
     for r in routes() {
@@ -153,6 +163,7 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             Auth::Master => &bad_masters,
             Auth::Session => &bad_sessions,
             Auth::SessionOrMaster => &bad_either,
+            Auth::SessionMasterOrOwner => &bad_any,
             Auth::Owner => &bad_owners,
         };
         for (what, headers) in cases {
@@ -180,7 +191,9 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         }
         let good: Vec<(String, String)> = match r.auth {
             Auth::Master => vec![("x-master-password".to_owned(), daemon.password.clone())],
-            Auth::Session | Auth::SessionOrMaster => vec![("authorization".to_owned(), bearer(&live_token))],
+            Auth::Session | Auth::SessionOrMaster | Auth::SessionMasterOrOwner => {
+                vec![("authorization".to_owned(), bearer(&live_token))]
+            }
             // Proven end to end in tests/it/owner.rs with a real owner key.
             Auth::Owner => continue,
             Auth::Public => unreachable!(),
@@ -211,19 +224,17 @@ async fn master_password_failures_are_rate_limited_and_audited() {
     }
     let (status, body) = daemon.request(Method::GET, "/v1/wallets", &wrong, None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (429, Some("RATE_LIMITED")));
-    // During the lockout even the right password is refused: that is what stops guessing.
+    // The right password is never refused or slowed because someone sent wrong ones: a
+    // lockout would hand the agent a switch that turns the operator's brakes off.
+    let started = std::time::Instant::now();
     let (status, _) = daemon.master(Method::GET, "/v1/wallets", None).await;
-    assert_eq!(status, 429);
-
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
     let out = daemon
         .cli(&["audit", "list", "--kind", "master_auth_failed", "--json"])
         .output()
         .unwrap();
-    // The CLI itself is locked out too; read the log after restart instead.
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut daemon = daemon;
-    daemon.kill();
-    daemon.spawn().await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let (status, entries) = daemon
         .master(Method::GET, "/v1/audit?kind=master_auth_failed", None)
         .await;
