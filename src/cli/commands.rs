@@ -64,6 +64,9 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
         Command::Session(cmd) => session(cmd, &data_dir, master_client(&data_dir, cli.url)?, out).await,
         Command::Audit(cmd) => audit(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Policy(cmd) => policy(cmd, master_client(&data_dir, cli.url)?, out).await,
+        Command::Tx(TxCommand::Cancel { id, operator: true }) => {
+            cancel(&id, master_client(&data_dir, cli.url)?, out).await
+        }
         Command::Tx(cmd) => tx(cmd, session_client(cli.url)?, out).await,
         Command::Owner(cmd) => super::owner::owner(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::KillSwitch(cmd) => super::owner::kill_switch(cmd, master_client(&data_dir, cli.url)?, out).await,
@@ -303,17 +306,21 @@ async fn tx(cmd: TxCommand, client: Client, out: &Output) -> CliResult {
             let t: dto::Transaction = client.get(&format!("/v1/transactions/{}", path_segment(&id)?)).await?;
             out.emit(&t, |t| format!("{}\nreasons: {}", show(t), t.reasons.join("; ")));
         }
-        TxCommand::Cancel { id } => {
-            let t: dto::Transaction = client
-                .send(
-                    Method::POST,
-                    &format!("/v1/transactions/{}/cancel", path_segment(&id)?),
-                    &(),
-                )
-                .await?;
-            out.emit(&t, |t| format!("cancelled {}", t.id));
-        }
+        TxCommand::Cancel { id, .. } => cancel(&id, client, out).await?,
     }
+    Ok(())
+}
+
+/// `POST /v1/transactions/{id}/cancel` with whichever credential `client` carries.
+async fn cancel(id: &str, client: Client, out: &Output) -> CliResult {
+    let t: dto::Transaction = client
+        .send(
+            Method::POST,
+            &format!("/v1/transactions/{}/cancel", path_segment(id)?),
+            &(),
+        )
+        .await?;
+    out.emit(&t, |t| format!("cancelled {}", t.id));
     Ok(())
 }
 

@@ -197,8 +197,14 @@ pub enum TxCommand {
     },
     /// Show one transfer
     Show { id: String },
-    /// Cancel a DELAYED or PENDING_APPROVAL transfer
-    Cancel { id: String },
+    /// Cancel a DELAYED or PENDING_APPROVAL transfer (the session's own wallet, or with
+    /// --operator any wallet's, with the master password)
+    Cancel {
+        id: String,
+        /// Cancel as the operator (master password) instead of with the session token
+        #[arg(long)]
+        operator: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -55,6 +55,13 @@ pub enum OwnerCommand {
         #[command(flatten)]
         sign: SignArgs,
     },
+    /// Cancel a DELAYED or PENDING_APPROVAL transfer with the owner's signature
+    Cancel {
+        #[arg(value_name = "TX_ID")]
+        tx: String,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,11 +246,12 @@ pub async fn owner(cmd: OwnerCommand, client: Client, out: &Output) -> CliResult
         }
         OwnerCommand::Approve { tx, sign } => decide(&client, &tx, "approve", &sign, out).await?,
         OwnerCommand::Reject { tx, sign } => decide(&client, &tx, "reject", &sign, out).await?,
+        OwnerCommand::Cancel { tx, sign } => decide(&client, &tx, "cancel", &sign, out).await?,
     }
     Ok(())
 }
 
-/// Approve or reject: fetch the exact message for this transaction, sign, submit.
+/// Approve, reject or cancel: fetch the exact message for this transaction, sign, submit.
 async fn decide(client: &Client, tx: &str, action: &str, sign: &SignArgs, out: &Output) -> CliResult {
     let tx = path_segment(tx)?;
     let m: dto::OwnerMessage = client

@@ -626,6 +626,15 @@ async fn cli_owner_connect_approve_and_kill_switch_with_a_key_file() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("chmod 600"), "{err}");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The owner cancels it with the key file; the operator cancels another with the master
+    // password (no session token in this CLI's environment).
+    let (code, out, err) = run(&["owner", "cancel", &id, "--key-file", key, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "CANCELLED");
+    let id = pending(&daemon, &token, "0.6", "cli-4").await;
+    let (code, out, err) = run(&["tx", "cancel", &id, "--operator", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "CANCELLED");
 
     // Kill switch: on, status, off refused without the LOCKED owner, off with it.
     let (code, out, err) = run(&["kill-switch", "on", "--wallet", &wid, "--reason", "drill"]);
