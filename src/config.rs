@@ -415,6 +415,33 @@ pub struct ChainConfig {
     #[serde(default = "rpc_timeout_ms")]
     #[schemars(range(min = 1, max = 600000))]
     pub rpc_timeout_ms: u64,
+    /// EVM: the highest max fee per gas bursar signs, in gwei (decimal string). A node quote
+    /// above it is refused, never signed.
+    #[serde(default = "default_max_fee_per_gas_gwei")]
+    pub max_fee_per_gas_gwei: String,
+    /// EVM: the highest priority fee (tip) per gas bursar signs, in gwei (decimal string).
+    #[serde(default = "default_max_priority_fee_per_gas_gwei")]
+    pub max_priority_fee_per_gas_gwei: String,
+    /// The most one transfer may pay in fees, in whole native units (e.g. "0.01"). Unset: no
+    /// total cap beyond the per-gas ones (fees still count against the budgets).
+    #[serde(default)]
+    pub max_fee_per_transfer: Option<String>,
+}
+
+fn default_max_fee_per_gas_gwei() -> String {
+    "1000".to_owned()
+}
+
+fn default_max_priority_fee_per_gas_gwei() -> String {
+    "100".to_owned()
+}
+
+/// The fees bursar will sign at most, per chain (wei).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeCaps {
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+    pub max_fee_per_transfer: Option<alloy_primitives::U256>,
 }
 
 fn one() -> u64 {
@@ -446,9 +473,10 @@ pub struct Chain {
     pub dropped_after: std::time::Duration,
     pub rpc_connect_timeout: std::time::Duration,
     pub rpc_timeout: std::time::Duration,
+    pub fee_caps: FeeCaps,
 }
 
-const CHAIN_KEYS: [&str; 9] = [
+const CHAIN_KEYS: [&str; 12] = [
     "rpc_url",
     "chain_id",
     "native_symbol",
@@ -458,6 +486,9 @@ const CHAIN_KEYS: [&str; 9] = [
     "dropped_after_seconds",
     "rpc_connect_timeout_ms",
     "rpc_timeout_ms",
+    "max_fee_per_gas_gwei",
+    "max_priority_fee_per_gas_gwei",
+    "max_fee_per_transfer",
 ];
 
 /// `BURSAR_*` variables that are not config overrides.
@@ -641,6 +672,30 @@ impl Config {
                 if c.dropped_after_seconds == 0 || c.dropped_after_seconds > 86_400 {
                     return Err(bad("dropped_after_seconds must be in 1..=86400"));
                 }
+                let gwei = |field: &str, text: &str| {
+                    crate::domain::Amount::parse_decimal(text, 9)
+                        .ok()
+                        .and_then(|a| u128::try_from(a.base_units).ok())
+                        .filter(|wei| *wei > 0)
+                        .ok_or_else(|| {
+                            bad(&format!(
+                                "{field} must be a positive decimal number of gwei, e.g. \"100\""
+                            ))
+                        })
+                };
+                let fee_caps = FeeCaps {
+                    max_fee_per_gas: gwei("max_fee_per_gas_gwei", &c.max_fee_per_gas_gwei)?,
+                    max_priority_fee_per_gas: gwei("max_priority_fee_per_gas_gwei", &c.max_priority_fee_per_gas_gwei)?,
+                    max_fee_per_transfer: c
+                        .max_fee_per_transfer
+                        .as_deref()
+                        .map(|t| {
+                            crate::domain::Amount::parse_decimal(t, native_decimals)
+                                .map(|a| a.base_units)
+                                .map_err(|e| bad(&format!("max_fee_per_transfer: {e}")))
+                        })
+                        .transpose()?,
+                };
                 if !(1..=60_000).contains(&c.rpc_connect_timeout_ms) || !(1..=600_000).contains(&c.rpc_timeout_ms) {
                     return Err(bad(
                         "rpc_connect_timeout_ms must be in 1..=60000 and rpc_timeout_ms in 1..=600000",
@@ -657,6 +712,7 @@ impl Config {
                     dropped_after: std::time::Duration::from_secs(c.dropped_after_seconds),
                     rpc_connect_timeout: std::time::Duration::from_millis(c.rpc_connect_timeout_ms),
                     rpc_timeout: std::time::Duration::from_millis(c.rpc_timeout_ms),
+                    fee_caps,
                 })
             })
             .collect()

@@ -391,6 +391,10 @@ pub struct Transaction {
     pub block: Option<u64>,
     pub confirmations: u64,
     pub error: Option<String>,
+    /// The most it can pay in fees, in native base units (counted in its budgets).
+    pub max_fee_base_units: Option<String>,
+    /// What it paid in fees, in native base units, once mined.
+    pub fee_paid_base_units: Option<String>,
 }
 
 impl From<crate::store::records::TxRecord> for Transaction {
@@ -425,6 +429,11 @@ impl From<crate::store::records::TxRecord> for Transaction {
             block: t.block,
             confirmations: t.confirmations,
             error: t.error,
+            max_fee_base_units: t.fee.map(|f| {
+                (alloy_primitives::U256::from(f.gas_limit) * alloy_primitives::U256::from(f.max_fee_per_gas))
+                    .to_string()
+            }),
+            fee_paid_base_units: t.fee_paid.map(|f| f.to_string()),
         }
     }
 }
@@ -468,6 +477,10 @@ pub struct Check {
     /// Counted today and this month (UTC), confirmed plus in flight.
     pub spent_today: Spend,
     pub spent_this_month: Spend,
+    /// The most the transfer would pay in fees, in whole native units: the decision counts
+    /// it as spend together with the amount.
+    pub max_fee: Option<String>,
+    pub max_fee_base_units: Option<String>,
 }
 
 impl From<crate::service::CheckResult> for Check {
@@ -489,6 +502,8 @@ impl From<crate::service::CheckResult> for Check {
             approval_timeout_seconds: c.decision.approval_timeout_seconds,
             spent_today: (&c.spent.today).into(),
             spent_this_month: (&c.spent.month).into(),
+            max_fee: c.max_fee.map(|f| f.to_decimal_string()),
+            max_fee_base_units: c.max_fee.map(|f| f.base_units.to_string()),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! ERC-20 `transfer`), broadcast and receipts. Works with any chain id; the node's
 //! `eth_chainId` must match the configuration before anything is read from or sent to it.
 
-use super::{AssetMeta, Balance, ChainError, SignedTx, TransferPlan, TxStatus, UnsignedTx};
+use super::{AssetMeta, Balance, ChainError, FeeQuote, FeeRequest, SignedTx, TransferPlan, TxStatus, UnsignedTx};
 use crate::config::Chain as ChainConfig;
 use crate::domain::EvmSignature;
 use crate::domain::{Address, Amount, ChainKind, sanitize};
@@ -195,30 +195,34 @@ impl EvmChain {
             .map_err(|e| self.rpc_error(e))
     }
 
-    pub async fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
-        self.ensure_chain_id().await?;
-        let (from, to) = (evm_address(&plan.from)?, evm_address(&plan.to)?);
-        let (target, value, input) = match &plan.token {
-            None => (to, plan.base_units, Vec::new()),
+    /// The call a transfer makes: (target, value, calldata).
+    fn call_of(
+        to: EvmAddress,
+        token: Option<&Address>,
+        base_units: U256,
+    ) -> Result<(EvmAddress, U256, Vec<u8>), ChainError> {
+        Ok(match token {
+            None => (to, base_units, Vec::new()),
             Some(token) => (
                 evm_address(token)?,
                 U256::ZERO,
-                IERC20::transferCall {
-                    to,
-                    value: plan.base_units,
-                }
-                .abi_encode(),
+                IERC20::transferCall { to, value: base_units }.abi_encode(),
             ),
-        };
-        let request = TransactionRequest::default()
+        })
+    }
+
+    pub async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError> {
+        self.ensure_chain_id().await?;
+        let (from, to) = (evm_address(&request.from)?, evm_address(&request.to)?);
+        let (target, value, input) = Self::call_of(to, request.token.as_ref(), request.base_units)?;
+        let call = TransactionRequest::default()
             .from(from)
             .to(target)
             .value(value)
-            .input(input.clone().into())
-            .nonce(plan.nonce);
+            .input(input.into());
         let gas = self
             .provider
-            .estimate_gas(request)
+            .estimate_gas(call)
             .await
             .map_err(|e| self.estimate_error(e))?;
         let fees = self
@@ -226,13 +230,69 @@ impl EvmChain {
             .estimate_eip1559_fees()
             .await
             .map_err(|e| self.rpc_error(e))?;
-        let tx = TxEip1559 {
-            chain_id: self.config.chain_id.expect("EVM chains have a chain id"),
-            nonce: plan.nonce,
+        let quote = FeeQuote {
             // Headroom over the estimate: state can move between estimate and inclusion.
             gas_limit: gas.saturating_mul(6) / 5,
             max_fee_per_gas: fees.max_fee_per_gas,
             max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        };
+        self.check_caps(&quote)?;
+        Ok(quote)
+    }
+
+    /// A quote above any of the chain's caps is refused: never signed, whatever the node says.
+    fn check_caps(&self, quote: &FeeQuote) -> Result<(), ChainError> {
+        let caps = &self.config.fee_caps;
+        let gwei = |wei: u128| {
+            Amount::new(U256::from(wei), 9)
+                .map_or_else(|_| format!("{wei} wei"), |a| format!("{} gwei", a.to_decimal_string()))
+        };
+        let refused = |what: String| ChainError::Rejected {
+            chain: self.config.name.to_string(),
+            reason: format!("the node's fee quote is above this chain's cap: {what}; nothing was signed"),
+        };
+        if quote.max_priority_fee_per_gas > caps.max_priority_fee_per_gas {
+            return Err(refused(format!(
+                "priority fee {} per gas > max_priority_fee_per_gas_gwei {}",
+                gwei(quote.max_priority_fee_per_gas),
+                gwei(caps.max_priority_fee_per_gas)
+            )));
+        }
+        if quote.max_fee_per_gas > caps.max_fee_per_gas {
+            return Err(refused(format!(
+                "max fee {} per gas > max_fee_per_gas_gwei {}",
+                gwei(quote.max_fee_per_gas),
+                gwei(caps.max_fee_per_gas)
+            )));
+        }
+        if let Some(total) = caps.max_fee_per_transfer
+            && quote.max_fee() > total
+        {
+            let show = |wei: U256| {
+                Amount::new(wei, self.config.native_decimals)
+                    .map_or_else(|_| wei.to_string(), |a| a.to_decimal_string())
+            };
+            return Err(refused(format!(
+                "up to {} {} in fees > max_fee_per_transfer {}",
+                show(quote.max_fee()),
+                self.config.native_symbol,
+                show(total)
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
+        let to = evm_address(&plan.to)?;
+        let (target, value, input) = Self::call_of(to, plan.token.as_ref(), plan.base_units)?;
+        // Held to the caps again: a stored quote signs only within today's configuration.
+        self.check_caps(&plan.fee)?;
+        let tx = TxEip1559 {
+            chain_id: self.config.chain_id.expect("EVM chains have a chain id"),
+            nonce: plan.nonce,
+            gas_limit: plan.fee.gas_limit,
+            max_fee_per_gas: plan.fee.max_fee_per_gas,
+            max_priority_fee_per_gas: plan.fee.max_priority_fee_per_gas,
             to: TxKind::Call(target),
             value,
             access_list: Default::default(),
@@ -280,6 +340,7 @@ impl EvmChain {
             success: receipt.status(),
             block,
             confirmations: head.saturating_sub(block) + 1,
+            fee_paid: Some(U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price)),
         })
     }
 

@@ -33,7 +33,35 @@ pub struct AssetMeta {
     pub symbol: String,
 }
 
-/// A transfer the policy engine approved, with the nonce the nonce manager chose.
+/// A transfer to quote fees for (before any nonce is chosen).
+#[derive(Debug, Clone)]
+pub struct FeeRequest {
+    pub from: Address,
+    pub to: Address,
+    /// `None` for the native asset.
+    pub token: Option<Address>,
+    pub base_units: alloy_primitives::U256,
+}
+
+/// The fees a transfer will be signed with, as the node quoted them and held to the chain's
+/// caps: what the policy counts (`max_fee`) is exactly what the signed transaction allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeQuote {
+    pub gas_limit: u64,
+    /// Wei per gas.
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+}
+
+impl FeeQuote {
+    /// The most the transaction can pay: gas limit × max fee per gas, in native base units.
+    pub fn max_fee(&self) -> alloy_primitives::U256 {
+        alloy_primitives::U256::from(self.gas_limit) * alloy_primitives::U256::from(self.max_fee_per_gas)
+    }
+}
+
+/// A transfer the policy engine approved, with the nonce the nonce manager chose and the
+/// fees the policy counted.
 #[derive(Debug, Clone)]
 pub struct TransferPlan {
     pub from: Address,
@@ -42,6 +70,7 @@ pub struct TransferPlan {
     pub token: Option<Address>,
     pub base_units: alloy_primitives::U256,
     pub nonce: u64,
+    pub fee: FeeQuote,
 }
 
 /// An unsigned transaction, opaque outside its adapter except for the hash to sign.
@@ -74,6 +103,9 @@ pub enum TxStatus {
         success: bool,
         block: u64,
         confirmations: u64,
+        /// What the transaction paid in fees (gas used × effective gas price), when the
+        /// receipt says.
+        fee_paid: Option<alloy_primitives::U256>,
     },
 }
 
@@ -137,11 +169,22 @@ impl Adapter {
         }
     }
 
-    /// Builds the unsigned transaction: fees and gas from the node, nothing signed.
-    pub async fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
+    /// Gas and fees for a transfer, from the node, refused (`Rejected`) above the chain's
+    /// fee caps or when the node says the transfer would fail.
+    pub async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError> {
         match self {
             #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.prepare(plan).await,
+            Adapter::Evm(c) => c.quote_fee(request).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    /// Builds the unsigned transaction from the plan (its fees included): no network call,
+    /// nothing signed.
+    pub fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.prepare(plan),
             Adapter::Unavailable(c) => Err(unavailable(c)),
         }
     }

@@ -51,6 +51,11 @@ pub struct Intent {
     /// A contract interaction other than a plain token transfer.
     pub call: Option<ContractCall>,
     pub approve: Option<Approve>,
+    /// The most the daemon will pay in fees for it, in native base units (EVM: gas limit ×
+    /// max fee per gas). Counted as spend like the value: in native limits (a token
+    /// transfer's fee counts against the cumulative native limits) and in USD at the native
+    /// price. `None`: no fee quoted.
+    pub max_fee: Option<U256>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +99,10 @@ pub struct Context<'a> {
     pub now: i64,
     /// The price of the intent's asset, if the oracle had one.
     pub price: Option<Price>,
+    /// The native asset's price, for the fee (for a native transfer, the same as `price`).
+    pub native_price: Option<Price>,
+    /// Decimals of the native asset (the fee's unit).
+    pub native_decimals: u8,
     pub max_price_age_seconds: u64,
     pub counters: &'a Counters<'a>,
     pub owner_registered: bool,
@@ -448,14 +457,29 @@ impl<'a> Eval<'a> {
         }
         if !limit.native.is_empty() {
             let amount = self.intent.amount;
+            let fee = self.intent.max_fee.filter(|f| !f.is_zero());
             match self.intent.asset {
-                // Native units say nothing about a token's value.
-                Asset::Token(_) => self.push(
-                    Some(policy),
-                    "SPENDING_LIMIT.native",
-                    Effect::Pass,
-                    "native-unit limits do not apply to a token transfer",
-                ),
+                // Native units say nothing about a token's value; its fee is native, though,
+                // and counts against the cumulative native limits.
+                Asset::Token(_) => match fee {
+                    Some(fee) if self.ctx.native_decimals == limit.native_decimals => self.periods(
+                        policy,
+                        limit,
+                        &limit.native,
+                        Unit::Native {
+                            decimals: self.ctx.native_decimals,
+                            symbol: self.ctx.native_symbol,
+                        },
+                        fee,
+                        [counters.spent_today_native, counters.spent_month_native],
+                    ),
+                    _ => self.push(
+                        Some(policy),
+                        "SPENDING_LIMIT.native",
+                        Effect::Pass,
+                        "native-unit limits do not apply to a token transfer",
+                    ),
+                },
                 // Comparing base units at different scales would be off by powers of ten.
                 Asset::Native if amount.decimals != limit.native_decimals => self.push(
                     Some(policy),
@@ -476,7 +500,7 @@ impl<'a> Eval<'a> {
                         decimals: amount.decimals,
                         symbol: self.ctx.native_symbol,
                     },
-                    amount.base_units,
+                    amount.base_units.saturating_add(fee.unwrap_or_default()),
                     [counters.spent_today_native, counters.spent_month_native],
                 ),
             }
@@ -511,6 +535,20 @@ impl<'a> Eval<'a> {
                 detail,
             );
         }
+        self.periods(policy, limit, limits, unit, value, spent);
+    }
+
+    /// One unit's cumulative (daily, monthly) limits. `spent` is [today, this month].
+    fn periods(
+        &mut self,
+        policy: &Policy,
+        limit: &SpendingLimit,
+        limits: &Limits,
+        unit: Unit,
+        value: U256,
+        spent: [U256; 2],
+    ) {
+        let suffix = unit.suffix();
         let periods = [
             ("daily_limit", limits.daily_limit, spent[0]),
             ("monthly_limit", limits.monthly_limit, spent[1]),
@@ -550,6 +588,22 @@ impl<'a> Eval<'a> {
 
     fn defaults(&mut self, policies: &[Policy]) {
         let intent = self.intent;
+        if let Some(fee) = intent.max_fee.filter(|f| !f.is_zero()) {
+            let fee = Amount {
+                base_units: fee,
+                decimals: self.ctx.native_decimals,
+            };
+            self.push(
+                None,
+                "FEE.max_fee",
+                Effect::Pass,
+                format!(
+                    "the fee is at most {} {}, counted as spend with the amount",
+                    fee.to_decimal_string(),
+                    self.ctx.native_symbol
+                ),
+            );
+        }
         let has = |wanted: fn(&Rules) -> bool| policies.iter().any(|p| wanted(&p.rules));
         if self.spending.is_empty() {
             let detail = if has(|r| matches!(r, Rules::SpendingLimit(_))) {
@@ -649,7 +703,15 @@ impl<'a> Eval<'a> {
         };
         let spend = Spend {
             micro_usd: self.usd.ok(),
-            native: (self.intent.asset == Asset::Native).then_some(self.intent.amount.base_units),
+            native: match self.intent.asset {
+                Asset::Native => Some(
+                    self.intent
+                        .amount
+                        .base_units
+                        .saturating_add(self.intent.max_fee.unwrap_or_default()),
+                ),
+                Asset::Token(_) => self.intent.max_fee,
+            },
         };
         Decision {
             outcome,
@@ -691,16 +753,37 @@ fn tier_of(entry: &TraceEntry) -> Option<Tier> {
     }
 }
 
-/// The intent's micro-USD value, or why it is unknown (missing, stale, overflowing).
+/// The intent's micro-USD value — the amount at its asset's price plus the maximum fee at
+/// the native price — or why it is unknown (missing, stale, overflowing).
 fn usd_of(intent: &Intent, ctx: &Context) -> Result<U256, String> {
-    let Some(price) = &ctx.price else {
+    let value = priced(&intent.amount, ctx.price.as_ref(), ctx)?;
+    let fee = match intent.max_fee.filter(|f| !f.is_zero()) {
+        None => U256::ZERO,
+        Some(fee) => {
+            let fee = Amount {
+                base_units: fee,
+                decimals: ctx.native_decimals,
+            };
+            let price = match intent.asset {
+                Asset::Native => ctx.price.as_ref(),
+                Asset::Token(_) => ctx.native_price.as_ref(),
+            };
+            priced(&fee, price, ctx).map_err(|why| format!("{why} (the native asset, for the fee)"))?
+        }
+    };
+    value.checked_add(fee).ok_or_else(|| "USD value overflows".to_owned())
+}
+
+/// `amount` in micro-USD at `price`, if the price is fresh.
+fn priced(amount: &Amount, price: Option<&Price>, ctx: &Context) -> Result<U256, String> {
+    let Some(price) = price else {
         return Err("price unknown".to_owned());
     };
     // A price dated in the future is as untrustworthy as an old one.
     let age = ctx.now.checked_sub(price.as_of).and_then(|age| u64::try_from(age).ok());
     match age {
         Some(age) if age <= ctx.max_price_age_seconds => {
-            usd_value(&intent.amount, price).ok_or_else(|| "USD value overflows".to_owned())
+            usd_value(amount, price).ok_or_else(|| "USD value overflows".to_owned())
         }
         Some(age) => Err(format!("price stale ({age}s old, max {}s)", ctx.max_price_age_seconds)),
         None => Err("price stale (dated in the future)".to_owned()),

@@ -40,6 +40,8 @@ struct Tx {
     spent_eth: [U256; 2],
     requests: fn(u64) -> u32,
     owner_registered: bool,
+    /// The native asset's price (for a token transfer's fee), USD per ETH and its age.
+    native_price: Option<(&'static str, i64)>,
 }
 
 /// `amount` ETH to ALICE on anvil at WED_NOON, ETH at a fresh $2000, an owner registered.
@@ -52,6 +54,7 @@ fn send(amount: &str) -> Tx {
             amount: Amount::parse_decimal(amount, 18).unwrap(),
             call: None,
             approve: None,
+            max_fee: None,
         },
         now: WED_NOON,
         price: Some(("2000", 0)),
@@ -59,6 +62,7 @@ fn send(amount: &str) -> Tx {
         spent_eth: [U256::ZERO; 2],
         requests: |_| 1,
         owner_registered: true,
+        native_price: Some(("2000", 0)),
     }
 }
 
@@ -68,6 +72,17 @@ impl Tx {
         self.intent.asset = Asset::Token(addr(token));
         self.intent.amount = Amount::parse_decimal(amount, 6).unwrap();
         self.price = Some(("1", 0));
+        self
+    }
+
+    fn native_price(mut self, price: Option<(&'static str, i64)>) -> Self {
+        self.native_price = price;
+        self
+    }
+
+    /// The most the transfer can pay in fees, in ETH.
+    fn fee(mut self, max_fee: &str) -> Self {
+        self.intent.max_fee = Some(eth(max_fee));
         self
     }
 
@@ -158,12 +173,20 @@ fn decide(policies: &[(&str, Value)], tx: &Tx) -> Result<Decision, PolicyError> 
         spent_month_native: tx.spent_eth[1],
         requests_in_window: &tx.requests,
     };
-    let ctx = Context {
-        now: tx.now,
-        price: tx.price.map(|(per_unit, age)| Price {
+    let price = |p: Option<(&str, i64)>| {
+        p.map(|(per_unit, age)| Price {
             micro_usd_per_unit: usd(per_unit),
             as_of: tx.now - age,
-        }),
+        })
+    };
+    let ctx = Context {
+        now: tx.now,
+        price: price(tx.price),
+        native_price: match tx.intent.asset {
+            Asset::Native => price(tx.price),
+            Asset::Token(_) => price(tx.native_price),
+        },
+        native_decimals: 18,
         max_price_age_seconds: MAX_PRICE_AGE,
         counters: &counters,
         owner_registered: tx.owner_registered,
@@ -1146,4 +1169,62 @@ fn native_limits_at_other_decimals_fail_closed() {
         tx,
         "APPROVAL (3600s): native limits were written for 18 decimals but the amount has 9: APPROVAL by the owner (expires after 3600s)",
     );
+}
+
+// ---- fees: the most a transfer can pay in fees counts as spend ------------------------------
+
+#[test]
+fn the_max_fee_counts_in_native_thresholds_and_periods() {
+    let limit = [("SPENDING_LIMIT", json!({"instant_max": "0.1", "daily_limit": "1"}))];
+    // 0.1 alone is within instant_max; 0.1 + a 0.001 fee is not.
+    check(
+        &limit,
+        send("0.1"),
+        "INSTANT: 0.1 ETH is within instant_max 0.1 ETH: INSTANT; within daily_limit 1 ETH",
+    );
+    let d = decide(&limit, &send("0.1").fee("0.001")).unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Approval), "{:?}", d.reasons);
+    assert_eq!(d.spend.native, Some(eth("0.101")));
+    // The daily budget sees value + fee: 0.9 spent + 0.09 + 0.011 fee > 1.
+    let d = decide(&limit, &send("0.09").fee("0.011").spent_eth("0.9", "0.9")).unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Approval), "{:?}", d.reasons);
+    let d = decide(&limit, &send("0.09").fee("0.01").spent_eth("0.9", "0.9")).unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Instant), "{:?}", d.reasons);
+}
+
+#[test]
+fn a_token_transfer_fee_counts_against_native_periods_and_usd() {
+    let limits = [
+        usdc_allowed(),
+        (
+            "SPENDING_LIMIT",
+            json!({"instant_max_usd": "100", "daily_limit": "0.01"}),
+        ),
+    ];
+    // 50 USDC + a 0.001 ETH fee ($2): $52, within instant_max_usd; the fee in ETH is counted.
+    let d = decide(&limits, &send("0").token(USDC, "50").fee("0.001")).unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Instant), "{:?}", d.reasons);
+    assert_eq!(d.spend.micro_usd, Some(usd("52")));
+    assert_eq!(d.spend.native, Some(eth("0.001")));
+    // The native daily limit stops a run of token sends whose fees add up.
+    let d = decide(
+        &limits,
+        &send("0").token(USDC, "1").fee("0.001").spent_eth("0.0095", "0.0095"),
+    )
+    .unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Approval), "{:?}", d.reasons);
+    // The fee's USD needs the native price: unknown → USD rules fail closed.
+    let d = decide(&limits, &send("0").token(USDC, "50").fee("0.001").native_price(None)).unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Approval), "{:?}", d.reasons);
+    assert!(d.reasons.iter().any(|r| r.contains("for the fee")), "{:?}", d.reasons);
+}
+
+#[test]
+fn the_fee_is_in_the_trace() {
+    let t = trace(
+        &[("SPENDING_LIMIT", json!({"instant_max": "1"}))],
+        send("0.5").fee("0.000042"),
+    );
+    assert!(t.contains("FEE.max_fee PASS"), "{t}");
+    assert!(t.contains("at most 0.000042 ETH"), "{t}");
 }

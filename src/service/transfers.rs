@@ -7,13 +7,14 @@
 //! every in-flight transaction is reconciled from its stored raw bytes: never re-signed.
 
 use super::{Result, Service, ServiceError, SessionAuth, key_ref, now};
-use crate::chains::{Adapter, AssetMeta, ChainError, TransferPlan, TxStatus};
+use crate::chains::{Adapter, AssetMeta, ChainError, FeeQuote, FeeRequest, TransferPlan, TxStatus};
 use crate::domain::{Address, Amount, TxId, TxState, WalletId, sanitize};
 use crate::policy::{self, Asset, Decision, Intent, Outcome, ParseContext, Policy, Tier};
 use crate::store::records::{
-    BudgetRecord, IdempotencyRecord, PolicyRecord, RECORD_VERSION, Reservation, TxRecord, WalletRecord,
+    BudgetRecord, FeeRecord, IdempotencyRecord, PolicyRecord, RECORD_VERSION, Reservation, TxRecord, WalletRecord,
 };
 use crate::store::{AuditEvent, Batch, keys};
+use alloy_primitives::U256;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct CheckResult {
     pub amount: Amount,
     pub symbol: String,
     pub spent: Spent,
+    /// The most the transfer would pay in fees (native units), counted in the decision.
+    pub max_fee: Option<Amount>,
 }
 
 /// Spend counted in the current day and month (confirmed plus in flight).
@@ -66,6 +69,13 @@ impl Drop for WorkerBusy {
     fn drop(&mut self) {
         self.0.worker_busy.store(false, std::sync::atomic::Ordering::Release);
     }
+}
+
+/// Whether a reservation is added to its budgets or taken off them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Change {
+    Add,
+    Release,
 }
 
 /// Who stops an unsigned transfer, and how (the string is the audit actor).
@@ -133,9 +143,61 @@ impl Service {
                 amount,
                 call: None,
                 approve: None,
+                max_fee: None,
             },
             meta,
         ))
+    }
+
+    /// The node's fee quote for `intent`, held to the chain's caps (RPC: call without locks).
+    async fn quote_fee(&self, wallet: &WalletRecord, intent: &Intent) -> Result<FeeQuote, ChainError> {
+        let request = FeeRequest {
+            from: wallet.address().map_err(|e| ChainError::InvalidInput(e.to_string()))?,
+            to: intent.to,
+            token: match intent.asset {
+                Asset::Native => None,
+                Asset::Token(t) => Some(t),
+            },
+            base_units: intent.amount.base_units,
+        };
+        self.adapter(wallet)
+            .map_err(|e| ChainError::InvalidInput(e.to_string()))?
+            .quote_fee(&request)
+            .await
+    }
+
+    /// What `decision` reserves, in the periods of `now`, with the fee's share of it.
+    fn reservation(
+        &self,
+        wallet: &WalletRecord,
+        decision: &Decision,
+        max_fee: Option<U256>,
+        now: i64,
+    ) -> Result<Reservation> {
+        let (day, month) = period_keys(now);
+        let fee_micro_usd = match max_fee {
+            Some(fee) if decision.spend.micro_usd.is_some() => {
+                let config = self.adapter(wallet)?.config();
+                let price = self
+                    .prices
+                    .lookup(&wallet.chain, &Asset::Native, &config.native_symbol, now);
+                let amount = Amount {
+                    base_units: fee,
+                    decimals: config.native_decimals,
+                };
+                price.and_then(|p| policy::usd_value(&amount, &p))
+            }
+            _ => None,
+        };
+        Ok(Reservation {
+            day,
+            month,
+            micro_usd: decision.spend.micro_usd,
+            native: decision.spend.native,
+            fee_native: max_fee,
+            fee_micro_usd,
+            held: decision.outcome != Outcome::Denied,
+        })
     }
 
     /// The wallet's policies, parsed. A stored policy that no longer parses fails closed.
@@ -215,10 +277,13 @@ impl Service {
             spent_month_native: spent.month.native,
             requests_in_window: &requests_in_window,
         };
-        let native_symbol = &self.adapter(wallet)?.config().native_symbol;
+        let chain = self.adapter(wallet)?.config();
+        let native_symbol = &chain.native_symbol;
         let ctx = policy::Context {
             now,
             price: self.prices.lookup(&wallet.chain, &intent.asset, native_symbol, now),
+            native_price: self.prices.lookup(&wallet.chain, &Asset::Native, native_symbol, now),
+            native_decimals: chain.native_decimals,
             max_price_age_seconds: self.prices.max_age_seconds,
             counters: &counters,
             owner_registered: wallet.owner.is_some(),
@@ -230,7 +295,9 @@ impl Service {
     /// `POST /v1/transactions/check`: the decision, nothing reserved, nothing signed.
     pub async fn check_transfer(&self, auth: &SessionAuth, req: &TransferRequest) -> Result<CheckResult> {
         let wallet = self.wallet(auth.wallet_id)?;
-        let (intent, meta) = self.decode(&wallet, req).await?;
+        let (mut intent, meta) = self.decode(&wallet, req).await?;
+        let quote = self.quote_fee(&wallet, &intent).await?;
+        intent.max_fee = Some(quote.max_fee());
         let now = now();
         let decision = self.evaluate(&wallet, &intent, now, None)?;
         Ok(CheckResult {
@@ -238,6 +305,7 @@ impl Service {
             amount: intent.amount,
             symbol: meta.symbol,
             spent: self.spent(wallet.id, now)?,
+            max_fee: Amount::new(quote.max_fee(), self.adapter(&wallet)?.config().native_decimals).ok(),
         })
     }
 
@@ -257,35 +325,75 @@ impl Service {
         let wallet = self.wallet(auth.wallet_id)?;
         refuse_frozen(&wallet)?;
         self.autostop_request(wallet.id).await?;
-        let (intent, meta) = self.decode(&wallet, req).await?;
+        let (mut intent, meta) = self.decode(&wallet, req).await?;
         let request_hash = request_hash(&intent, memo.as_deref());
         let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+        let seen = |store: &crate::store::Store| -> Result<Option<TxRecord>> {
+            match store.get::<IdempotencyRecord>(&keys::idempotency(wallet.id, &key_hash))? {
+                Some(seen) if seen.request_hash != request_hash => Err(ServiceError::Conflict(
+                    "idempotencyKey was already used for a different transfer; use a new key for a new transfer".into(),
+                )),
+                Some(seen) => self.tx(wallet.id, seen.tx_id).map(Some),
+                None => Ok(None),
+            }
+        };
+        // A retry answers from the record, without asking the chain again.
+        if let Some(tx) = seen(&self.store)? {
+            return Ok(tx);
+        }
+        // The fee quote is part of what the policy judges: fetched before the lock (RPC).
+        let quote = match self.quote_fee(&wallet, &intent).await {
+            Ok(q) => Ok(q),
+            Err(ChainError::Rejected { reason, .. }) => Err(reason),
+            Err(other) => return Err(other.into()),
+        };
+        intent.max_fee = quote.as_ref().ok().map(FeeQuote::max_fee);
         let locks = self.wallet_locks(wallet.id);
 
         let tx = {
             let _decide = locks.decide.lock().await;
-            if let Some(seen) = self
-                .store
-                .get::<IdempotencyRecord>(&keys::idempotency(wallet.id, &key_hash))?
-            {
-                if seen.request_hash != request_hash {
-                    return Err(ServiceError::Conflict(
-                        "idempotencyKey was already used for a different transfer; use a new key for a new transfer"
-                            .into(),
-                    ));
-                }
-                return self.tx(wallet.id, seen.tx_id);
+            if let Some(tx) = seen(&self.store)? {
+                return Ok(tx);
             }
             let now = now();
-            let decision = self.evaluate(&wallet, &intent, now, None)?;
-            let (day, month) = period_keys(now);
-            let (status, tier) = match decision.outcome {
-                Outcome::Denied => (TxState::Denied, None),
-                Outcome::Allowed(t @ (Tier::Instant | Tier::Notify)) => (TxState::Requested, Some(t)),
-                Outcome::Allowed(t @ Tier::Delay) => (TxState::Delayed, Some(t)),
-                Outcome::Allowed(t @ Tier::Approval) => (TxState::PendingApproval, Some(t)),
+            let (status, tier, reasons, trace, decision) = match &quote {
+                // The node says it would fail (unfunded, reverting) or quotes fees above the
+                // caps: recorded as FAILED, nothing reserved, nothing signed.
+                Err(reason) => (
+                    TxState::Failed,
+                    None,
+                    vec![format!("the chain refuses this transfer: {reason}")],
+                    serde_json::Value::Array(Vec::new()),
+                    None,
+                ),
+                Ok(_) => {
+                    let decision = self.evaluate(&wallet, &intent, now, None)?;
+                    let (status, tier) = match decision.outcome {
+                        Outcome::Denied => (TxState::Denied, None),
+                        Outcome::Allowed(t @ (Tier::Instant | Tier::Notify)) => (TxState::Requested, Some(t)),
+                        Outcome::Allowed(t @ Tier::Delay) => (TxState::Delayed, Some(t)),
+                        Outcome::Allowed(t @ Tier::Approval) => (TxState::PendingApproval, Some(t)),
+                    };
+                    (
+                        status,
+                        tier,
+                        decision.reasons.clone(),
+                        trace_json(&decision),
+                        Some(decision),
+                    )
+                }
             };
-            let held = status != TxState::Denied;
+            let reserved = match &decision {
+                Some(d) => self.reservation(&wallet, d, intent.max_fee, now)?,
+                None => {
+                    let (day, month) = period_keys(now);
+                    Reservation {
+                        day,
+                        month,
+                        ..Reservation::default()
+                    }
+                }
+            };
             let to_i64 = |s: Option<u64>| s.map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
             let tx = TxRecord {
                 v: RECORD_VERSION,
@@ -306,38 +414,32 @@ impl Service {
                 memo,
                 idempotency_key: key.to_owned(),
                 request_hash: request_hash.clone(),
-                reasons: decision.reasons.clone(),
-                trace: trace_json(&decision),
-                reserved: Reservation {
-                    day,
-                    month,
-                    micro_usd: decision.spend.micro_usd,
-                    native: decision.spend.native,
-                    held,
-                },
+                reasons,
+                trace,
+                reserved,
                 created_at: now,
                 updated_at: now,
-                executes_at: if status == TxState::Delayed {
-                    to_i64(decision.delay_seconds)
-                } else {
-                    None
+                executes_at: match &decision {
+                    Some(d) if status == TxState::Delayed => to_i64(d.delay_seconds),
+                    _ => None,
                 },
-                expires_at: if status == TxState::PendingApproval {
-                    to_i64(decision.approval_timeout_seconds)
-                } else {
-                    None
+                expires_at: match &decision {
+                    Some(d) if status == TxState::PendingApproval => to_i64(d.approval_timeout_seconds),
+                    _ => None,
                 },
                 nonce: None,
                 raw: None,
                 hash: None,
                 block: None,
                 confirmations: 0,
-                error: None,
+                error: quote.as_ref().err().map(|r| format!("rejected by the chain: {r}")),
                 nonce_passed_at: None,
+                fee: quote.as_ref().ok().map(|q| fee_record(*q)),
+                fee_paid: None,
             };
             let mut batch = Batch::new();
-            if held {
-                self.adjust_budgets(&mut batch, wallet.id, &tx.reserved, true)?;
+            if tx.reserved.held {
+                self.change_budgets(&mut batch, wallet.id, &[(&tx.reserved, Change::Add)])?;
             }
             batch.put(
                 keys::idempotency(wallet.id, &key_hash),
@@ -346,7 +448,7 @@ impl Service {
                     request_hash,
                 },
             );
-            self.save_tx(&mut batch, &tx, decided_event(&tx, &decision));
+            self.save_tx(&mut batch, &tx, decided_event(&tx));
             self.store.commit(batch)?;
             tx
         };
@@ -519,7 +621,7 @@ impl Service {
         error: Option<String>,
     ) -> Result<()> {
         if tx.reserved.held && state != TxState::Confirmed {
-            self.adjust_budgets(batch, tx.wallet_id, &tx.reserved, false)?;
+            self.change_budgets(batch, tx.wallet_id, &[(&tx.reserved, Change::Release)])?;
             tx.reserved.held = false;
         }
         tx.status = state;
@@ -528,20 +630,38 @@ impl Service {
         Ok(())
     }
 
-    /// Adds (`reserve`) or subtracts a reservation to its day and month budgets. Callers hold
-    /// the wallet's `decide` lock.
-    fn adjust_budgets(&self, batch: &mut Batch, wallet: WalletId, r: &Reservation, reserve: bool) -> Result<()> {
-        for period in [&r.day, &r.month] {
-            let key = keys::budget(wallet, period);
-            let mut budget: BudgetRecord = self.store.get(&key)?.unwrap_or_default();
+    /// Applies reservations to their day and month budgets (added or taken off), each
+    /// budget record read once, so several changes to one period in one batch add up.
+    /// Callers hold the wallet's `decide` lock.
+    pub(super) fn change_budgets(
+        &self,
+        batch: &mut Batch,
+        wallet: WalletId,
+        changes: &[(&Reservation, Change)],
+    ) -> Result<()> {
+        let mut budgets: std::collections::BTreeMap<String, BudgetRecord> = Default::default();
+        for (r, change) in changes {
             let (usd, native) = (r.micro_usd.unwrap_or_default(), r.native.unwrap_or_default());
-            if reserve {
-                budget.micro_usd = budget.micro_usd.saturating_add(usd);
-                budget.native = budget.native.saturating_add(native);
-            } else {
-                budget.micro_usd = budget.micro_usd.saturating_sub(usd);
-                budget.native = budget.native.saturating_sub(native);
+            for period in [&r.day, &r.month] {
+                let key = keys::budget(wallet, period);
+                if !budgets.contains_key(&key) {
+                    let current = self.store.get(&key)?.unwrap_or_default();
+                    budgets.insert(key.clone(), current);
+                }
+                let budget = budgets.get_mut(&key).expect("inserted above");
+                match change {
+                    Change::Add => {
+                        budget.micro_usd = budget.micro_usd.saturating_add(usd);
+                        budget.native = budget.native.saturating_add(native);
+                    }
+                    Change::Release => {
+                        budget.micro_usd = budget.micro_usd.saturating_sub(usd);
+                        budget.native = budget.native.saturating_sub(native);
+                    }
+                }
             }
+        }
+        for (key, budget) in budgets {
             batch.put(key, &budget);
         }
         Ok(())
@@ -563,9 +683,28 @@ impl Service {
         if !executable {
             return Ok(tx);
         }
-        if recheck && let Some(stopped) = self.recheck(&wallet, &mut tx, &locks).await? {
-            return Ok(stopped);
+        if recheck {
+            // Fees as of now: the re-check counts them, and the transfer is signed with them.
+            let intent = self.intent_of(&wallet, &tx)?;
+            let quote = match self.quote_fee(&wallet, &intent).await {
+                Ok(q) => q,
+                Err(ChainError::Rejected { reason, .. }) => {
+                    return self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            if let Some(stopped) = self.recheck(&wallet, &mut tx, &locks, quote).await? {
+                return Ok(stopped);
+            }
         }
+        let fee = match tx.fee {
+            Some(fee) => fee_quote(fee),
+            // Decided before fees were recorded (an older version, then a crash): quote now.
+            None => match self.quote_fee(&wallet, &self.intent_of(&wallet, &tx)?).await {
+                Ok(q) => q,
+                Err(err) => return self.fail(tx, &locks, err.to_string()).await,
+            },
+        };
         let from = wallet.address()?;
         let to = Address::parse(wallet.kind, &tx.to).map_err(|e| invalid(e.to_string()))?;
         let token = tx
@@ -596,8 +735,9 @@ impl Service {
                 token,
                 base_units: tx.base_units,
                 nonce,
+                fee,
             };
-            Ok::<_, ChainError>((nonce, adapter.prepare(&plan).await?))
+            Ok::<_, ChainError>((nonce, adapter.prepare(&plan)?))
         }
         .await;
         let (nonce, unsigned) = match prepared {
@@ -673,7 +813,19 @@ impl Service {
 
     /// Re-checks a DELAY or APPROVAL transfer at execution time. Returns the record when it
     /// must not go ahead (denied now, or DELAY that now needs approval).
-    async fn recheck(&self, wallet: &WalletRecord, tx: &mut TxRecord, locks: &WalletLocks) -> Result<Option<TxRecord>> {
+    ///
+    /// The transfer is judged as it would be signed now: with `quote`'s fees, today's
+    /// counters and today's prices. When it goes ahead (or waits for approval), its
+    /// reservation moves to the current day and month with the fresh amounts, in the same
+    /// commit: a transfer counts in the period in which it is signed, never twice, never
+    /// at a stale price.
+    async fn recheck(
+        &self,
+        wallet: &WalletRecord,
+        tx: &mut TxRecord,
+        locks: &WalletLocks,
+        quote: FeeQuote,
+    ) -> Result<Option<TxRecord>> {
         let _decide = locks.decide.lock().await;
         // Fresh under the lock: a cancel may have landed since the caller read it.
         *tx = self.tx(tx.wallet_id, tx.id)?;
@@ -683,14 +835,31 @@ impl Service {
         if let Some(expired) = self.expire_locked(tx)? {
             return Ok(Some(expired));
         }
-        let intent = self.intent_of(wallet, tx)?;
-        let decision = self.evaluate(wallet, &intent, now(), Some(tx))?;
+        let mut intent = self.intent_of(wallet, tx)?;
+        intent.max_fee = Some(quote.max_fee());
+        let now = now();
+        let decision = self.evaluate(wallet, &intent, now, Some(tx))?;
         let was_approval = tx.status == TxState::PendingApproval;
         let mut batch = Batch::new();
+        if decision.outcome != Outcome::Denied {
+            let moved = self.reservation(wallet, &decision, intent.max_fee, now)?;
+            let mut changes = vec![(&moved, Change::Add)];
+            if tx.reserved.held {
+                changes.push((&tx.reserved, Change::Release));
+            }
+            self.change_budgets(&mut batch, tx.wallet_id, &changes)?;
+            tx.reserved = moved;
+            tx.fee = Some(fee_record(quote));
+        }
         let event = |kind: &str| {
             AuditEvent::new(kind, "system")
                 .wallet(tx.wallet_id)
-                .detail(serde_json::json!({ "tx": tx.id.to_string(), "reasons": decision.reasons }))
+                .detail(serde_json::json!({
+                    "tx": tx.id.to_string(),
+                    "reasons": decision.reasons,
+                    "maxFee": quote.max_fee().to_string(),
+                    "reservedIn": tx.reserved.day,
+                }))
         };
         match decision.outcome {
             Outcome::Denied => {
@@ -713,8 +882,8 @@ impl Service {
                 tx.trace = trace_json(&decision);
                 tx.expires_at = decision
                     .approval_timeout_seconds
-                    .map(|s| now().saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
-                tx.updated_at = now();
+                    .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
+                tx.updated_at = now;
                 self.save_tx(&mut batch, tx, e);
             }
             Outcome::Allowed(_) => {
@@ -722,7 +891,7 @@ impl Service {
                 // resumes as any REQUESTED transfer does.
                 let e = event("tx_executing");
                 tx.status = TxState::Requested;
-                tx.updated_at = now();
+                tx.updated_at = now;
                 self.save_tx(&mut batch, tx, e);
                 self.store.commit(batch)?;
                 return Ok(None);
@@ -773,6 +942,7 @@ impl Service {
             amount,
             call: None,
             approve: None,
+            max_fee: tx.fee.map(|f| fee_quote(f).max_fee()),
         })
     }
 
@@ -850,6 +1020,7 @@ impl Service {
                 success,
                 block,
                 confirmations,
+                fee_paid,
             } => {
                 let done = !success || confirmations >= adapter.config().confirmations;
                 if done {
@@ -875,8 +1046,16 @@ impl Service {
                     } else {
                         (TxState::Failed, "tx_reverted", Some("reverted on chain".to_owned()))
                     };
+                    if let Some(paid) = fee_paid {
+                        self.settle_fee(&mut batch, &mut tx, paid, success)?;
+                    }
                     self.finish(&mut batch, &mut tx, state, error)?;
-                    let detail = serde_json::json!({ "tx": id.to_string(), "hash": hash, "block": block });
+                    let detail = serde_json::json!({
+                        "tx": id.to_string(),
+                        "hash": hash,
+                        "block": block,
+                        "feePaid": fee_paid.map(|f| f.to_string()),
+                    });
                     self.save_tx(
                         &mut batch,
                         &tx,
@@ -887,6 +1066,50 @@ impl Service {
                 Ok(tx)
             }
         }
+    }
+
+    /// Trues the reservation up to the receipt: the unused part of the maximum fee goes back
+    /// to the budgets; on a revert the value goes back too, and only the fee paid stays
+    /// counted (it was spent). Part of the same batch as the final state.
+    fn settle_fee(&self, batch: &mut Batch, tx: &mut TxRecord, paid: U256, success: bool) -> Result<()> {
+        tx.fee_paid = Some(paid);
+        let r = &tx.reserved;
+        let Some(max_fee) = r.fee_native.filter(|f| !f.is_zero()) else {
+            return Ok(());
+        };
+        if !r.held {
+            return Ok(());
+        }
+        let paid = paid.min(max_fee);
+        // USD of the fee, in proportion; rounded so that what stays counted is never less.
+        let paid_usd = r.fee_micro_usd.map(|u| (u * paid).div_ceil(max_fee));
+        let (keep_native, keep_usd) = if success {
+            let value = r.native.unwrap_or_default().saturating_sub(max_fee);
+            let value_usd = r
+                .micro_usd
+                .map(|u| u.saturating_sub(r.fee_micro_usd.unwrap_or_default()));
+            (
+                value.saturating_add(paid),
+                value_usd.map(|v| v.saturating_add(paid_usd.unwrap_or_default())),
+            )
+        } else {
+            (paid, paid_usd.or(r.micro_usd.map(|_| U256::ZERO)))
+        };
+        let release = Reservation {
+            micro_usd: r.micro_usd.map(|u| u.saturating_sub(keep_usd.unwrap_or_default())),
+            native: r.native.map(|n| n.saturating_sub(keep_native)),
+            ..r.clone()
+        };
+        self.change_budgets(batch, tx.wallet_id, &[(&release, Change::Release)])?;
+        tx.reserved.native = tx.reserved.native.map(|_| keep_native);
+        tx.reserved.micro_usd = keep_usd;
+        tx.reserved.fee_native = Some(paid);
+        tx.reserved.fee_micro_usd = paid_usd;
+        if !success {
+            // What stays counted is the fee alone, for good: nothing more to release.
+            tx.reserved.held = false;
+        }
+        Ok(())
     }
 
     /// The node refused our own signed bytes. That alone proves nothing: "nonce too low" is
@@ -1067,6 +1290,22 @@ impl Service {
     }
 }
 
+fn fee_record(q: FeeQuote) -> FeeRecord {
+    FeeRecord {
+        gas_limit: q.gas_limit,
+        max_fee_per_gas: q.max_fee_per_gas,
+        max_priority_fee_per_gas: q.max_priority_fee_per_gas,
+    }
+}
+
+fn fee_quote(r: FeeRecord) -> FeeQuote {
+    FeeQuote {
+        gas_limit: r.gas_limit,
+        max_fee_per_gas: r.max_fee_per_gas,
+        max_priority_fee_per_gas: r.max_priority_fee_per_gas,
+    }
+}
+
 fn refuse_frozen(wallet: &WalletRecord) -> Result<()> {
     match &wallet.frozen {
         Some(f) => Err(ServiceError::Frozen(format!(
@@ -1129,11 +1368,11 @@ pub fn trace_json(decision: &Decision) -> serde_json::Value {
     )
 }
 
-fn decided_event(tx: &TxRecord, decision: &Decision) -> AuditEvent {
-    let kind = if tx.status == TxState::Denied {
-        "tx_denied"
-    } else {
-        "tx_requested"
+fn decided_event(tx: &TxRecord) -> AuditEvent {
+    let kind = match tx.status {
+        TxState::Denied => "tx_denied",
+        TxState::Failed => "tx_failed",
+        _ => "tx_requested",
     };
     AuditEvent::new(
         kind,
@@ -1150,7 +1389,9 @@ fn decided_event(tx: &TxRecord, decision: &Decision) -> AuditEvent {
         "to": tx.to,
         "token": tx.token,
         "baseUnits": tx.base_units.to_string(),
-        "reasons": decision.reasons,
-        "trace": trace_json(decision),
+        "maxFee": tx.reserved.fee_native.map(|f| f.to_string()),
+        "reasons": tx.reasons,
+        "trace": tx.trace,
+        "error": tx.error,
     }))
 }

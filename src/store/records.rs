@@ -163,6 +163,22 @@ pub struct TxRecord {
     /// still missing (a re-broadcast refused): the start of the grace before it counts as dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce_passed_at: Option<i64>,
+    /// The fees it is signed with (what the policy counted), once quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<FeeRecord>,
+    /// What it paid in fees, from the receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_u256")]
+    pub fee_paid: Option<U256>,
+}
+
+/// A fee quote as stored with its transfer (wei per gas as decimal strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeRecord {
+    pub gas_limit: u64,
+    #[serde(with = "super::as_string")]
+    pub max_fee_per_gas: u128,
+    #[serde(with = "super::as_string")]
+    pub max_priority_fee_per_gas: u128,
 }
 
 /// Budget reservation of one transfer, with the periods it was counted in.
@@ -174,6 +190,12 @@ pub struct Reservation {
     pub micro_usd: Option<U256>,
     #[serde(default, with = "opt_u256")]
     pub native: Option<U256>,
+    /// The fee's share of `native` and `micro_usd` (the most it can pay), trued up to what
+    /// it paid when the receipt comes.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_u256")]
+    pub fee_native: Option<U256>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_u256")]
+    pub fee_micro_usd: Option<U256>,
     /// Cleared when released (failure, cancel, expiry, denial on re-check).
     pub held: bool,
 }
