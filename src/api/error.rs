@@ -64,9 +64,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::OwnerRejected(_) => (S::UNAUTHORIZED, "OWNER_REJECTED"),
             ServiceError::Frozen(_) => (S::LOCKED, "WALLET_FROZEN"),
             ServiceError::Chain(e) => match e {
-                ChainError::Unreachable { .. } | ChainError::ChainIdMismatch { .. } => {
-                    (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE")
-                }
+                ChainError::Unreachable { .. }
+                | ChainError::ChainIdMismatch { .. }
+                | ChainError::NotAccepted { .. } => (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE"),
                 ChainError::NotAToken(_) | ChainError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
                 ChainError::NotSupported(_) => (S::NOT_IMPLEMENTED, "NOT_SUPPORTED"),
                 ChainError::Rejected { .. } => (S::UNPROCESSABLE_ENTITY, "CHAIN_REJECTED"),

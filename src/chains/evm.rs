@@ -28,6 +28,24 @@ alloy::sol! {
     }
 }
 
+/// Broadcast errors that prove a signed transaction can never be mined as it is: only these
+/// fail a transfer at once. Anything else ("internal error", "underpriced", "nonce too low",
+/// a timeout) proves nothing — a provider may have forwarded it, or it may be mined already —
+/// so the transfer stays SIGNED and fails only once its nonce has provably moved past it.
+/// ("nonce too low" is not here: it is also what a node says of our own mined transaction.)
+const DEFINITIVE_REFUSALS: &[&str] = &[
+    "insufficient funds",
+    "intrinsic gas too low",
+    "invalid signature",
+    "invalid sender",
+    "exceeds block gas limit",
+    "gas limit reached",
+    "invalid chain id",
+    "incorrect chain id",
+    "transaction type not supported",
+    "oversized data",
+];
+
 #[derive(Debug, Clone)]
 struct TokenMeta {
     decimals: u8,
@@ -307,14 +325,17 @@ impl EvmChain {
             Ok(_) => Ok(()),
             Err(RpcError::ErrorResp(payload)) => {
                 let reason = sanitize::chain_string(&payload.message, 160);
+                let lower = reason.to_ascii_lowercase();
                 // Re-broadcasting what the node already has is success, not an error.
-                if reason.contains("already known") || reason.contains("already imported") {
+                if lower.contains("already known") || lower.contains("already imported") {
                     return Ok(());
                 }
-                Err(ChainError::Rejected {
-                    chain: self.config.name.to_string(),
-                    reason,
-                })
+                let chain = self.config.name.to_string();
+                if DEFINITIVE_REFUSALS.iter().any(|r| lower.contains(r)) {
+                    Err(ChainError::Rejected { chain, reason })
+                } else {
+                    Err(ChainError::NotAccepted { chain, reason })
+                }
             }
             Err(e) => Err(self.rpc_error(e)),
         }

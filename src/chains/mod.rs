@@ -20,10 +20,16 @@ pub enum ChainError {
     InvalidInput(String),
     #[error("{0}")]
     NotSupported(String),
-    /// The node refused the transaction (insufficient funds, nonce used, underpriced…):
-    /// a definitive answer, unlike `Unreachable`.
+    /// The node refused the transaction for a reason that proves it can never be mined as
+    /// signed (insufficient funds, intrinsic gas too low, invalid signature…): a definitive
+    /// answer, unlike `Unreachable` and `NotAccepted`.
     #[error("chain {chain} rejected the transaction: {reason}")]
     Rejected { chain: String, reason: String },
+    /// The node answered a broadcast with an error that proves nothing (an internal error,
+    /// "underpriced", "nonce too low"…): a provider may have forwarded it, or it may have been
+    /// mined already. The transfer stays SIGNED and follows the re-broadcast rule.
+    #[error("chain {chain} did not accept the transaction (it may still be mined): {reason}")]
+    NotAccepted { chain: String, reason: String },
 }
 
 /// Decimals and symbol of an asset (native or token), symbol sanitised.

@@ -210,7 +210,7 @@ fn master_failure_delay(recent_failures: usize) -> Duration {
 }
 
 pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
+    time::OffsetDateTime::now_utc().unix_timestamp() + crate::faults::clock_offset()
 }
 
 impl Service {

@@ -798,7 +798,8 @@ impl Service {
                 Ok(tx)
             }
             Err(ChainError::Rejected { reason, .. }) => {
-                // The node refused it: the nonce is still free, the reservation goes back.
+                // A definitive refusal: it can never be mined as signed; the nonce is still
+                // free, the reservation goes back.
                 *next_nonce = None;
                 self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await
             }
@@ -1007,7 +1008,7 @@ impl Service {
                         self.store.commit(batch)?;
                     }
                     Ok(()) => {}
-                    Err(ChainError::Rejected { reason, .. }) => {
+                    Err(ChainError::Rejected { reason, .. } | ChainError::NotAccepted { reason, .. }) => {
                         return self
                             .refused_rebroadcast(adapter, &wallet, tx, &locks, &mut next_nonce, reason)
                             .await;
@@ -1316,14 +1317,16 @@ fn refuse_frozen(wallet: &WalletRecord) -> Result<()> {
     }
 }
 
-/// Broadcasts, treating a refusal of a transaction the chain already mined (e.g. "nonce too
-/// low" for our own, already included bytes) as the success it is.
+/// Broadcasts, treating an error about a transaction the chain already mined (e.g. "nonce
+/// too low" for our own, already included bytes) as the success it is.
 async fn broadcast_checked(adapter: &Adapter, signed: &crate::chains::SignedTx) -> Result<(), ChainError> {
     match adapter.broadcast(signed).await {
-        Err(ChainError::Rejected { reason, chain }) => match adapter.status(&signed.hash).await {
-            Ok(TxStatus::Mined { .. }) => Ok(()),
-            _ => Err(ChainError::Rejected { reason, chain }),
-        },
+        Err(err @ (ChainError::Rejected { .. } | ChainError::NotAccepted { .. })) => {
+            match adapter.status(&signed.hash).await {
+                Ok(TxStatus::Mined { .. }) => Ok(()),
+                _ => Err(err),
+            }
+        }
         other => other,
     }
 }

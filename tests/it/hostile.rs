@@ -6,11 +6,10 @@
 use crate::harness::{Anvil, Daemon, Opts, eth, http};
 use crate::mcp_sse::{initialize, request};
 use crate::owner::{Owner, pending, post_signed};
+use crate::rpc_proxy::RpcProxy;
 use crate::transfers::{RECIPIENT, balance_of, opts, wait_status};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A funded wallet (10 ETH) whose sends are INSTANT up to 0.1, DELAYed (by `delay`) up to
@@ -375,56 +374,13 @@ async fn mcp_post(daemon: &Daemon, token: &str, session: Option<&str>, body: Val
     (status, id, answer)
 }
 
-/// A TCP proxy in front of anvil that can be switched to accept, read and never answer.
-struct StallingRpc {
-    url: String,
-    stalled: Arc<AtomicBool>,
-}
-
-impl StallingRpc {
-    async fn start(upstream: &str) -> Self {
-        let upstream = upstream.trim_start_matches("http://").to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stalled = Arc::new(AtomicBool::new(false));
-        let flag = stalled.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                    continue;
-                };
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
-                    let mut buf = vec![0u8; 16 * 1024];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        // Stalled: the request is swallowed; no answer ever comes.
-                        let stalled = flag.load(Ordering::SeqCst);
-                        if n == 0 || (!stalled && sw.write_all(&buf[..n]).await.is_err()) {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        Self { url, stalled }
-    }
-
-    fn stall(&self, on: bool) {
-        self.stalled.store(on, Ordering::SeqCst);
-    }
-}
-
 /// The brakes never wait on a chain: with the RPC accepting and never answering, a transfer
 /// is stuck inside an RPC call; the kill switch (all wallets) returns at once and the stuck
 /// transfer is never signed afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kill_switch_does_not_wait_for_a_stuck_rpc_and_nothing_is_signed_after_it() {
     let anvil = Anvil::start().await;
-    let rpc = StallingRpc::start(&anvil.url).await;
+    let rpc = RpcProxy::start(&anvil.url).await;
     let mut daemon = Daemon::init(Opts {
         anvil_url: Some(rpc.url.clone()),
         ..opts(&anvil)
@@ -443,7 +399,8 @@ async fn the_kill_switch_does_not_wait_for_a_stuck_rpc_and_nothing_is_signed_aft
         200
     );
 
-    rpc.stall(true);
+    // The next nonce lookup — after the decision, inside the executor — never comes back.
+    rpc.stall("eth_getTransactionCount");
     let send = {
         let (url, token) = (daemon.url.clone(), token.clone());
         tokio::spawn(async move {
@@ -492,7 +449,7 @@ async fn the_kill_switch_does_not_wait_for_a_stuck_rpc_and_nothing_is_signed_aft
     assert_eq!(mine["transactionsCancelled"], 1, "{mine}");
 
     // The node answers again: the stuck executor comes back and must not sign.
-    rpc.stall(false);
+    rpc.release("eth_getTransactionCount");
     let (status, body) = tokio::time::timeout(Duration::from_secs(30), send)
         .await
         .unwrap()

@@ -162,7 +162,17 @@ async fn assert_exactly_once(
         total,
         "recipient delta"
     );
-    assert_eq!(spent_today(daemon, token).await, total.to_string(), "spentToday");
+    // Each confirmed transfer counts its value and the fee it paid (trued up from the
+    // receipt), nothing else.
+    let fees: U256 = confirmed
+        .iter()
+        .map(|t| U256::from_str_radix(t["feePaidBaseUnits"].as_str().expect("fee paid"), 10).unwrap())
+        .sum();
+    assert_eq!(
+        spent_today(daemon, token).await,
+        (total + fees).to_string(),
+        "spentToday"
+    );
 
     let mut signed: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for entry in audit(daemon, "tx_signed").await {
@@ -270,8 +280,15 @@ async fn delayed_and_pending_transfers_survive_kill_9() {
         let (amount, key) = (tx["amount"].as_str().unwrap(), tx["idempotencyKey"].as_str().unwrap());
         assert_eq!(send(&daemon, &token, amount, key).await["id"], id, "{key}");
     }
-    // Both reservations are still held.
-    assert_eq!(spent_today(&daemon, &token).await, "2500000000000000000");
+    // Both reservations (value and most fee) are still held.
+    let held: U256 = [&delayed, &pending]
+        .iter()
+        .map(|t| {
+            U256::from_str_radix(t["baseUnits"].as_str().unwrap(), 10).unwrap()
+                + U256::from_str_radix(t["maxFeeBaseUnits"].as_str().unwrap(), 10).unwrap()
+        })
+        .sum();
+    assert_eq!(spent_today(&daemon, &token).await, held.to_string());
 
     let path = format!("/v1/transactions/{}/cancel", delayed["id"].as_str().unwrap());
     let (status, cancelled) = daemon.session(&token, Method::POST, &path, None).await;

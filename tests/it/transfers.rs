@@ -197,18 +197,32 @@ async fn tier_table_at_every_threshold() {
     let daemon = Daemon::start(opts(&anvil)).await;
     let limits = json!({ "instant_max": "0.1", "notify_max": "0.2", "delay_max": "0.3", "delay_seconds": 1, "approval_timeout_seconds": 1 });
     let (_, token) = setup(&anvil, &daemon, &[("SPENDING_LIMIT", limits)], true).await;
+    // A threshold compares the amount plus the most the fee can be: exactly at it, and one
+    // wei over. (No block is mined between these checks, so the fee quote stays the same.)
+    let fee = U256::from_str_radix(
+        check(&daemon, &token, "0.1").await["maxFeeBaseUnits"].as_str().unwrap(),
+        10,
+    )
+    .unwrap();
+    assert!(fee > U256::ZERO);
+    let at = |threshold: u64| eth(threshold) / U256::from(10) - fee;
     let table = [
-        ("0.1", "INSTANT"),
-        ("0.100000000000000001", "NOTIFY"),
-        ("0.2", "NOTIFY"),
-        ("0.2000001", "DELAY"),
-        ("0.3", "DELAY"),
-        ("0.31", "APPROVAL"),
-        ("50", "APPROVAL"),
+        (at(1), "INSTANT"),
+        (at(1) + U256::from(1), "NOTIFY"),
+        (at(2), "NOTIFY"),
+        (at(2) + U256::from(1), "DELAY"),
+        (at(3), "DELAY"),
+        (at(3) + U256::from(1), "APPROVAL"),
+        (eth(50), "APPROVAL"),
     ];
-    for (amount, tier) in table {
-        let c = check(&daemon, &token, amount).await;
-        assert_eq!(c["tier"].as_str(), Some(tier), "{amount}: {c}");
+    for (base_units, tier) in table {
+        let body = json!({ "to": RECIPIENT, "amountBaseUnits": base_units.to_string() });
+        let (status, c) = daemon
+            .session(&token, Method::POST, "/v1/transactions/check", Some(body))
+            .await;
+        assert_eq!(status, 200, "{c}");
+        assert_eq!(c["tier"].as_str(), Some(tier), "{base_units}: {c}");
+        assert_eq!(c["maxFeeBaseUnits"], fee.to_string(), "{c}");
         assert!(!c["trace"].as_array().unwrap().is_empty());
     }
     // USD thresholds (ETH = $2000) combine with native ones; the strictest wins.
@@ -404,18 +418,35 @@ async fn parallel_sends_cannot_overspend_the_daily_limit() {
     )
     .await;
     let results = send_parallel(&daemon, &token, "0.05", 100, "d").await;
-    let (mut passed, mut denied) = (0, 0);
+    let (mut passed, mut denied) = (Vec::new(), 0);
     for result in results {
         match result {
-            (200, tx) if tx["tier"] == "INSTANT" => passed += 1,
+            (200, tx) if tx["tier"] == "INSTANT" && tx["status"] == "CONFIRMED" => passed.push(tx),
             // Over the daily limit needs the owner; there is none, so it is denied.
             (403, body) if body["error"]["code"] == "POLICY_DENIED" => denied += 1,
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!((passed, denied), (20, 80));
+    // Value + the most each fee can be, never over the limit, and no room left for one more.
+    let units = |v: &Value| U256::from_str_radix(v.as_str().unwrap(), 10).unwrap();
+    let reserved: U256 = passed
+        .iter()
+        .map(|tx| units(&tx["baseUnits"]) + units(&tx["maxFeeBaseUnits"]))
+        .sum();
+    let smallest_fee = passed.iter().map(|tx| units(&tx["maxFeeBaseUnits"])).min().unwrap();
+    assert!(reserved <= eth(1), "overspent: {reserved}");
+    assert!(
+        eth(1) - reserved < eth(1) / U256::from(20) + smallest_fee,
+        "under-allowed: {reserved}"
+    );
+    assert_eq!(passed.len() + denied, 100);
+    // Once confirmed, each counts its value and the fee it paid.
+    let paid: U256 = passed
+        .iter()
+        .map(|tx| units(&tx["baseUnits"]) + units(&tx["feePaidBaseUnits"]))
+        .sum();
     let c = check(&daemon, &token, "0.05").await;
-    assert_eq!(c["spentToday"]["nativeBaseUnits"], "1000000000000000000", "{c}");
+    assert_eq!(c["spentToday"]["nativeBaseUnits"], paid.to_string(), "{c}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
