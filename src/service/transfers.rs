@@ -1073,6 +1073,9 @@ impl Service {
     /// to the budgets; on a revert the value goes back too, and only the fee paid stays
     /// counted (it was spent). Part of the same batch as the final state.
     fn settle_fee(&self, batch: &mut Batch, tx: &mut TxRecord, paid: U256, success: bool) -> Result<()> {
+        if tx.fee_paid.is_some() {
+            return Ok(());
+        }
         tx.fee_paid = Some(paid);
         let r = &tx.reserved;
         let Some(max_fee) = r.fee_native.filter(|f| !f.is_zero()) else {

@@ -186,10 +186,11 @@ async fn a_broadcast_error_after_forwarding_still_confirms_once() {
         .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
         .await;
     assert_eq!(nonce, json!("0x1"), "exactly one transaction");
+    let (_, audit) = daemon.master(Method::GET, "/v1/audit?limit=100", None).await;
     assert_eq!(
         spent_today(&daemon, &token).await,
         units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
-        "counted once"
+        "counted once: {done}\n{audit}"
     );
 }
 

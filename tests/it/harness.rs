@@ -99,9 +99,16 @@ impl Anvil {
         let mut tx = tx;
         tx["from"] = json!(ANVIL_KEY0_ADDR);
         let hash = self.rpc("eth_sendTransaction", json!([tx])).await;
-        let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
-        assert_eq!(receipt["status"], "0x1", "dev transaction failed: {receipt}");
-        receipt
+        // Automine includes it at once, but a loaded node may serve the receipt a moment later.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
+            if !receipt.is_null() || Instant::now() > deadline {
+                assert_eq!(receipt["status"], "0x1", "dev transaction failed: {receipt}");
+                return receipt;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn fund(&self, to: &str, wei: U256) {

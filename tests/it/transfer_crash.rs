@@ -297,7 +297,9 @@ async fn delayed_and_pending_transfers_survive_kill_9() {
         (200, Some("CANCELLED")),
         "{cancelled}"
     );
-    assert_eq!(spent_today(&daemon, &token).await, "2000000000000000000");
+    let pending_held = U256::from_str_radix(pending["baseUnits"].as_str().unwrap(), 10).unwrap()
+        + U256::from_str_radix(pending["maxFeeBaseUnits"].as_str().unwrap(), 10).unwrap();
+    assert_eq!(spent_today(&daemon, &token).await, pending_held.to_string());
 
     // The cancellation is durable too.
     daemon.kill();
@@ -312,7 +314,7 @@ async fn delayed_and_pending_transfers_survive_kill_9() {
         get(&daemon, &token, &format!("/v1/transactions/{id}")).await["status"],
         "PENDING_APPROVAL"
     );
-    assert_eq!(spent_today(&daemon, &token).await, "2000000000000000000");
+    assert_eq!(spent_today(&daemon, &token).await, pending_held.to_string());
     assert_eq!(chain_nonce(&anvil, &wallet).await, 0, "nothing reached the chain");
     assert_audit_ok(&daemon).await;
 }
