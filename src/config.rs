@@ -426,6 +426,16 @@ pub struct ChainConfig {
     /// total cap beyond the per-gas ones (fees still count against the budgets).
     #[serde(default)]
     pub max_fee_per_transfer: Option<String>,
+    /// Seconds a signed transfer may wait without a receipt before bursar signs a replacement
+    /// with the same nonce and higher fees (within the caps); it is replaced at once when its
+    /// max fee is below the next block's base fee. 0: never on its own (`bursar tx speed-up`).
+    #[serde(default = "default_replace_after_seconds")]
+    #[schemars(range(max = 86400))]
+    pub replace_after_seconds: u64,
+}
+
+fn default_replace_after_seconds() -> u64 {
+    120
 }
 
 fn default_max_fee_per_gas_gwei() -> String {
@@ -474,9 +484,11 @@ pub struct Chain {
     pub rpc_connect_timeout: std::time::Duration,
     pub rpc_timeout: std::time::Duration,
     pub fee_caps: FeeCaps,
+    /// `None`: never replaced on its own.
+    pub replace_after: Option<std::time::Duration>,
 }
 
-const CHAIN_KEYS: [&str; 12] = [
+const CHAIN_KEYS: [&str; 13] = [
     "rpc_url",
     "chain_id",
     "native_symbol",
@@ -489,6 +501,7 @@ const CHAIN_KEYS: [&str; 12] = [
     "max_fee_per_gas_gwei",
     "max_priority_fee_per_gas_gwei",
     "max_fee_per_transfer",
+    "replace_after_seconds",
 ];
 
 /// `BURSAR_*` variables that are not config overrides.
@@ -696,6 +709,9 @@ impl Config {
                         })
                         .transpose()?,
                 };
+                if c.replace_after_seconds > 86_400 {
+                    return Err(bad("replace_after_seconds must be in 0..=86400"));
+                }
                 if !(1..=60_000).contains(&c.rpc_connect_timeout_ms) || !(1..=600_000).contains(&c.rpc_timeout_ms) {
                     return Err(bad(
                         "rpc_connect_timeout_ms must be in 1..=60000 and rpc_timeout_ms in 1..=600000",
@@ -713,6 +729,8 @@ impl Config {
                     rpc_connect_timeout: std::time::Duration::from_millis(c.rpc_connect_timeout_ms),
                     rpc_timeout: std::time::Duration::from_millis(c.rpc_timeout_ms),
                     fee_caps,
+                    replace_after: (c.replace_after_seconds > 0)
+                        .then(|| std::time::Duration::from_secs(c.replace_after_seconds)),
                 })
             })
             .collect()

@@ -395,6 +395,11 @@ pub struct Transaction {
     pub max_fee_base_units: Option<String>,
     /// What it paid in fees, in native base units, once mined.
     pub fee_paid_base_units: Option<String>,
+    /// Earlier signed versions at the same nonce, replaced with higher fees (`hash` is the
+    /// current one, or the one mined).
+    pub replaced_hashes: Vec<String>,
+    /// The operator's on-chain cancel, when signed.
+    pub cancel_hash: Option<String>,
 }
 
 impl From<crate::store::records::TxRecord> for Transaction {
@@ -434,6 +439,8 @@ impl From<crate::store::records::TxRecord> for Transaction {
                     .to_string()
             }),
             fee_paid_base_units: t.fee_paid.map(|f| f.to_string()),
+            replaced_hashes: t.replaced_hashes,
+            cancel_hash: t.cancel_hash,
         }
     }
 }

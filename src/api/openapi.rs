@@ -248,6 +248,14 @@ pub fn docs() -> Vec<Doc> {
             .query::<dto::TxQuery>()
             .ok::<Vec<dto::Transaction>>(),
         op("tx_show", M::GET, "/v1/transactions/{id}", "Show one of the wallet's transactions").ok::<dto::Transaction>(),
+        op("admin_tx_speed_up", M::POST, "/v1/admin/transactions/{id}/speed-up", "Replace a stuck signed transfer with higher fees")
+            .describe("Signs a replacement at the same nonce with both fees at least 10% higher (within the chain's caps), records both hashes and confirms whichever is mined. The fee increase counts against the budgets. 409 unless SIGNED or SUBMITTED.")
+            .ok::<dto::Transaction>()
+            .errors(&[404, 409, 422, 502]),
+        op("admin_tx_cancel_onchain", M::POST, "/v1/admin/transactions/{id}/cancel-onchain", "Use a stuck transfer's nonce for a zero-value self-transfer")
+            .describe("Signs a zero-value transfer to the wallet itself at the same nonce with higher fees. If it is the one mined, the transfer ends FAILED with its budget released (but for the fee paid); if the transfer is mined first, it ends CONFIRMED. 409 unless SIGNED or SUBMITTED.")
+            .ok::<dto::Transaction>()
+            .errors(&[404, 409, 422, 502]),
         op("tx_cancel", M::POST, "/v1/transactions/{id}/cancel", "Cancel a DELAYED or PENDING_APPROVAL transfer")
             .describe("Only before it is signed; 409 otherwise. The agent cancels its own wallet's transfers (bearer token), the operator any wallet's (master password), the owner its wallet's with a signed `cancel` message (`X-Owner-Message` / `X-Owner-Signature`, from `approval-message?action=cancel`).")
             .ok::<dto::Transaction>()

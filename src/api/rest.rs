@@ -95,6 +95,18 @@ pub fn routes() -> Vec<Route> {
             tx_cancel,
         ),
         route(Method::GET, "/v1/wallet/policies", Session, wallet_policies),
+        route(
+            Method::POST,
+            "/v1/admin/transactions/{id}/speed-up",
+            Master,
+            admin_tx_speed_up,
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/transactions/{id}/cancel-onchain",
+            Master,
+            admin_tx_cancel_onchain,
+        ),
         route(Method::GET, "/v1/nonce", Public, owner_nonce),
         route(
             Method::GET,
@@ -389,6 +401,22 @@ async fn tx_cancel(
         (None, None, None) => return Err(ServiceError::Unauthenticated("credentials missing").into()),
     };
     Ok(Json(tx.into()))
+}
+
+/// The operator replaces a signed, unmined transfer with higher fees (same nonce).
+async fn admin_tx_speed_up(State(s): State<AppState>, Extension(m): Master, Id(id): Id) -> ApiResult<dto::Transaction> {
+    let id = id.parse().map_err(invalid_id)?;
+    Ok(Json(s.service.speed_up(&m, id).await?.into()))
+}
+
+/// The operator uses a stuck transfer's nonce for a zero-value transfer to the wallet itself.
+async fn admin_tx_cancel_onchain(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    Id(id): Id,
+) -> ApiResult<dto::Transaction> {
+    let id = id.parse().map_err(invalid_id)?;
+    Ok(Json(s.service.cancel_onchain(&m, id).await?.into()))
 }
 
 // ---- owner control -------------------------------------------------------------------

@@ -2,7 +2,9 @@
 //! ERC-20 `transfer`), broadcast and receipts. Works with any chain id; the node's
 //! `eth_chainId` must match the configuration before anything is read from or sent to it.
 
-use super::{AssetMeta, Balance, ChainError, FeeQuote, FeeRequest, SignedTx, TransferPlan, TxStatus, UnsignedTx};
+use super::{
+    AssetMeta, Balance, ChainError, FeeMarket, FeeQuote, FeeRequest, SignedTx, TransferPlan, TxStatus, UnsignedTx,
+};
 use crate::config::Chain as ChainConfig;
 use crate::domain::EvmSignature;
 use crate::domain::{Address, Amount, ChainKind, sanitize};
@@ -256,6 +258,31 @@ impl EvmChain {
         };
         self.check_caps(&quote)?;
         Ok(quote)
+    }
+
+    pub async fn fee_market(&self) -> Result<FeeMarket, ChainError> {
+        self.ensure_chain_id().await?;
+        let history = self
+            .provider
+            .get_fee_history(10, alloy::eips::BlockNumberOrTag::Latest, &[20.0])
+            .await
+            .map_err(|e| self.rpc_error(e))?;
+        let next_base_fee = history
+            .next_block_base_fee()
+            .or_else(|| history.latest_block_base_fee())
+            .ok_or_else(|| ChainError::Unreachable {
+                chain: self.config.name.to_string(),
+                detail: "the node reports no base fee".into(),
+            })?;
+        let estimate = alloy::providers::utils::Eip1559Estimator::default().estimate(
+            history.latest_block_base_fee().unwrap_or(next_base_fee),
+            &history.reward.unwrap_or_default(),
+        );
+        Ok(FeeMarket {
+            next_base_fee,
+            max_fee_per_gas: estimate.max_fee_per_gas,
+            max_priority_fee_per_gas: estimate.max_priority_fee_per_gas,
+        })
     }
 
     /// A quote above any of the chain's caps is refused: never signed, whatever the node says.

@@ -66,6 +66,15 @@ impl FeeQuote {
     }
 }
 
+/// The fee market now: what the next block charges and what the node would quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeMarket {
+    /// The next block's base fee per gas: a transaction allowing less cannot be mined now.
+    pub next_base_fee: u128,
+    pub max_fee_per_gas: u128,
+    pub max_priority_fee_per_gas: u128,
+}
+
 /// A transfer the policy engine approved, with the nonce the nonce manager chose and the
 /// fees the policy counted.
 #[derive(Debug, Clone)]
@@ -181,6 +190,15 @@ impl Adapter {
         match self {
             #[cfg(feature = "evm")]
             Adapter::Evm(c) => c.quote_fee(request).await,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    }
+
+    /// The fee market now (for replacing a stuck transaction): no gas estimate.
+    pub async fn fee_market(&self) -> Result<FeeMarket, ChainError> {
+        match self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm(c) => c.fee_market().await,
             Adapter::Unavailable(c) => Err(unavailable(c)),
         }
     }

@@ -67,6 +67,12 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
         Command::Tx(TxCommand::Cancel { id, operator: true }) => {
             cancel(&id, master_client(&data_dir, cli.url)?, out).await
         }
+        Command::Tx(TxCommand::SpeedUp { id }) => {
+            replace(&id, "speed-up", master_client(&data_dir, cli.url)?, out).await
+        }
+        Command::Tx(TxCommand::CancelOnchain { id }) => {
+            replace(&id, "cancel-onchain", master_client(&data_dir, cli.url)?, out).await
+        }
         Command::Tx(cmd) => tx(cmd, session_client(cli.url)?, out).await,
         Command::Owner(cmd) => super::owner::owner(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::KillSwitch(cmd) => super::owner::kill_switch(cmd, master_client(&data_dir, cli.url)?, out).await,
@@ -307,7 +313,29 @@ async fn tx(cmd: TxCommand, client: Client, out: &Output) -> CliResult {
             out.emit(&t, |t| format!("{}\nreasons: {}", show(t), t.reasons.join("; ")));
         }
         TxCommand::Cancel { id, .. } => cancel(&id, client, out).await?,
+        TxCommand::SpeedUp { .. } | TxCommand::CancelOnchain { .. } => unreachable!("run with the master password"),
     }
+    Ok(())
+}
+
+/// `POST /v1/admin/transactions/{id}/{action}`: replace a stuck transfer on chain.
+async fn replace(id: &str, action: &str, client: Client, out: &Output) -> CliResult {
+    let t: dto::Transaction = client
+        .send(
+            Method::POST,
+            &format!("/v1/admin/transactions/{}/{action}", path_segment(id)?),
+            &(),
+        )
+        .await?;
+    out.emit(&t, |t| {
+        format!(
+            "{} {}: now {} (replacing {})",
+            t.id,
+            t.status,
+            t.hash.as_deref().unwrap_or("-"),
+            t.replaced_hashes.join(", ")
+        )
+    });
     Ok(())
 }
 

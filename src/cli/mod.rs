@@ -205,6 +205,10 @@ pub enum TxCommand {
         #[arg(long)]
         operator: bool,
     },
+    /// Operator: replace a stuck SIGNED/SUBMITTED transfer with higher fees (same nonce)
+    SpeedUp { id: String },
+    /// Operator: use a stuck transfer's nonce for a zero-value transfer to the wallet itself
+    CancelOnchain { id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -289,7 +289,7 @@ impl Service {
         self.approval_message(self.active_tx_wallet(id)?, id, action, NoncePool::Public)
     }
 
-    fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {
+    pub(super) fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {
         self.store
             .get::<String>(&keys::active_tx(id))?
             .and_then(|w| w.parse().ok())

@@ -54,8 +54,8 @@ pub struct Spent {
 pub(super) struct WalletLocks {
     pub(super) decide: tokio::sync::Mutex<()>,
     pub(super) nonce: tokio::sync::Mutex<Option<u64>>,
-    /// Signed transfers whose re-broadcast the node refused while their nonce is still open:
-    /// warned about once, not on every worker pass.
+    /// Signed transfers already warned about (re-broadcast refused while their nonce is
+    /// open, or a replacement above the fee caps): once, not on every worker pass.
     refused: std::sync::Mutex<std::collections::HashSet<TxId>>,
     /// A worker task is on this wallet: the next pass skips it, so one wallet's slow RPC
     /// never stalls the others.
@@ -436,6 +436,9 @@ impl Service {
                 nonce_passed_at: None,
                 fee: quote.as_ref().ok().map(|q| fee_record(*q)),
                 fee_paid: None,
+                signed_at: None,
+                replaced_hashes: Vec::new(),
+                cancel_hash: None,
             };
             let mut batch = Batch::new();
             if tx.reserved.held {
@@ -766,6 +769,7 @@ impl Service {
             tx.raw = Some(hex::encode(&signed.raw));
             tx.hash = Some(signed.hash.clone());
             tx.updated_at = now();
+            tx.signed_at = Some(tx.updated_at);
             let mut batch = Batch::new();
             let event = AuditEvent::new("tx_signed", "system")
                 .wallet(wallet_id)
@@ -971,102 +975,347 @@ impl Service {
         let wallet = self.wallet(wallet_id)?;
         let adapter = self.adapter(&wallet)?;
         let tx = self.tx(wallet_id, id)?;
-        let Some(hash) = tx.hash.clone() else { return Ok(tx) };
+        if tx.hash.is_none() || !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+            return Ok(tx);
+        }
+        match mined_version(adapter, &tx).await? {
+            Some((hash, mined)) => self.record_mined(adapter, wallet_id, id, hash, mined).await,
+            None => self.still_pending(adapter, &wallet, id).await,
+        }
+    }
+
+    /// No signed version is mined yet: re-broadcast the current bytes if the node does not
+    /// know them, and replace them when they are stuck.
+    async fn still_pending(&self, adapter: &Adapter, wallet: &WalletRecord, id: TxId) -> Result<TxRecord> {
+        let wallet_id = wallet.id;
+        // Re-broadcasting races the executor's own broadcast: only with the nonce lock.
+        let locks = self.wallet_locks(wallet_id);
+        let Ok(mut next_nonce) = locks.nonce.try_lock() else {
+            return self.tx(wallet_id, id);
+        };
+        let mut tx = self.tx(wallet_id, id)?;
         if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Ok(tx);
         }
-        match adapter.status(&hash).await? {
-            TxStatus::Pending => {
-                // Re-broadcasting races the executor's own broadcast: only with the nonce lock.
-                let locks = self.wallet_locks(wallet_id);
-                let Ok(mut next_nonce) = locks.nonce.try_lock() else {
-                    return Ok(tx);
-                };
-                let mut tx = self.tx(wallet_id, id)?;
-                if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
-                    return Ok(tx);
-                }
-                let raw = hex::decode(tx.raw.as_deref().unwrap_or_default())
-                    .map_err(|_| invalid("stored transaction bytes are corrupt"))?;
-                let signed = crate::chains::SignedTx {
-                    raw,
-                    hash: hash.clone(),
-                };
-                match broadcast_checked(adapter, &signed).await {
-                    Ok(()) if tx.status == TxState::Signed => {
-                        tx.status = TxState::Submitted;
-                        tx.updated_at = now();
-                        let mut batch = Batch::new();
-                        let detail = serde_json::json!({ "tx": id.to_string(), "hash": hash, "rebroadcast": true });
-                        self.save_tx(
-                            &mut batch,
-                            &tx,
-                            AuditEvent::new("tx_broadcast", "system")
-                                .wallet(wallet_id)
-                                .detail(detail),
-                        );
-                        self.store.commit(batch)?;
-                    }
-                    Ok(()) => {}
-                    Err(ChainError::Rejected { reason, .. } | ChainError::NotAccepted { reason, .. }) => {
-                        return self
-                            .refused_rebroadcast(adapter, &wallet, tx, &locks, &mut next_nonce, reason)
-                            .await;
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-                Ok(tx)
-            }
-            TxStatus::Mined {
-                success,
-                block,
-                confirmations,
-                fee_paid,
-            } => {
-                let done = !success || confirmations >= adapter.config().confirmations;
-                if done {
-                    crate::faults::hit("before_confirm");
-                }
-                let locks = self.wallet_locks(wallet_id);
-                let _decide = locks.decide.lock().await;
-                // Fresh under the lock: the request and the worker may both be confirming it.
-                let mut tx = self.tx(wallet_id, id)?;
-                if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
-                    return Ok(tx);
-                }
-                tx.block = Some(block);
-                tx.confirmations = confirmations;
+        let signed = stored_signed(&tx)?;
+        match broadcast_checked(adapter, &signed).await {
+            Ok(()) if tx.status == TxState::Signed => {
+                tx.status = TxState::Submitted;
                 tx.updated_at = now();
                 let mut batch = Batch::new();
-                if !done {
-                    tx.status = TxState::Submitted;
-                    batch.put(keys::tx(wallet_id, id), &tx);
-                } else {
-                    let (state, kind, error) = if success {
-                        (TxState::Confirmed, "tx_confirmed", None)
-                    } else {
-                        (TxState::Failed, "tx_reverted", Some("reverted on chain".to_owned()))
-                    };
-                    if let Some(paid) = fee_paid {
-                        self.settle_fee(&mut batch, &mut tx, paid, success)?;
-                    }
-                    self.finish(&mut batch, &mut tx, state, error)?;
-                    let detail = serde_json::json!({
-                        "tx": id.to_string(),
-                        "hash": hash,
-                        "block": block,
-                        "feePaid": fee_paid.map(|f| f.to_string()),
-                    });
-                    self.save_tx(
-                        &mut batch,
-                        &tx,
-                        AuditEvent::new(kind, "system").wallet(wallet_id).detail(detail),
-                    );
-                }
+                let detail = serde_json::json!({ "tx": id.to_string(), "hash": signed.hash, "rebroadcast": true });
+                self.save_tx(
+                    &mut batch,
+                    &tx,
+                    AuditEvent::new("tx_broadcast", "system")
+                        .wallet(wallet_id)
+                        .detail(detail),
+                );
                 self.store.commit(batch)?;
-                Ok(tx)
             }
+            Ok(()) => {}
+            Err(ChainError::Rejected { reason, .. } | ChainError::NotAccepted { reason, .. }) => {
+                let tx = self
+                    .refused_rebroadcast(adapter, wallet, tx, &locks, &mut next_nonce, reason)
+                    .await?;
+                return self.replace_if_stuck(adapter, wallet, tx, &locks).await;
+            }
+            Err(err) => return Err(err.into()),
         }
+        self.replace_if_stuck(adapter, wallet, tx, &locks).await
+    }
+
+    /// Replaces a signed transfer that waited past the chain's `replace_after_seconds`, or
+    /// whose max fee is below the next block's base fee (it cannot be mined now). The caller
+    /// holds the nonce lock.
+    async fn replace_if_stuck(
+        &self,
+        adapter: &Adapter,
+        wallet: &WalletRecord,
+        tx: TxRecord,
+        locks: &WalletLocks,
+    ) -> Result<TxRecord> {
+        let Some(replace_after) = adapter.config().replace_after else {
+            return Ok(tx);
+        };
+        let Some(fee) = tx
+            .fee
+            .filter(|_| matches!(tx.status, TxState::Signed | TxState::Submitted))
+        else {
+            return Ok(tx);
+        };
+        let waited = now().saturating_sub(tx.signed_at.unwrap_or(tx.updated_at));
+        let overdue = u64::try_from(waited).unwrap_or(0) >= replace_after.as_secs();
+        // Looking at the fee market costs a call: only once it has waited a few seconds.
+        if !overdue && waited < 5 {
+            return Ok(tx);
+        }
+        let market = adapter.fee_market().await?;
+        if !overdue && market.next_base_fee <= fee.max_fee_per_gas {
+            return Ok(tx);
+        }
+        self.replace(adapter, wallet, tx.id, Replacement::SpeedUp, market, locks)
+            .await
+    }
+
+    /// Signs a replacement of a signed, unmined transfer at the same nonce with fees at
+    /// least 10% higher on both (EIP-1559 replacement), within the chain's caps: the same
+    /// transfer (`SpeedUp`), or a zero-value transfer to the wallet itself (`CancelOnChain`).
+    /// Recorded with the earlier hashes (the outbox) before broadcast; the fee increase
+    /// counts against the budgets. The caller holds the nonce lock.
+    async fn replace(
+        &self,
+        adapter: &Adapter,
+        wallet: &WalletRecord,
+        id: TxId,
+        kind: Replacement,
+        market: crate::chains::FeeMarket,
+        locks: &WalletLocks,
+    ) -> Result<TxRecord> {
+        let signed = {
+            let _decide = locks.decide.lock().await;
+            let mut tx = self.tx(wallet.id, id)?;
+            let (Some(old), Some(nonce), Some(old_hash)) = (tx.fee, tx.nonce, tx.hash.clone()) else {
+                return Ok(tx);
+            };
+            if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+                return Ok(tx);
+            }
+            let bump = |x: u128| x.saturating_add(x / 10).saturating_add(1);
+            let priority = bump(old.max_priority_fee_per_gas).max(market.max_priority_fee_per_gas);
+            let fee = FeeQuote {
+                gas_limit: match kind {
+                    Replacement::SpeedUp => old.gas_limit,
+                    Replacement::CancelOnChain => 21_000,
+                },
+                max_fee_per_gas: bump(old.max_fee_per_gas)
+                    .max(market.max_fee_per_gas)
+                    .max(market.next_base_fee.saturating_add(priority)),
+                max_priority_fee_per_gas: priority,
+            };
+            let from = wallet.address()?;
+            let plan = match kind {
+                Replacement::SpeedUp => TransferPlan {
+                    from,
+                    to: Address::parse(wallet.kind, &tx.to).map_err(|e| invalid(e.to_string()))?,
+                    token: tx
+                        .token
+                        .as_deref()
+                        .map(|t| Address::parse(wallet.kind, t))
+                        .transpose()
+                        .map_err(|e| invalid(e.to_string()))?,
+                    base_units: tx.base_units,
+                    nonce,
+                    fee,
+                },
+                Replacement::CancelOnChain => TransferPlan {
+                    from,
+                    to: from,
+                    token: None,
+                    base_units: U256::ZERO,
+                    nonce,
+                    fee,
+                },
+            };
+            // Above the caps: not signed; it keeps waiting (the operator can raise the caps).
+            let unsigned = match adapter.prepare(&plan) {
+                Ok(u) => u,
+                Err(err) => {
+                    if locks.refused.lock().expect("refused").insert(id) {
+                        tracing::warn!(tx = %id, error = %err, "a stuck transfer cannot be replaced within the fee caps");
+                    }
+                    return Err(err.into());
+                }
+            };
+            refuse_frozen(&self.wallet(wallet.id)?).or_else(|e| match kind {
+                // Cancelling on chain stops money; a freeze never blocks it.
+                Replacement::CancelOnChain => Ok(()),
+                Replacement::SpeedUp => Err(e),
+            })?;
+            let signature = self
+                .keys()
+                .sign_evm_prehash(key_ref(wallet)?, unsigned.signing_hash())?;
+            let signed = adapter.finalize(unsigned, &signature)?;
+            crate::faults::hit("replacement_signed");
+            let mut batch = Batch::new();
+            // The higher fee counts like any fee.
+            let extra = fee.max_fee().saturating_sub(tx.reserved.fee_native.unwrap_or_default());
+            if tx.reserved.held && !extra.is_zero() {
+                let extra_usd = tx.reserved.micro_usd.and_then(|_| self.native_usd(wallet, extra));
+                let more = Reservation {
+                    micro_usd: extra_usd,
+                    native: Some(extra),
+                    ..tx.reserved.clone()
+                };
+                self.change_budgets(&mut batch, wallet.id, &[(&more, Change::Add)])?;
+                tx.reserved.native = Some(tx.reserved.native.unwrap_or_default().saturating_add(extra));
+                tx.reserved.micro_usd = tx
+                    .reserved
+                    .micro_usd
+                    .map(|u| u.saturating_add(extra_usd.unwrap_or_default()));
+                tx.reserved.fee_native = Some(fee.max_fee());
+                tx.reserved.fee_micro_usd = tx
+                    .reserved
+                    .fee_micro_usd
+                    .map(|u| u.saturating_add(extra_usd.unwrap_or_default()));
+            }
+            tx.replaced_hashes.push(old_hash.clone());
+            tx.hash = Some(signed.hash.clone());
+            tx.raw = Some(hex::encode(&signed.raw));
+            tx.fee = Some(fee_record(fee));
+            tx.signed_at = Some(now());
+            tx.updated_at = now();
+            if kind == Replacement::CancelOnChain {
+                tx.cancel_hash = Some(signed.hash.clone());
+            }
+            let event = AuditEvent::new(
+                match kind {
+                    Replacement::SpeedUp => "tx_replaced",
+                    Replacement::CancelOnChain => "tx_cancel_onchain_signed",
+                },
+                "system",
+            )
+            .wallet(wallet.id)
+            .detail(serde_json::json!({
+                "tx": id.to_string(),
+                "nonce": nonce,
+                "replaces": old_hash,
+                "hash": signed.hash,
+                "maxFeePerGas": fee.max_fee_per_gas.to_string(),
+                "maxPriorityFeePerGas": fee.max_priority_fee_per_gas.to_string(),
+            }));
+            self.save_tx(&mut batch, &tx, event);
+            // The outbox again: durable before the replacement leaves the process.
+            self.store.commit(batch)?;
+            signed
+        };
+        match broadcast_checked(adapter, &signed).await {
+            Ok(()) | Err(ChainError::NotAccepted { .. } | ChainError::Unreachable { .. }) => {}
+            Err(err) => tracing::warn!(tx = %id, error = %err, "the replacement was refused; the worker keeps trying"),
+        }
+        self.tx(wallet.id, id)
+    }
+
+    /// What `amount` of the native asset is worth in micro-USD now, when priced.
+    fn native_usd(&self, wallet: &WalletRecord, amount: U256) -> Option<U256> {
+        let config = self.adapter(wallet).ok()?.config();
+        let price = self
+            .prices
+            .lookup(&wallet.chain, &Asset::Native, &config.native_symbol, now())?;
+        policy::usd_value(
+            &Amount {
+                base_units: amount,
+                decimals: config.native_decimals,
+            },
+            &price,
+        )
+    }
+
+    /// `bursar tx speed-up`: the operator replaces a signed, unmined transfer with higher fees.
+    pub async fn speed_up(&self, _: &super::MasterAuth, id: TxId) -> Result<TxRecord> {
+        self.operator_replace(id, Replacement::SpeedUp).await
+    }
+
+    /// `bursar tx cancel-onchain`: the operator replaces a signed, unmined transfer with a
+    /// zero-value transfer to the wallet itself at the same nonce; if that is the one mined,
+    /// the transfer ends FAILED with its budget released (but for the fee paid).
+    pub async fn cancel_onchain(&self, _: &super::MasterAuth, id: TxId) -> Result<TxRecord> {
+        self.operator_replace(id, Replacement::CancelOnChain).await
+    }
+
+    async fn operator_replace(&self, id: TxId, kind: Replacement) -> Result<TxRecord> {
+        let wallet = self.wallet(self.active_tx_wallet(id)?)?;
+        let adapter = self.adapter(&wallet)?;
+        let tx = self.tx(wallet.id, id)?;
+        if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+            return Err(ServiceError::Conflict(format!(
+                "transaction is {}; only a SIGNED or SUBMITTED transfer can be replaced on chain",
+                tx.status
+            )));
+        }
+        if kind == Replacement::CancelOnChain && tx.cancel_hash.is_some() {
+            return Err(ServiceError::Conflict(
+                "an on-chain cancel is already signed for it".into(),
+            ));
+        }
+        let locks = self.wallet_locks(wallet.id);
+        let _nonce = locks.nonce.lock().await;
+        let market = adapter.fee_market().await?;
+        let actor_tx = self.replace(adapter, &wallet, id, kind, market, &locks).await?;
+        self.store.audit(
+            AuditEvent::new(
+                match kind {
+                    Replacement::SpeedUp => "tx_speed_up_requested",
+                    Replacement::CancelOnChain => "tx_cancel_onchain_requested",
+                },
+                "master",
+            )
+            .wallet(wallet.id)
+            .detail(serde_json::json!({ "tx": id.to_string(), "hash": actor_tx.hash })),
+        )?;
+        Ok(actor_tx)
+    }
+
+    /// Records the mined version `hash` of a transfer: confirmations; when final, its state
+    /// (CONFIRMED; FAILED when it reverted or when the operator's on-chain cancel is what
+    /// was mined), the fee trued up, the budget settled.
+    async fn record_mined(
+        &self,
+        adapter: &Adapter,
+        wallet_id: WalletId,
+        id: TxId,
+        hash: String,
+        mined: Mined,
+    ) -> Result<TxRecord> {
+        let done = !mined.success || mined.confirmations >= adapter.config().confirmations;
+        if done {
+            crate::faults::hit("before_confirm");
+        }
+        let locks = self.wallet_locks(wallet_id);
+        let _decide = locks.decide.lock().await;
+        // Fresh under the lock: the request and the worker may both be confirming it.
+        let mut tx = self.tx(wallet_id, id)?;
+        if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
+            return Ok(tx);
+        }
+        let cancelled = tx.cancel_hash.as_deref() == Some(hash.as_str());
+        tx.block = Some(mined.block);
+        tx.confirmations = mined.confirmations;
+        tx.hash = Some(hash.clone());
+        tx.updated_at = now();
+        let mut batch = Batch::new();
+        if !done {
+            tx.status = TxState::Submitted;
+            batch.put(keys::tx(wallet_id, id), &tx);
+        } else {
+            let sent = mined.success && !cancelled;
+            let (state, kind, error) = match (mined.success, cancelled) {
+                (true, false) => (TxState::Confirmed, "tx_confirmed", None),
+                (_, true) => (
+                    TxState::Failed,
+                    "tx_cancelled_onchain",
+                    Some("cancelled on chain by the operator: its nonce was used by a zero-value transfer".to_owned()),
+                ),
+                (false, false) => (TxState::Failed, "tx_reverted", Some("reverted on chain".to_owned())),
+            };
+            if let Some(paid) = mined.fee_paid {
+                self.settle_fee(&mut batch, &mut tx, paid, sent)?;
+            }
+            self.finish(&mut batch, &mut tx, state, error)?;
+            let detail = serde_json::json!({
+                "tx": id.to_string(),
+                "hash": hash,
+                "block": mined.block,
+                "feePaid": mined.fee_paid.map(|f| f.to_string()),
+            });
+            self.save_tx(
+                &mut batch,
+                &tx,
+                AuditEvent::new(kind, "system").wallet(wallet_id).detail(detail),
+            );
+        }
+        self.store.commit(batch)?;
+        Ok(tx)
     }
 
     /// Trues the reservation up to the receipt: the unused part of the maximum fee goes back
@@ -1134,7 +1383,8 @@ impl Service {
             return Ok(tx);
         };
         let mined_nonce = adapter.mined_nonce(&wallet.address()?).await?;
-        if matches!(adapter.status(&hash).await?, TxStatus::Mined { .. }) {
+        // Any of its signed versions (a replacement, or the one it replaced) may be the one.
+        if mined_version(adapter, &tx).await?.is_some() {
             return Ok(tx);
         }
         if mined_nonce <= nonce {
@@ -1292,6 +1542,60 @@ impl Service {
             tokio::spawn(async move { service.tick().await });
         }
     }
+}
+
+/// How a stuck transfer is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replacement {
+    /// The same transfer with higher fees.
+    SpeedUp,
+    /// A zero-value transfer to the wallet itself, so that the nonce is used and the transfer
+    /// can never be mined.
+    CancelOnChain,
+}
+
+/// A mined version's receipt.
+#[derive(Debug, Clone, Copy)]
+struct Mined {
+    success: bool,
+    block: u64,
+    confirmations: u64,
+    fee_paid: Option<U256>,
+}
+
+/// The signed version of `tx` that is mined, if any: the current one or one it replaced
+/// (they share a nonce, so at most one can be).
+async fn mined_version(adapter: &Adapter, tx: &TxRecord) -> Result<Option<(String, Mined)>> {
+    let current = tx.hash.iter();
+    for hash in current.chain(tx.replaced_hashes.iter().rev()) {
+        if let TxStatus::Mined {
+            success,
+            block,
+            confirmations,
+            fee_paid,
+        } = adapter.status(hash).await?
+        {
+            return Ok(Some((
+                hash.clone(),
+                Mined {
+                    success,
+                    block,
+                    confirmations,
+                    fee_paid,
+                },
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The stored signed bytes of `tx` (the outbox).
+fn stored_signed(tx: &TxRecord) -> Result<crate::chains::SignedTx> {
+    Ok(crate::chains::SignedTx {
+        raw: hex::decode(tx.raw.as_deref().unwrap_or_default())
+            .map_err(|_| invalid("stored transaction bytes are corrupt"))?,
+        hash: tx.hash.clone().unwrap_or_default(),
+    })
 }
 
 fn fee_record(q: FeeQuote) -> FeeRecord {

@@ -169,6 +169,17 @@ pub struct TxRecord {
     /// What it paid in fees, from the receipt.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_u256")]
     pub fee_paid: Option<U256>,
+    /// When the current signed bytes (`raw`, `hash`) were signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<i64>,
+    /// Hashes of earlier signed versions at the same nonce (replaced with higher fees):
+    /// any one of them may be the one mined, and only one can be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced_hashes: Vec<String>,
+    /// The operator's on-chain cancel (a zero-value self-transfer at the same nonce), when
+    /// signed: if it is the one mined, the transfer ends FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_hash: Option<String>,
 }
 
 /// A fee quote as stored with its transfer (wei per gas as decimal strings).

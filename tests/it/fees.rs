@@ -254,3 +254,205 @@ async fn a_delay_across_midnight_counts_on_the_day_it_is_signed() {
     assert_ne!(moved_to, decided_on, "{audit}");
     assert_eq!(moved_to, day_of(&done["updatedAt"]));
 }
+
+/// A daemon on `anvil` whose signed transfers are replaced after `replace_after` seconds
+/// without a receipt, with answers bounded to a second so that tests see SUBMITTED at once.
+async fn replacing_daemon(anvil: &Anvil, replace_after: u64, fault: Option<&str>) -> Daemon {
+    let mut o = opts(anvil);
+    o.extra_config = o
+        .extra_config
+        .replace("confirm_wait_seconds = 10", "confirm_wait_seconds = 1");
+    let mut daemon = Daemon::init(o);
+    daemon.env.push((
+        "BURSAR_CHAINS_ANVIL_REPLACE_AFTER_SECONDS".into(),
+        replace_after.to_string(),
+    ));
+    if let Some(point) = fault {
+        daemon.env.push(("BURSAR_TEST_FAULT".into(), point.into()));
+    }
+    daemon.spawn().await;
+    daemon
+}
+
+async fn audit_count(daemon: &Daemon, kind: &str) -> usize {
+    let (_, entries) = daemon
+        .master(Method::GET, &format!("/v1/audit?kind={kind}&limit=1000"), None)
+        .await;
+    entries.as_array().map_or(0, Vec::len)
+}
+
+async fn get_tx(daemon: &Daemon, token: &str, id: &str) -> Value {
+    daemon
+        .session(token, Method::GET, &format!("/v1/transactions/{id}"), None)
+        .await
+        .1
+}
+
+/// Polls `probe` (bounded) until it holds.
+async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A signed transfer that cannot be mined (its max fee is below the base fee) is replaced at
+/// the same nonce with higher fees; the chain shows one transfer, the record both hashes, the
+/// budget counts it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_transfer_is_replaced_and_confirms_once() {
+    let anvil = Anvil::start().await;
+    let daemon = replacing_daemon(&anvil, 2, None).await;
+    let (wallet, token) = wallet(&anvil, &daemon, json!({ "instant_max": "1" })).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let (status, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "stuck" }),
+    )
+    .await;
+    assert_eq!((status, tx["status"].as_str()), (200, Some("SUBMITTED")), "{tx}");
+    let original = tx["hash"].as_str().unwrap().to_owned();
+    // The base fee jumps above what it allows: mining a block leaves it out.
+    let max_fee = units(&tx["maxFeeBaseUnits"]) / U256::from(21_000u64 * 6 / 5);
+    let base = format!("{:#x}", max_fee * U256::from(5));
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", json!([base])).await;
+    anvil.rpc("evm_mine", json!([])).await;
+    let id = tx["id"].as_str().unwrap().to_owned();
+    eventually("the replacement", || async {
+        audit_count(&daemon, "tx_replaced").await > 0
+    })
+    .await;
+    anvil.rpc("evm_mine", json!([])).await;
+    eventually("CONFIRMED", || async {
+        get_tx(&daemon, &token, &id).await["status"] == "CONFIRMED"
+    })
+    .await;
+    let done = get_tx(&daemon, &token, &id).await;
+    assert_eq!(done["replacedHashes"], json!([original]), "{done}");
+    assert_ne!(done["hash"], json!(original), "{done}");
+    assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(10));
+    let nonce = anvil
+        .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
+        .await;
+    assert_eq!(nonce, json!("0x1"), "one transaction");
+    assert_eq!(audit_count(&daemon, "tx_signed").await, 1);
+    assert_eq!(
+        spent_today(&daemon, &token).await,
+        units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
+        "counted once: {done}"
+    );
+}
+
+/// The operator takes a stuck nonce back with a zero-value self-transfer: the transfer ends
+/// FAILED with its value released, and the next transfer proceeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_cancels_a_stuck_nonce_on_chain() {
+    let anvil = Anvil::start().await;
+    let daemon = replacing_daemon(&anvil, 0, None).await;
+    let (wallet, token) = wallet(&anvil, &daemon, json!({ "instant_max": "1" })).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let (_, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": RECIPIENT, "amount": "0.3", "idempotencyKey": "to-cancel" }),
+    )
+    .await;
+    assert_eq!(tx["status"], "SUBMITTED", "{tx}");
+    let id = tx["id"].as_str().unwrap().to_owned();
+    let out = daemon.cli(&["tx", "cancel-onchain", &id, "--json"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let replaced: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(replaced["cancelHash"].is_string(), "{replaced}");
+    // A session cannot do it: it is the operator's.
+    let (status, _) = daemon
+        .session(
+            &token,
+            Method::POST,
+            &format!("/v1/admin/transactions/{id}/cancel-onchain"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    anvil.rpc("evm_mine", json!([])).await;
+    eventually("FAILED", || async {
+        get_tx(&daemon, &token, &id).await["status"] == "FAILED"
+    })
+    .await;
+    let failed = get_tx(&daemon, &token, &id).await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("cancelled on chain"),
+        "{failed}"
+    );
+    assert_eq!(balance_of(&anvil, RECIPIENT).await, before, "nothing sent");
+    // Only the cancel's fee stays counted.
+    assert_eq!(spent_today(&daemon, &token).await, units(&failed["feePaidBaseUnits"]));
+    // The nonce is used; the next transfer takes the next one.
+    anvil.rpc("evm_setAutomine", json!([true])).await;
+    let (_, next) = send(
+        &daemon,
+        &token,
+        json!({ "to": RECIPIENT, "amount": "0.01", "idempotencyKey": "after-cancel" }),
+    )
+    .await;
+    assert_eq!(
+        (next["status"].as_str(), next["nonce"].as_u64()),
+        (Some("CONFIRMED"), Some(1)),
+        "{next}"
+    );
+    let nonce = anvil
+        .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
+        .await;
+    assert_eq!(nonce, json!("0x2"));
+}
+
+/// kill -9 after the replacement is signed but before it is recorded: after restart the
+/// daemon signs a new replacement; still exactly one transfer on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_signing_and_recording_a_replacement_sends_once() {
+    let anvil = Anvil::start().await;
+    let mut daemon = replacing_daemon(&anvil, 3, Some("replacement_signed")).await;
+    let (wallet, token) = wallet(&anvil, &daemon, json!({ "instant_max": "1" })).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let (_, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": RECIPIENT, "amount": "0.2", "idempotencyKey": "crashy" }),
+    )
+    .await;
+    assert_eq!(tx["status"], "SUBMITTED", "{tx}");
+    let id = tx["id"].as_str().unwrap().to_owned();
+    // The worker replaces it after three seconds, and dies at the fault point.
+    let status = daemon.wait_exit();
+    assert!(!status.success(), "the daemon aborted at the fault point");
+    daemon.env.retain(|(k, _)| k != "BURSAR_TEST_FAULT");
+    daemon.spawn().await;
+    eventually("the replacement", || async {
+        audit_count(&daemon, "tx_replaced").await > 0
+    })
+    .await;
+    anvil.rpc("evm_mine", json!([])).await;
+    eventually("CONFIRMED", || async {
+        get_tx(&daemon, &token, &id).await["status"] == "CONFIRMED"
+    })
+    .await;
+    assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(5));
+    let nonce = anvil
+        .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
+        .await;
+    assert_eq!(nonce, json!("0x1"), "exactly one transfer");
+    assert_eq!(audit_count(&daemon, "tx_signed").await, 1);
+    let (_, verify) = daemon.master(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(verify["ok"], true, "{verify}");
+}

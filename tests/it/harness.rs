@@ -308,8 +308,18 @@ impl Daemon {
     }
 
     /// Waits for a daemon that was asked to stop.
+    /// Waits (at most a minute) for the daemon to exit on its own.
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        self.child.take().expect("daemon running").wait().unwrap()
+        let child = self.child.as_mut().expect("daemon running");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not exit: {}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn logs(&self) -> String {

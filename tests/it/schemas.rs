@@ -417,6 +417,13 @@ async fn live_rest_answers_match_the_openapi_document() {
         "/v1/transactions/{id}/cancel",
         &s(Method::POST, cancel, None).await,
     );
+    // Replacing on chain needs a signed, unmined transfer: a final one is no longer pending.
+    for action in ["speed-up", "cancel-onchain"] {
+        let path = format!("/v1/admin/transactions/{tx}/{action}");
+        let answer = d.master(Method::POST, &path, None).await;
+        assert_eq!(answer.0, 404, "{answer:?}");
+        c.check("POST", &format!("/v1/admin/transactions/{{id}}/{action}"), &answer);
+    }
     let owner = json!({ "address": crate::transfers::RECIPIENT });
     let path = format!("/v1/wallets/{wid}/owner");
     c.check(
