@@ -8,6 +8,16 @@ use crate::policy::{self, ParseContext};
 use crate::store::records::{OwnerRecord, PolicyRecord, RECORD_VERSION, WalletRecord};
 use crate::store::{AuditEvent, Batch, keys};
 
+/// Policy types the engine understands but that nothing bursar signs can trigger yet: every
+/// transfer's intent carries no contract call and no approval. Accepting them would let an
+/// operator believe something is restricted that is not.
+const INERT_TYPES: [&str; 4] = [
+    "CONTRACT_WHITELIST",
+    "METHOD_WHITELIST",
+    "APPROVED_SPENDERS",
+    "APPROVE_AMOUNT_LIMIT",
+];
+
 impl Service {
     pub fn add_policy(
         &self,
@@ -23,6 +33,13 @@ impl Service {
             native_decimals: adapter.config().native_decimals,
         };
         policy::parse(kind, rules.clone(), &ctx).map_err(|e| ServiceError::InvalidInput(e.to_string()))?;
+        if INERT_TYPES.contains(&kind) {
+            return Err(ServiceError::InvalidInput(format!(
+                "{kind} applies to contract calls and token approvals, which bursar does not sign yet \
+                 (it signs native and token transfers only): it would change nothing, so it is refused. \
+                 Restrict token transfers with ALLOWED_TOKENS and recipients with WHITELIST."
+            )));
+        }
         let record = PolicyRecord {
             v: RECORD_VERSION,
             id: PolicyId::new(),

@@ -92,6 +92,14 @@ async fn message(daemon: &Daemon, token: &str, tx: &str, action: &str) -> Value 
     m
 }
 
+async fn spent_today(daemon: &Daemon, token: &str) -> Value {
+    let body = json!({ "to": RECIPIENT, "amountBaseUnits": "1" });
+    let (_, c) = daemon
+        .session(token, Method::POST, "/v1/transactions/check", Some(body))
+        .await;
+    c["spentToday"]["nativeBaseUnits"].clone()
+}
+
 async fn wallet(daemon: &Daemon, wid: &str) -> Value {
     daemon.master(Method::GET, &format!("/v1/wallets/{wid}"), None).await.1
 }
@@ -140,7 +148,9 @@ async fn approval_round_trip_confirms_on_chain_and_reject_sends_nothing() {
     // Reject: REJECTED, nothing on chain, the reservation released.
     let id = pending(&daemon, &token, "0.7", "reject-me").await;
     let m = message(&daemon, &token, &id, "reject").await;
-    let nonce_before = anvil.rpc("eth_getTransactionCount", json!([RECIPIENT, "latest"])).await;
+    let address = wallet(&daemon, &wid).await["address"].clone();
+    let nonce_before = anvil.rpc("eth_getTransactionCount", json!([address, "latest"])).await;
+    let held = spent_today(&daemon, &token).await;
     let (status, tx) = post_signed(
         &daemon,
         &format!("/v1/transactions/{id}/reject"),
@@ -152,8 +162,16 @@ async fn approval_round_trip_confirms_on_chain_and_reject_sends_nothing() {
         balance_of(&anvil, RECIPIENT).await - before,
         eth(1) / alloy::primitives::U256::from(2)
     );
-    let after = anvil.rpc("eth_getTransactionCount", json!([RECIPIENT, "latest"])).await;
-    assert_eq!(nonce_before, after);
+    let after = anvil.rpc("eth_getTransactionCount", json!([address, "latest"])).await;
+    assert_eq!(nonce_before, after, "the wallet signed nothing");
+    // The rejected transfer's reservation went back: only the confirmed one counts.
+    let units = |v: &Value| alloy::primitives::U256::from_str_radix(v.as_str().unwrap(), 10).unwrap();
+    let released = units(&held) - units(&spent_today(&daemon, &token).await);
+    assert_eq!(
+        released,
+        units(&tx["baseUnits"]) + units(&tx["maxFeeBaseUnits"]),
+        "the reservation (value + most fee) was released"
+    );
     let (_, audit) = daemon.master(Method::GET, "/v1/audit?kind=tx_rejected", None).await;
     assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
 }

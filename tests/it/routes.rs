@@ -180,7 +180,8 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             );
             checked += 1;
         }
-        // The right credential passes auth (whatever the handler then says about the body).
+        // The right credential passes auth (whatever the handler then says about the body, or
+        // a 502 for a chain this test does not run — but never an internal error).
         // Shutdown and renew would change the state this test relies on.
         if r.path == "/v1/admin/shutdown"
             || r.path.ends_with("/renew")
@@ -201,7 +202,7 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         let headers: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (status, body) = daemon.request(method(&r.method), &path, &headers, None).await;
         assert!(
-            status != 401 && status != 403,
+            status != 401 && status != 403 && status != 500,
             "{} {} with the right credential: {status} {body}",
             r.method,
             r.path

@@ -477,6 +477,23 @@ async fn policy_and_transfer_inputs_are_validated() {
         .master(Method::POST, "/v1/policies", Some(json!({ "walletId": uuid::Uuid::new_v4().to_string(), "type": "RATE_LIMIT", "rules": { "max_requests": 1, "window_seconds": 60 } })))
         .await;
     assert_eq!(status, 404);
+    // Types for contract calls and approvals, which nothing bursar signs can trigger yet: a
+    // valid rule that would change nothing is refused, saying why.
+    let contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+    for (kind, rules) in [
+        ("CONTRACT_WHITELIST", json!({ "contracts": [contract] })),
+        ("METHOD_WHITELIST", json!({ "methods": ["0xa9059cbb"] })),
+        ("APPROVED_SPENDERS", json!({ "spenders": [RECIPIENT] })),
+        ("APPROVE_AMOUNT_LIMIT", json!({ "max_amount": "1000" })),
+    ] {
+        let body = json!({ "walletId": wid, "type": kind, "rules": rules });
+        let (status, res) = daemon.master(Method::POST, "/v1/policies", Some(body)).await;
+        assert_eq!(status, 400, "{kind}: {res}");
+        assert!(
+            res["error"]["message"].as_str().unwrap().contains("does not sign yet"),
+            "{res}"
+        );
+    }
 
     let bad_sends = [
         json!({ "to": RECIPIENT, "amount": "0.1" }),
