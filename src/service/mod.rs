@@ -202,10 +202,10 @@ impl<K: std::hash::Hash + Eq + Copy> FailureWindows<K> {
     }
 }
 
-/// How long a wrong master password waits before its answer: nothing for the first few in a
-/// minute from one source, then growing by 100 ms per failure up to 2 s.
-fn master_failure_delay(recent_failures: usize) -> Duration {
-    let n = u64::try_from(recent_failures.saturating_sub(3)).unwrap_or(u64::MAX);
+/// How long a wrong master password waits before its answer: nothing for the first half of
+/// the per-minute limit from one source, then 100 ms more per failure, up to 2 s.
+fn master_failure_delay(recent_failures: usize, limit: usize) -> Duration {
+    let n = u64::try_from(recent_failures.saturating_sub(limit / 2)).unwrap_or(u64::MAX);
     Duration::from_millis(n.saturating_mul(100).min(2_000))
 }
 
@@ -335,7 +335,7 @@ impl Service {
                 AuditEvent::new("master_auth_failed", "unknown").detail(serde_json::json!({ "recentFailures": count })),
             )?;
         }
-        tokio::time::sleep(master_failure_delay(count)).await;
+        tokio::time::sleep(master_failure_delay(count, limit)).await;
         if count > limit {
             return Err(ServiceError::RateLimited);
         }
@@ -789,4 +789,24 @@ fn key_ref(w: &WalletRecord) -> Result<WalletKeyRef<'_>> {
         address,
         sealed: &w.key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_passwords_are_slowed_past_half_the_limit_up_to_two_seconds() {
+        assert_eq!(master_failure_delay(5, 10), Duration::ZERO);
+        assert_eq!(master_failure_delay(6, 10), Duration::from_millis(100));
+        assert_eq!(master_failure_delay(10, 10), Duration::from_millis(500));
+        assert_eq!(master_failure_delay(1_000, 10), Duration::from_secs(2));
+        assert_eq!(master_failure_delay(499, 1_000), Duration::ZERO);
+    }
+
+    #[test]
+    fn failure_windows_count_per_key() {
+        let w = FailureWindows::<u8>::default();
+        assert_eq!((w.record(1), w.record(1), w.record(2)), (1, 2, 1));
+    }
 }
