@@ -65,7 +65,7 @@ async fn tier(daemon: &Daemon, token: &str) -> Value {
 }
 
 async fn wait_tier(daemon: &Daemon, token: &str, want: &str) -> Value {
-    for _ in 0..50 {
+    for _ in 0..100 {
         let c = tier(daemon, token).await;
         if c["tier"] == want {
             return c;
@@ -107,9 +107,18 @@ async fn fresh_stale_and_missing_http_prices() {
     let c = wait_tier(&daemon, &token, "APPROVAL").await;
     assert!(c["trace"].to_string().to_lowercase().contains("stale"), "{c}");
 
-    // The source goes down: the cached price ages out and the rule still fails closed.
+    // A price that is still fresh, but only for a few more seconds, then the source goes
+    // down: the cached price keeps pricing until it ages out, then the rule fails closed.
+    *answer.lock().unwrap() = json!({ "ethereum": { "usd": 2000.5, "last_updated_at": now() - 56 } });
+    wait_tier(&daemon, &token, "INSTANT").await;
     *answer.lock().unwrap() = Value::Null;
-    assert_eq!(tier(&daemon, &token).await["tier"], "APPROVAL");
+    assert_eq!(
+        tier(&daemon, &token).await["tier"],
+        "INSTANT",
+        "the cached price still serves"
+    );
+    let c = wait_tier(&daemon, &token, "APPROVAL").await;
+    assert!(c["trace"].to_string().to_lowercase().contains("stale"), "{c}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
