@@ -104,6 +104,13 @@ pub(crate) async fn balance_of(anvil: &Anvil, address: &str) -> U256 {
     U256::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
+async fn get(daemon: &Daemon, token: &str, id: &str) -> Value {
+    daemon
+        .session(token, Method::GET, &format!("/v1/transactions/{id}"), None)
+        .await
+        .1
+}
+
 pub(crate) async fn wait_status(daemon: &Daemon, token: &str, id: &str, want: &str) -> Value {
     for _ in 0..100 {
         let (_, tx) = daemon
@@ -195,7 +202,7 @@ async fn instant_transfer_confirms_on_chain_and_is_idempotent() {
 async fn tier_table_at_every_threshold() {
     let anvil = Anvil::start().await;
     let daemon = Daemon::start(opts(&anvil)).await;
-    let limits = json!({ "instant_max": "0.1", "notify_max": "0.2", "delay_max": "0.3", "delay_seconds": 1, "approval_timeout_seconds": 1 });
+    let limits = json!({ "instant_max": "0.1", "notify_max": "0.2", "delay_max": "0.3", "delay_seconds": 2, "approval_timeout_seconds": 1 });
     let (_, token) = setup(&anvil, &daemon, &[("SPENDING_LIMIT", limits)], true).await;
     // A threshold compares the amount plus the most the fee can be: exactly at it, and one
     // wei over. (No block is mined between these checks, so the fee quote stays the same.)
@@ -249,8 +256,27 @@ async fn tier_table_at_every_threshold() {
         )
         .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("CANCELLED")), "{body}");
+    // It waits: still DELAYED (nothing signed) until its time, CONFIRMED only after it.
+    let waiting = get(&daemon, &token, delayed["id"].as_str().unwrap()).await;
+    if waiting["status"] == "DELAYED" {
+        assert!(waiting["hash"].is_null() && waiting["nonce"].is_null(), "{waiting}");
+    } else {
+        // Only possible once its time has come (a slow machine).
+        assert!(
+            waiting["updatedAt"].as_str() >= delayed["executesAt"].as_str(),
+            "{waiting}"
+        );
+    }
     let done = wait_status(&daemon, &token, delayed["id"].as_str().unwrap(), "CONFIRMED").await;
     assert!(done["hash"].is_string());
+    assert!(
+        done["updatedAt"].as_str() >= delayed["executesAt"].as_str(),
+        "executed before its time: {done}"
+    );
+    // The cancelled one stays cancelled past its due time.
+    let still = get(&daemon, &token, cancelled["id"].as_str().unwrap()).await;
+    assert_eq!(still["status"], "CANCELLED", "{still}");
+    assert!(still["hash"].is_null());
     // Cancelling what was already signed is refused.
     let (status, _) = daemon
         .session(
