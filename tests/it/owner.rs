@@ -580,6 +580,75 @@ async fn autostop_suspends_a_wallet_after_consecutive_denials_and_bursts() {
     assert_eq!(audit.as_array().unwrap().len(), 2, "{audit}");
 }
 
+/// The shipped AutoStop defaults (10 in a row): DENIED and FAILED both count, a success
+/// resets the run, the tenth in a row freezes the wallet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autostop_defaults_count_denied_and_failed_and_reset_on_success() {
+    let anvil = Anvil::start().await;
+    let mut o: Opts = opts(&anvil);
+    o.extra_config += "\n[autostop]\n"; // the shipped defaults
+    let daemon = Daemon::start(o).await;
+    let (wallet, token) = daemon.wallet_and_token().await;
+    let wid = wallet["id"].as_str().unwrap();
+    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max": "0.1" } });
+    assert_eq!(daemon.master(Method::POST, "/v1/policies", Some(policy)).await.0, 201);
+    // 0.05 ETH: enough for a small send, not for 0.09 (the chain refuses: FAILED).
+    anvil
+        .fund(
+            wallet["address"].as_str().unwrap(),
+            eth(1) / alloy::primitives::U256::from(20),
+        )
+        .await;
+    let mut n = 0;
+    let mut send = |amount: &'static str| {
+        n += 1;
+        let key = format!("a{n}");
+        let (daemon, token) = (&daemon, token.clone());
+        async move {
+            daemon
+                .session(
+                    &token,
+                    Method::POST,
+                    "/v1/transactions/send",
+                    Some(json!({ "to": RECIPIENT, "amount": amount, "idempotencyKey": key })),
+                )
+                .await
+        }
+    };
+    let frozen = || async {
+        let (_, status) = daemon.master(Method::GET, "/v1/admin/kill-switch", None).await;
+        !status.as_array().unwrap().is_empty()
+    };
+    // Nine in a row: five DENIED (approval needed, no owner), four FAILED (unfunded).
+    for _ in 0..5 {
+        assert_eq!(send("0.5").await.0, 403);
+    }
+    for _ in 0..4 {
+        let (s, tx) = send("0.09").await;
+        assert_eq!((s, tx["status"].as_str()), (200, Some("FAILED")), "{tx}");
+    }
+    assert!(!frozen().await, "nine is not ten");
+    // A success resets the run.
+    let (s, tx) = send("0.001").await;
+    assert_eq!((s, tx["status"].as_str()), (200, Some("CONFIRMED")), "{tx}");
+    for _ in 0..9 {
+        assert_eq!(send("0.5").await.0, 403);
+    }
+    assert!(!frozen().await, "the success reset the count");
+    let (s, tx) = send("0.09").await;
+    assert_eq!((s, tx["status"].as_str()), (200, Some("FAILED")), "{tx}");
+    assert!(frozen().await, "ten in a row freeze the wallet");
+    let (_, status) = daemon.master(Method::GET, "/v1/admin/kill-switch", None).await;
+    assert_eq!(status[0]["frozen"]["by"], "autostop", "{status}");
+    assert!(
+        status[0]["frozen"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("10 consecutive"),
+        "{status}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_owner_connect_approve_and_kill_switch_with_a_key_file() {
     let anvil = Anvil::start().await;
