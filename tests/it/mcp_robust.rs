@@ -110,39 +110,52 @@ async fn mcp_answers_malformed_unknown_wrong_typed_and_oversized_requests_and_ke
     assert!((400..500).contains(&status), "not JSON-RPC: {status} {body}");
     let huge = request(1, "initialize", json!({ "pad": "x".repeat(200_000) }));
     let (status, _, body) = post(&daemon, &token, None, None, huge.to_string().into_bytes()).await;
-    assert!(status == 413 || is_error(&body), "oversized: {status} {body}");
+    assert_eq!(status, 413, "oversized: {body}");
 
     let session = session_at(&daemon, &token, v).await;
     let s = Some(session.as_str());
     let (_, unknown_method) = json_post(&daemon, &token, s, v, request(2, "wallet/export", json!({}))).await;
     assert_eq!(unknown_method["error"]["code"], -32601, "{unknown_method}");
+    // Each a JSON-RPC invalid-params error (-32602) that names what is wrong, as the README
+    // promises; never a crash, never a tool result.
     let cases = [
-        ("unknown tool", json!({ "name": "export_private_key", "arguments": {} })),
+        (
+            "unknown tool",
+            json!({ "name": "export_private_key", "arguments": {} }),
+            "tool not found",
+        ),
         (
             "wrong type",
             json!({ "name": "list_transactions", "arguments": { "limit": "many" } }),
+            "`limit`",
         ),
         (
             "number for a decimal string",
             json!({ "name": "transfer", "arguments": { "to": RECIPIENT, "amount": 0.5, "idempotency_key": "k" } }),
-        ),
-        (
-            "arguments not an object",
-            json!({ "name": "get_balance", "arguments": [1, 2] }),
+            "`amount`",
         ),
     ];
-    for (id, (what, params)) in (3..).zip(cases) {
+    for (id, (what, params, names)) in (3..).zip(cases) {
         let (status, answer) = json_post(&daemon, &token, s, v, request(id, "tools/call", params)).await;
-        assert!(status < 500, "{what}: {status} {answer}");
-        assert!(is_error(&answer), "{what}: {answer}");
+        assert_eq!(status, 200, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], -32602, "{what}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{what}: {answer}");
     }
+    // Params that are not a tools/call at all: rmcp answers the protocol error it has for a
+    // request it cannot decode (-32601 naming the method), still no tool result.
+    let bad = json!({ "name": "get_balance", "arguments": [1, 2] });
+    let (status, answer) = json_post(&daemon, &token, s, v, request(7, "tools/call", bad)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["error"]["code"], -32601, "{answer}");
+    assert!(answer["result"].is_null(), "{answer}");
     let huge = request(
         9,
         "tools/call",
         json!({ "name": "get_balance", "arguments": { "token": "x".repeat(200_000) } }),
     );
     let (status, _, body) = post(&daemon, &token, s, Some(v), huge.to_string().into_bytes()).await;
-    assert!(status == 413 || is_error(&body), "oversized call: {status} {body}");
+    assert_eq!(status, 413, "oversized call: {body}");
 
     // Still serving, on the same session and on a new one.
     let (_, pong) = json_post(&daemon, &token, s, v, request(10, "ping", json!({}))).await;
