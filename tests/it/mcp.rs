@@ -93,11 +93,19 @@ fn assert_scenario(out: &Value, wallet: &Value, token: &str) {
     assert!(out["delayed"]["executesAt"].is_string());
     assert_eq!(out["cancelled"]["status"], "CANCELLED");
     assert_eq!(out["denied"]["isError"], true, "{out}");
-    assert!(out["denied"]["text"].as_str().unwrap().contains("DENIED"), "{out}");
+    let denied = out["denied"]["text"].as_str().unwrap();
+    assert!(denied.contains("DENIED"), "{out}");
+    // The reasons and the rule trace, not only the verdict.
+    assert!(denied.contains("no owner is registered"), "{denied}");
+    assert!(
+        denied.contains("Rule trace:") && denied.contains("SPENDING_LIMIT.delay_max"),
+        "{denied}"
+    );
     assert_eq!(out["check"]["tier"], "DELAY");
     assert_eq!(out["policies"], 1);
-    // A missing argument never reaches the daemon, and the answer names the field.
-    assert_ne!(out["malformed"]["channel"], "accepted", "{out}");
+    // A missing argument never reaches the daemon: a protocol error (JSON-RPC invalid
+    // params, as the README promises) that names the field.
+    assert_eq!(out["malformed"]["channel"], "protocol", "{out}");
     assert!(
         out["malformed"]["text"].as_str().unwrap().contains("idempotency_key"),
         "{out}"

@@ -197,6 +197,10 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
         .await;
     assert_eq!(channel, "isError");
     assert!(denied.contains("DENIED"), "{denied}");
+    assert!(
+        denied.contains("Rule trace:"),
+        "the trace, not only the verdict: {denied}"
+    );
     // With an owner it waits for their approval.
     let wid = wallet["id"].as_str().unwrap();
     let owner_key = crate::owner::Owner::new();
