@@ -4,8 +4,8 @@
 //! per-thread arenas tokio's workers allocate from) for reuse; it returns only the top of
 //! the main heap on its own. A burst of MCP sessions (each a few tens of KB of channels,
 //! tasks and buffers) that then close leaves the process's RSS at its peak for good:
-//! measured, 1,500 `initialize` + `DELETE` cycles left the daemon ~80 MiB above where it
-//! started, and `malloc_trim(0)` brought it back to within a few MiB (docs/benchmarks.md).
+//! measured, 1,500 `initialize` + `DELETE` cycles left the daemon at ~98 MiB (from 16), and
+//! `malloc_trim(0)` brings it back to within ~4 MiB of the start (docs/benchmarks.md).
 //!
 //! [`release_soon`] asks for one trim shortly after a session closes; bursts of closes
 //! coalesce into one trim a second. Elsewhere (other allocators, other libcs) it does
