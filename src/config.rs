@@ -262,9 +262,12 @@ const INLINE_SECRETS: [(&str, &str, &str); 5] = [
 pub struct ServerConfig {
     /// Listen address. Anything but loopback logs a warning and is flagged by `doctor`.
     pub bind: SocketAddr,
-    /// Extra `Host` header values accepted besides the loopback names of `bind`.
+    /// Extra `Host` header values accepted besides the loopback names (`localhost`,
+    /// `127.0.0.1`, `[::1]`, and the bound address), which are accepted on any port. An
+    /// entry with a port matches that port only; one without matches any port.
     pub allowed_hosts: Vec<String>,
-    /// Extra `Origin` values accepted besides the daemon's own loopback origins.
+    /// Extra `Origin` values accepted besides the loopback origins (`http://localhost:*`,
+    /// `http://127.0.0.1:*`, `http://[::1]:*`), e.g. `https://wallet.example`.
     pub allowed_origins: Vec<String>,
     /// Request bodies larger than this are refused with 413.
     pub max_body_bytes: usize,
@@ -278,6 +281,30 @@ pub struct ServerConfig {
     /// The daemon's address as operators reach it, for links in notifications (e.g. the
     /// approval page). Empty: `http://<bind>`.
     pub public_url: String,
+    /// A connection must deliver a request's complete headers within this many seconds of
+    /// waiting for one, or it is closed (slowloris). This also closes keep-alive
+    /// connections idle this long.
+    #[schemars(range(min = 1, max = 3600))]
+    pub header_read_timeout_seconds: u64,
+    /// A REST request that takes longer gets 503 `TIMEOUT` (the work it started still
+    /// finishes). Not applied to the MCP event streams (`/mcp`, `/sse`).
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_timeout_seconds: u64,
+    /// Open connections at once. At the cap, a new connection closes the connection that
+    /// has been idle (or stalled before its headers) the longest; when every connection is
+    /// busy, new ones wait in the listen queue.
+    #[schemars(range(min = 8, max = 1000000))]
+    pub max_connections: usize,
+    /// MCP sessions (`/mcp`) one bursar session may hold open; more get 429 until one is
+    /// closed (`DELETE /mcp`) or expires.
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_mcp_sessions_per_session: usize,
+    /// MCP sessions (`/mcp`) open at once over all bursar sessions.
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_mcp_sessions: usize,
+    /// An MCP session (`/mcp`) with no request for this many seconds is closed.
+    #[schemars(range(min = 1, max = 604800))]
+    pub mcp_session_idle_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -290,11 +317,39 @@ impl Default for ServerConfig {
             master_auth_failures_per_minute: 10,
             owner_auth_failures_per_minute: 10,
             public_url: String::new(),
+            header_read_timeout_seconds: 30,
+            request_timeout_seconds: 60,
+            max_connections: 1024,
+            max_mcp_sessions_per_session: 16,
+            max_mcp_sessions: 1024,
+            mcp_session_idle_seconds: 1800,
         }
     }
 }
 
 impl ServerConfig {
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let in_range = |key: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!("[server] {key} must be in {min}..={max}")))
+            }
+        };
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        in_range("header_read_timeout_seconds", self.header_read_timeout_seconds, 1, 3600)?;
+        in_range("request_timeout_seconds", self.request_timeout_seconds, 1, 3600)?;
+        in_range("max_connections", count(self.max_connections), 8, 1_000_000)?;
+        in_range("max_mcp_sessions", count(self.max_mcp_sessions), 1, 100_000)?;
+        in_range(
+            "max_mcp_sessions_per_session",
+            count(self.max_mcp_sessions_per_session),
+            1,
+            count(self.max_mcp_sessions),
+        )?;
+        in_range("mcp_session_idle_seconds", self.mcp_session_idle_seconds, 1, 604_800)
+    }
+
     /// `public_url` without a trailing slash, or `http://<bind>` when unset.
     pub fn public_url(&self) -> String {
         if self.public_url.is_empty() {
@@ -629,6 +684,14 @@ impl Config {
         if !self.server.public_url.is_empty() && !is_http_url(&self.server.public_url) {
             return Err(ConfigError::Invalid(
                 "[server] public_url must be an http:// or https:// URL".into(),
+            ));
+        }
+        self.server.validate_limits()?;
+        if self.transfers.confirm_wait_seconds >= self.server.request_timeout_seconds {
+            return Err(ConfigError::Invalid(
+                "[server] request_timeout_seconds must be longer than [transfers] confirm_wait_seconds \
+                 (a send waits that long for its confirmation)"
+                    .into(),
             ));
         }
         self.notifications.validate()?;
@@ -1108,6 +1171,21 @@ mod tests {
             ),
             ("[keystore]\nargon2_memory_kib = 4294967295", "out of bounds"),
             ("[log]\nformat = \"xml\"", "format"),
+            (
+                "[server]\nheader_read_timeout_seconds = 0",
+                "header_read_timeout_seconds must be in 1..=3600",
+            ),
+            ("[server]\nrequest_timeout_seconds = 86400", "request_timeout_seconds"),
+            ("[server]\nmax_connections = 1", "max_connections must be in 8..="),
+            (
+                "[server]\nmax_mcp_sessions = 10\nmax_mcp_sessions_per_session = 11",
+                "max_mcp_sessions_per_session must be in 1..=10",
+            ),
+            ("[server]\nmcp_session_idle_seconds = 0", "mcp_session_idle_seconds"),
+            (
+                "[server]\nrequest_timeout_seconds = 10\n[transfers]\nconfirm_wait_seconds = 10",
+                "longer than [transfers] confirm_wait_seconds",
+            ),
             ("not toml at all", "invalid config"),
         ];
         for (text, needle) in cases {

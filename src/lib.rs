@@ -23,4 +23,5 @@ pub mod service;
 
 pub mod api;
 pub mod cli;
+pub mod memory;
 pub mod telemetry;

@@ -56,7 +56,7 @@ impl From<ServiceError> for ApiError {
                 SessionError::Revoked => (S::UNAUTHORIZED, "SESSION_REVOKED"),
                 SessionError::RenewalsExhausted(_) => (S::FORBIDDEN, "RENEWALS_EXHAUSTED"),
             },
-            ServiceError::RateLimited => (S::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ServiceError::RateLimited | ServiceError::TooMany(_) => (S::TOO_MANY_REQUESTS, "RATE_LIMITED"),
             ServiceError::Forbidden(_) => (S::FORBIDDEN, "FORBIDDEN"),
             ServiceError::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND"),
             ServiceError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),

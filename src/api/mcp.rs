@@ -275,7 +275,15 @@ impl BursarMcp {
     /// any JSON (`trace`) as the boolean schema `true` — valid JSON Schema, but the TypeScript
     /// SDK's `tools/list` validation (and so the conformance suite) refuses it. `{}` means
     /// the same.
+    ///
+    /// Built once and cloned (the schemas are shared `Arc`s): every `/mcp` and `/sse` session
+    /// gets a router, and rebuilding deep-copied every output schema per session.
     fn router() -> ToolRouter<Self> {
+        static ROUTER: std::sync::OnceLock<ToolRouter<BursarMcp>> = std::sync::OnceLock::new();
+        ROUTER.get_or_init(Self::build_router).clone()
+    }
+
+    fn build_router() -> ToolRouter<Self> {
         let mut router = Self::tool_router();
         for route in router.map.values_mut() {
             if let Some(schema) = route.attr.output_schema.as_mut() {

@@ -247,7 +247,9 @@ impl SseSessions {
     }
 
     fn remove(&self, id: &str) {
-        self.streams.lock().expect("sse lock").remove(id);
+        if self.streams.lock().expect("sse lock").remove(id).is_some() {
+            crate::memory::release_soon();
+        }
     }
 }
 

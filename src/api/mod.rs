@@ -3,7 +3,9 @@
 
 pub mod dto;
 pub mod error;
+pub mod listen;
 pub mod mcp;
+pub mod mcp_http;
 pub mod mcp_sse;
 pub mod openapi;
 pub mod page;

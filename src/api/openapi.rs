@@ -1,9 +1,10 @@
 //! The OpenAPI 3.1 description of the REST API, generated: method, path and auth come from
 //! [`rest::routes`] (the router's own table), everything else from one [`Doc`] entry per route
 //! in [`docs`] (summary, body, query, success response as schemars schemas of the wire types).
-//! Error responses are derived: every route can answer 403 (Host/Origin guard) and 500; a
-//! route with credentials 401; master routes 429; a JSON body 400/413/415; a query or path
-//! parameter 400; a path parameter 404; plus the statuses an entry lists.
+//! Error responses are derived: every route can answer 403 (Host/Origin guard), 500 and 503
+//! (request timeout, MCP starting); a route with credentials 401; master routes 429; a JSON
+//! body 400/413/415; a query or path parameter 400; a path parameter 404; plus the statuses
+//! an entry lists.
 //!
 //! `schemas/openapi.json` is [`document`], golden-tested by `tests/it/schemas.rs`, which also
 //! fails when a route has no entry here or an entry names no route. Adding a route is one line
@@ -277,11 +278,13 @@ pub fn docs() -> Vec<Doc> {
         op("mcp_message", M::POST, "/message", "MCP legacy HTTP+SSE: send a JSON-RPC message to an open stream")
             .describe("Needs a token of the same session that opened the stream; unknown or foreign streams are 404.")
             .mcp(),
-        op("owner_nonce", M::GET, "/v1/nonce", "A single-use nonce for an owner message (5 minutes)").ok::<dto::Nonce>(),
+        op("owner_nonce", M::GET, "/v1/nonce", "A single-use nonce for an owner message (5 minutes)")
+            .ok::<dto::Nonce>()
+            .errors(&[429]),
         op("tx_approval_message", M::GET, "/v1/transactions/{id}/approval-message", "The exact message the owner signs to approve (or `?action=reject`) a PENDING_APPROVAL transfer")
             .query::<dto::ActionQuery>()
             .ok::<dto::OwnerMessage>()
-            .errors(&[409]),
+            .errors(&[409, 429]),
         op("tx_approve", M::POST, "/v1/transactions/{id}/approve", "Approve with the owner's signature: policy re-checked, then signed and sent")
             .ok::<dto::Transaction>()
             .errors(&[409, 423]),
@@ -303,7 +306,14 @@ pub fn docs() -> Vec<Doc> {
             .body::<dto::KillSwitch>()
             .ok::<Vec<dto::KillSwitchReport>>(),
         op("admin_kill_switch_status", M::GET, "/v1/admin/kill-switch", "Frozen wallets").ok::<Vec<dto::Wallet>>(),
-        op("approval_page", M::GET, "/approve/{id}", "The owner's approval page (HTML; signs with a browser wallet)").html(),
+        op("approval_page", M::GET, "/approve/{id}", "The owner's approval page (HTML; signs with a browser wallet)")
+            .describe("Shows the transfer, the reasons and the approve message as it will read; takes no owner nonce.")
+            .html(),
+        op("approval_page_message", M::POST, "/approve/{id}/message", "The approval page's message to sign, with a fresh nonce")
+            .describe("For the page's own Sign button: refused (403) without an `Origin` of this daemon as the browser reached it.")
+            .query::<dto::ActionQuery>()
+            .ok::<dto::OwnerMessage>()
+            .errors(&[409, 429]),
     ]
 }
 
@@ -384,7 +394,8 @@ const ERRORS: &[(u16, &str, &str)] = &[
     (
         429,
         "TooManyRequests",
-        "`RATE_LIMITED`: too many failed master-password attempts in the last minute.",
+        "`RATE_LIMITED`: too many failed master-password attempts in the last minute, or a bounded resource is \
+         full (outstanding owner nonces, open MCP sessions); the message says which.",
     ),
     (
         500,
@@ -401,7 +412,12 @@ const ERRORS: &[(u16, &str, &str)] = &[
         "BadGateway",
         "`CHAIN_UNAVAILABLE`: the chain's node is unreachable or reports another chain id.",
     ),
-    (503, "ServiceUnavailable", "`UNAVAILABLE`: MCP is still starting."),
+    (
+        503,
+        "ServiceUnavailable",
+        "`TIMEOUT`: no answer within `[server] request_timeout_seconds` (what the request started may still \
+         complete: check before retrying); `UNAVAILABLE`: MCP is still starting.",
+    ),
 ];
 
 fn error_ref(status: u16) -> Value {
@@ -521,7 +537,7 @@ pub fn document() -> Result<Value, String> {
             .iter()
             .find(|d| d.method == route.method && d.path == route.path)
             .expect("coverage checked");
-        let mut statuses: BTreeSet<u16> = [403, 500].into();
+        let mut statuses: BTreeSet<u16> = [403, 500, 503].into();
         if route.auth != Auth::Public {
             statuses.insert(401);
         }
@@ -529,10 +545,7 @@ pub fn document() -> Result<Value, String> {
             statuses.insert(429);
         }
         let mut operation = match doc.success {
-            Success::Mcp => {
-                statuses.insert(503);
-                mcp_operation(&doc.method)
-            }
+            Success::Mcp => mcp_operation(&doc.method),
             Success::Html => json!({ "responses": { "200": { "description": "The page.",
                 "content": { "text/html": { "schema": { "type": "string" } } } } } }),
             Success::Json { status, schema } => {

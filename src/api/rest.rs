@@ -38,7 +38,16 @@ pub struct Route {
     pub method: Method,
     pub path: &'static str,
     pub auth: Auth,
+    /// A long-lived answer (an MCP event stream): no request timeout.
+    pub streams: bool,
     pub handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn streaming(mut self) -> Self {
+        self.streams = true;
+        self
+    }
 }
 
 fn route<H, T>(method: Method, path: &'static str, auth: Auth, handler: H) -> Route
@@ -51,6 +60,7 @@ where
         method,
         path,
         auth,
+        streams: false,
         handler: on(filter, handler),
     }
 }
@@ -129,22 +139,34 @@ pub fn routes() -> Vec<Route> {
         route(Method::POST, "/v1/admin/kill-switch", Master, admin_kill_switch),
         route(Method::GET, "/v1/admin/kill-switch", Master, admin_kill_switch_status),
         // The owner's approval page: public on loopback; it holds no secret, and nothing
-        // happens without the owner's signature.
+        // happens without the owner's signature. Viewing it takes no owner nonce; the page's
+        // Sign button fetches the message with a same-origin POST (`api::page`).
         route(Method::GET, "/approve/{id}", Public, super::page::approval_page),
+        route(
+            Method::POST,
+            "/approve/{id}/message",
+            Public,
+            super::page::approval_page_message,
+        ),
         // MCP over streamable HTTP: the bearer token is checked here on every request, and
-        // again by each tool's REST call; the MCP session id is never authentication.
-        route(Method::POST, "/mcp", Session, mcp),
-        route(Method::GET, "/mcp", Session, mcp),
+        // again by each tool's REST call; the MCP session id is never authentication, and
+        // an MCP session serves only the bursar session that opened it (`api::mcp_http`).
+        route(Method::POST, "/mcp", Session, mcp).streaming(),
+        route(Method::GET, "/mcp", Session, mcp).streaming(),
         route(Method::DELETE, "/mcp", Session, mcp),
         // MCP over legacy HTTP+SSE: the same per-request bearer check; a message must also
         // come from the session that opened the stream (`api::mcp_sse`).
-        route(Method::GET, "/sse", Session, sse_open),
+        route(Method::GET, "/sse", Session, sse_open).streaming(),
         route(Method::POST, "/message", Session, sse_message),
     ]
 }
 
-async fn mcp(State(s): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
-    s.mcp(req).await
+async fn mcp(
+    State(s): State<AppState>,
+    Extension(a): Session,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    s.mcp(&a, req).await
 }
 
 async fn sse_open(
@@ -533,7 +555,7 @@ fn internal() -> ApiError {
     )
 }
 
-fn invalid_id(err: crate::domain::DomainError) -> ApiError {
+pub(super) fn invalid_id(err: crate::domain::DomainError) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", err.to_string())
 }
 

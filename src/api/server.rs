@@ -1,9 +1,12 @@
 //! The HTTP server: one axum router for every surface (REST, MCP over streamable HTTP and
-//! legacy SSE), auth middleware per route from the route table, `Host`/`Origin` validation and security headers on every response, body
-//! limits, JSON 404/405, and graceful shutdown.
+//! legacy SSE), auth middleware per route from the route table, `Host`/`Origin` validation and
+//! security headers on every response, body limits, request timeouts, JSON 404/405, and
+//! graceful shutdown. Sockets (header-read timeout, connection cap) are `listen`'s.
 
 use super::error::ApiError;
+use super::listen;
 use super::mcp::{Backend, BursarMcp};
+use super::mcp_http::{McpHttp, McpLimits, McpService};
 use super::mcp_sse::SseSessions;
 use super::rest::{self, Auth};
 use crate::service::{Service, ServiceError, SessionAuth};
@@ -15,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -27,26 +31,19 @@ pub struct AppState {
 /// MCP over HTTP: streamable HTTP (`/mcp`, rmcp's service) and legacy SSE (`/sse` +
 /// `/message`, our adapter onto rmcp).
 struct Mcp {
-    streamable: McpService,
+    streamable: McpHttp,
     sse: Arc<SseSessions>,
     /// Cancelled at shutdown: ends every streamable HTTP session and its open GET stream.
     streamable_stop: tokio_util::sync::CancellationToken,
 }
 
-type McpService = rmcp::transport::streamable_http_server::StreamableHttpService<
-    BursarMcp,
-    rmcp::transport::streamable_http_server::session::local::LocalSessionManager,
->;
-
 impl AppState {
-    /// Hands an authenticated `/mcp` request to rmcp's streamable HTTP service.
-    pub(super) async fn mcp(&self, req: Request) -> Response {
-        let Some(mcp) = self.mcp.get() else {
-            return mcp_starting();
-        };
-        match tower::ServiceExt::oneshot(mcp.streamable.clone(), req).await {
-            Ok(res) => res.map(axum::body::Body::new),
-            Err(never) => match never {},
+    /// Hands an authenticated `/mcp` request to rmcp's streamable HTTP service (through the
+    /// session binding and caps of `mcp_http`).
+    pub(super) async fn mcp(&self, auth: &SessionAuth, req: Request) -> Response {
+        match self.mcp.get() {
+            Some(mcp) => mcp.streamable.handle(auth, req).await,
+            None => mcp_starting(),
         }
     }
 
@@ -65,66 +62,134 @@ impl AppState {
             None => mcp_starting(),
         }
     }
+
+    /// Whether `headers` carry an `Origin` of this very daemon as the browser reached it: the
+    /// origin's authority is the request's `Host` (a page the daemon served), or the origin
+    /// is one the operator listed (a reverse proxy may rewrite `Host`). For the approval
+    /// page's own POSTs: a page on another port of localhost passes the guard, not this.
+    pub(super) fn same_origin(&self, headers: &HeaderMap) -> bool {
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_ascii_lowercase)
+        };
+        let (Some(origin), Some(host)) = (text(header::ORIGIN), text(header::HOST)) else {
+            return false;
+        };
+        let origin = origin.trim_end_matches('/');
+        if self.guard.extra_origins.contains(origin) {
+            return true;
+        }
+        ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.strip_prefix(scheme) == Some(host.as_str()))
+    }
 }
 
 fn mcp_starting() -> Response {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "MCP is starting").into_response()
 }
 
-/// Accepted `Host` and `Origin` values: the loopback names of the bound address plus the
-/// configured extras. Anything else is DNS rebinding or a cross-site page: 403.
+/// Accepted `Host` and `Origin` values. DNS-rebinding protection needs the host *name* to be
+/// ours, not the port: published through a container or a port forward, the daemon is
+/// reached on another port than it binds. So the loopback names (and the bound address) are
+/// accepted on any port, as are their `http://` origins; `server.allowed_hosts` entries
+/// match their port if they name one (any port otherwise) and `server.allowed_origins`
+/// entries match exactly. Anything else is DNS rebinding or a cross-site page: 403.
 struct HostGuard {
-    hosts: HashSet<String>,
-    origins: HashSet<String>,
+    /// Host names (lower case; IPv6 in brackets) accepted on any port, as hosts and as
+    /// `http://` origins.
+    names: HashSet<String>,
+    /// `server.allowed_hosts`, lower case: `host` (any port) or `host:port`.
+    extra_hosts: HashSet<String>,
+    /// `server.allowed_origins`, lower case, without a trailing `/`.
+    extra_origins: HashSet<String>,
 }
 
 impl HostGuard {
     fn new(addr: SocketAddr, extra_hosts: &[String], extra_origins: &[String]) -> Self {
-        let port = addr.port();
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "[::1]".to_owned()];
+        let mut names: HashSet<String> = ["localhost", "127.0.0.1", "[::1]"].map(str::to_owned).into();
         if !addr.ip().is_unspecified() {
-            names.push(match addr {
+            names.insert(match addr {
                 SocketAddr::V4(a) => a.ip().to_string(),
                 SocketAddr::V6(a) => format!("[{}]", a.ip()),
             });
         }
-        let mut hosts: HashSet<String> = names.iter().flat_map(|n| [n.clone(), format!("{n}:{port}")]).collect();
-        hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
-        let mut origins: HashSet<String> = names.iter().map(|n| format!("http://{n}:{port}")).collect();
-        origins.extend(
-            extra_origins
+        Self {
+            names,
+            extra_hosts: extra_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            extra_origins: extra_origins
                 .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
-        );
-        Self { hosts, origins }
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let Some(name) = authority_name(&host) else {
+            return false;
+        };
+        self.names.contains(name) || self.extra_hosts.contains(&host) || self.extra_hosts.contains(name)
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        if self.extra_origins.contains(&origin) {
+            return true;
+        }
+        origin
+            .strip_prefix("http://")
+            .and_then(authority_name)
+            .is_some_and(|name| self.names.contains(name))
     }
 
     fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_ascii_lowercase);
-        if !host.is_some_and(|h| self.hosts.contains(&h)) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if !host.is_some_and(|h| self.host_allowed(h)) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "FORBIDDEN_HOST",
                 "Host header is not allowed",
             ));
         }
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let ok = origin
-                .to_str()
-                .is_ok_and(|o| self.origins.contains(&o.to_ascii_lowercase()));
-            if !ok {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "FORBIDDEN_ORIGIN",
-                    "Origin is not allowed",
-                ));
-            }
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && !origin.to_str().is_ok_and(|o| self.origin_allowed(o))
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN_ORIGIN",
+                "Origin is not allowed",
+            ));
         }
         Ok(())
     }
+}
+
+/// The host name of a `host[:port]` authority (lower case in, lower case out; IPv6 keeps its
+/// brackets), or `None` when it is not one: user info, a path, an empty or non-numeric port.
+fn authority_name(authority: &str) -> Option<&str> {
+    let (name, port) = match authority.strip_prefix('[') {
+        Some(rest) => authority.split_at(rest.find(']')? + 2),
+        None => authority.split_at(authority.rfind(':').unwrap_or(authority.len())),
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
+    let name_ok = match name.strip_prefix('[') {
+        Some(ip) => ip
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        }
+    };
+    (port_ok && name_ok).then_some(name)
 }
 
 /// Builds the full router for a server bound at `addr`.
@@ -136,8 +201,14 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
     let cfg = &service.config().server;
     let guard = Arc::new(HostGuard::new(addr, &cfg.allowed_hosts, &cfg.allowed_origins));
     let max_body = cfg.max_body_bytes;
-    let mcp_hosts: Vec<String> = guard.hosts.iter().cloned().collect();
-    let mcp_origins: Vec<String> = guard.origins.iter().cloned().collect();
+    let request_timeout = Duration::from_secs(cfg.request_timeout_seconds);
+    let mcp_limits = McpLimits {
+        per_session: cfg.max_mcp_sessions_per_session,
+        total: cfg.max_mcp_sessions,
+        idle: Duration::from_secs(cfg.mcp_session_idle_seconds),
+        body_timeout: request_timeout,
+        max_body,
+    };
     let state = AppState {
         service,
         guard,
@@ -157,6 +228,12 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
             Auth::SessionMasterOrOwner => r.handler.route_layer(from_fn_with_state(state.clone(), require_any)),
             Auth::Owner => r.handler.route_layer(axum::middleware::from_fn(require_owner)),
         };
+        // Outermost, so auth counts towards the deadline too.
+        let handler = if r.streams {
+            handler
+        } else {
+            handler.route_layer(from_fn_with_state(request_timeout, deadline))
+        };
         router = router.route(r.path, handler);
     }
     let app = router
@@ -167,13 +244,15 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
         .with_state(state.clone());
     // The MCP tools call this same router in process (never `/mcp` itself).
     let mut cfg = rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default();
-    cfg.allowed_hosts = mcp_hosts;
-    cfg.allowed_origins = mcp_origins;
+    // `guard_and_headers` checks Host and Origin on every request before any route, `/mcp`
+    // included, with the rules above; rmcp's own check would only disagree on ports.
+    cfg = cfg.disable_allowed_hosts().disable_allowed_origins();
     cfg.max_request_body_bytes = max_body;
     let streamable_stop = cfg.cancellation_token.clone();
     let host = format!("127.0.0.1:{}", addr.port());
     let sse = SseSessions::new(app.clone(), host.clone(), max_body);
     let rest = app.clone();
+    let sessions = McpHttp::session_manager(&mcp_limits);
     let streamable = McpService::new(
         move || {
             Ok(BursarMcp::new(Backend::Daemon {
@@ -181,15 +260,53 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
                 host: host.clone(),
             }))
         },
-        Default::default(),
+        sessions.clone(),
         cfg,
     );
     let _ = state.mcp.set(Mcp {
-        streamable,
+        streamable: McpHttp::new(streamable, sessions, mcp_limits),
         sse,
         streamable_stop,
     });
     (app, state)
+}
+
+/// The request timeout of every route but the event streams. The handler runs in its own
+/// task and is never cut short (a transfer half-way through signing must not be dropped on
+/// the floor); past the deadline the client gets 503 `TIMEOUT` and the work finishes
+/// behind it. A handler that panics answers 500 instead of dropping the connection.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let mut work = tokio::spawn(next.run(req));
+    match tokio::time::timeout(limit, &mut work).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(err)) => {
+            tracing::error!(%method, path = path.as_deref().unwrap_or(""), error = %err, "request handler failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error; see the daemon log",
+            )
+            .into_response()
+        }
+        Err(_) => {
+            tracing::warn!(%method, path = path.as_deref().unwrap_or(""), seconds = limit.as_secs(), "request timed out");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TIMEOUT",
+                format!(
+                    "no answer within {} s (server.request_timeout_seconds); what the request started may \
+                     still complete: check its state before retrying",
+                    limit.as_secs()
+                ),
+            )
+            .into_response()
+        }
+    }
 }
 
 async fn guard_and_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -332,33 +449,87 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
         async move { service.refresh_prices().await }
     });
     let (app, state) = build(service.clone(), addr);
+    let cfg = &service.config().server;
+    let limits = listen::Limits {
+        header_read_timeout: Duration::from_secs(cfg.header_read_timeout_seconds),
+        max_connections: cfg.max_connections,
+    };
     let stopping = service.clone();
-    // Small JSON-RPC and REST answers on keep-alive connections: without TCP_NODELAY, Nagle
-    // plus the client's delayed ACK adds ~40 ms to a reply that follows another.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+    let shutdown = async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = stopping.shutdown_requested() => tracing::info!("shutdown requested over the API"),
         }
-    });
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-                _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-                _ = stopping.shutdown_requested() => tracing::info!("shutdown requested over the API"),
-            }
-            // Open event streams never end on their own: end them, or shutdown waits forever.
-            if let Some(mcp) = state.mcp.get() {
-                mcp.sse.close_all();
-                mcp.streamable_stop.cancel();
-            }
-        })
-        .await?;
+        // Open event streams never end on their own: end them, or shutdown waits forever.
+        if let Some(mcp) = state.mcp.get() {
+            mcp.sse.close_all();
+            mcp.streamable_stop.cancel();
+        }
+    };
+    listen::serve(listener, app, limits, shutdown).await;
     service.drain_notifications(NOTIFICATION_SHUTDOWN_GRACE).await;
     Ok(())
 }
 
 /// How long a stopping daemon waits for queued notifications (a dead sink costs no more).
 const NOTIFICATION_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::HostGuard;
+
+    /// (value, accepted) for `Host` and `Origin` against a guard bound on port 3100 with one
+    /// extra host on any port, one on a fixed port, and one extra origin.
+    fn check(hosts: &[(&str, bool)], origins: &[(&str, bool)]) {
+        let guard = HostGuard::new(
+            "127.0.0.1:3100".parse().unwrap(),
+            &["Wallet.Example".to_owned(), "proxy.example:8443".to_owned()],
+            &["https://Wallet.Example/".to_owned()],
+        );
+        for (host, want) in hosts {
+            assert_eq!(guard.host_allowed(host), *want, "Host {host}");
+        }
+        for (origin, want) in origins {
+            assert_eq!(guard.origin_allowed(origin), *want, "Origin {origin}");
+        }
+    }
+
+    #[test]
+    fn loopback_names_on_any_port_extras_as_configured() {
+        check(
+            &[
+                ("127.0.0.1:3100", true),
+                ("127.0.0.1:3197", true),
+                ("localhost", true),
+                ("LocalHost:1", true),
+                ("[::1]:8080", true),
+                ("wallet.example:443", true),
+                ("proxy.example:8443", true),
+                ("proxy.example:8444", false),
+                ("proxy.example", false),
+                ("evil.example:3100", false),
+                ("localhost.evil.example", false),
+                ("127.0.0.1.nip.io:3100", false),
+                ("localhost:", false),
+                ("localhost:x", false),
+                ("user@localhost:3100", false),
+                ("localhost/x", false),
+                ("", false),
+            ],
+            &[
+                ("http://localhost:3197", true),
+                ("http://127.0.0.1", true),
+                ("http://[::1]:3100", true),
+                ("https://wallet.example", true),
+                ("http://wallet.example", false),
+                ("https://localhost:3100", false),
+                ("http://localhost:3100/", false),
+                ("http://evil.example:3100", false),
+                ("null", false),
+            ],
+        );
+    }
+}

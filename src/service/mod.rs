@@ -39,6 +39,9 @@ pub enum ServiceError {
     Session(SessionError),
     #[error("too many failed attempts; wait a minute and try again")]
     RateLimited,
+    /// A bounded resource is full (not an auth failure): the message says which and when.
+    #[error("{0}")]
+    TooMany(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]

@@ -18,23 +18,30 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Who asked for a nonce. Each has its own pool; outstanding nonces beyond a pool's size are
-/// refused (429) until some expire. An agent (session) or an anonymous caller (`GET /v1/nonce`,
-/// the approval page) flooding its pool cannot stop the operator's CLI from getting one,
-/// e.g. for the owner's kill switch.
+/// refused (429) until some expire. An agent (session) or an anonymous caller (`GET /v1/nonce`)
+/// flooding its pool cannot stop the operator's CLI from getting one, e.g. for the owner's
+/// kill switch, nor the approval page's Sign button (its same-origin POST, which a web page
+/// elsewhere cannot send).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum NoncePool {
     Operator,
     Agent,
     Public,
+    Page,
 }
 
 impl NoncePool {
-    const ALL: [NoncePool; 3] = [NoncePool::Operator, NoncePool::Agent, NoncePool::Public];
+    const ALL: [NoncePool; 4] = [
+        NoncePool::Operator,
+        NoncePool::Agent,
+        NoncePool::Public,
+        NoncePool::Page,
+    ];
 
     fn capacity(self) -> usize {
         match self {
             NoncePool::Operator => 10_000,
-            NoncePool::Agent | NoncePool::Public => 1_000,
+            NoncePool::Agent | NoncePool::Public | NoncePool::Page => 1_000,
         }
     }
 }
@@ -68,7 +75,7 @@ pub struct OwnerMessage {
 #[derive(Default)]
 pub(super) struct OwnerState {
     /// One map per [`NoncePool`], in `NoncePool::ALL` order: nonce → expiry.
-    nonces: [Mutex<HashMap<String, i64>>; 3],
+    nonces: [Mutex<HashMap<String, i64>>; 4],
     /// Failed owner proofs per wallet (only proofs that parsed and named a wallet with an
     /// owner count: junk touches no counter).
     failures: super::FailureWindows<WalletId>,
@@ -91,6 +98,10 @@ pub struct KillSwitchReport {
     /// Lifting was refused: the wallet's LOCKED owner must sign too.
     pub needs_owner_signature: bool,
 }
+
+/// The nonce of a previewed message: not alphanumeric, so no owner message with it parses,
+/// and never issued, so none is consumed.
+const PREVIEW_NONCE: &str = "(issued when the owner signs)";
 
 fn rejected(msg: impl Into<String>) -> ServiceError {
     ServiceError::OwnerRejected(msg.into())
@@ -119,7 +130,10 @@ impl Service {
         if nonces.len() >= max {
             nonces.retain(|_, exp| *exp > now);
             if nonces.len() >= max {
-                return Err(ServiceError::RateLimited);
+                return Err(ServiceError::TooMany(format!(
+                    "{max} owner messages are outstanding for this kind of caller; each expires \
+                     {NONCE_TTL_SECONDS} s after it was issued: try again then"
+                )));
             }
         }
         let nonce = hex::encode(crate::secret::random_bytes::<16>());
@@ -238,19 +252,23 @@ impl Service {
         })
     }
 
-    /// Builds the exact text the wallet's owner must sign for `action` (with a fresh nonce).
+    /// Builds the exact text the wallet's owner must sign for `action` (with a fresh nonce
+    /// from `pool`; `None`: a preview with [`PREVIEW_NONCE`], which no check accepts).
     fn owner_message(
         &self,
         wallet: &WalletRecord,
         action: Action,
         tx: Option<&TxRecord>,
-        pool: NoncePool,
+        pool: Option<NoncePool>,
     ) -> Result<OwnerMessage> {
         if wallet.owner.is_none() {
             // Before taking a nonce: nothing to sign without an owner.
             self.claims_for(wallet, action, tx, String::new(), 0, 0)?;
         }
-        let (nonce, nonce_expires) = self.issue_nonce(pool)?;
+        let (nonce, nonce_expires) = match pool {
+            Some(pool) => self.issue_nonce(pool)?,
+            None => (PREVIEW_NONCE.to_owned(), now() + NONCE_TTL_SECONDS),
+        };
         let expires_at = tx
             .and_then(|t| t.expires_at)
             .map_or(nonce_expires, |e| e.min(nonce_expires));
@@ -275,18 +293,26 @@ impl Service {
 
     /// `GET /v1/transactions/{id}/approval-message` for the agent (its own wallet).
     pub fn approval_message_for_session(&self, auth: &SessionAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(auth.wallet_id, id, action, NoncePool::Agent)
+        self.approval_message(auth.wallet_id, id, action, Some(NoncePool::Agent))
     }
 
     /// `GET /v1/transactions/{id}/approval-message` for the operator (any wallet).
     pub fn approval_message_for_master(&self, _: &MasterAuth, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, action, NoncePool::Operator)
+        self.approval_message(self.active_tx_wallet(id)?, id, action, Some(NoncePool::Operator))
     }
 
-    /// The approval message for the public approval page (`GET /approve/{id}`): only for a
-    /// transaction still waiting for its owner, which nobody can act on without signing.
+    /// The approval message for the public approval page's Sign button
+    /// (`POST /approve/{id}/message`): only for a transaction still waiting for its owner,
+    /// which nobody can act on without signing.
     pub fn approval_message_public(&self, id: TxId, action: Action) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, action, NoncePool::Public)
+        self.approval_message(self.active_tx_wallet(id)?, id, action, Some(NoncePool::Page))
+    }
+
+    /// What the approval page shows (`GET /approve/{id}`): the approve message as it will
+    /// read, with [`PREVIEW_NONCE`] for the nonce. Takes no nonce, so viewing the page costs
+    /// nothing.
+    pub fn approval_preview(&self, id: TxId) -> Result<OwnerMessage> {
+        self.approval_message(self.active_tx_wallet(id)?, id, Action::Approve, None)
     }
 
     pub(super) fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {
@@ -296,7 +322,13 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound(format!("pending transaction {id}")))
     }
 
-    fn approval_message(&self, wallet_id: WalletId, id: TxId, action: Action, pool: NoncePool) -> Result<OwnerMessage> {
+    fn approval_message(
+        &self,
+        wallet_id: WalletId,
+        id: TxId,
+        action: Action,
+        pool: Option<NoncePool>,
+    ) -> Result<OwnerMessage> {
         if !action.needs_tx() {
             return Err(ServiceError::InvalidInput(
                 "action must be approve, reject or cancel".into(),
@@ -331,7 +363,7 @@ impl Service {
             ));
         }
         let wallet = self.wallet(wallet_id)?;
-        self.owner_message(&wallet, action, None, NoncePool::Operator)
+        self.owner_message(&wallet, action, None, Some(NoncePool::Operator))
     }
 
     // ---- verification ------------------------------------------------------------------

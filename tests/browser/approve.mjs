@@ -1,5 +1,7 @@
 // The owner's approval page (`GET /approve/{id}`) in a real browser: Debian's Chromium,
-// driven by playwright-core, with an injected EIP-1193 wallet (`window.ethereum`).
+// driven by playwright-core, with an injected EIP-1193 wallet (`window.ethereum`). The page
+// shows a preview; a click connects the wallet, fetches the message to sign with a
+// same-origin POST /approve/{id}/message, has the wallet sign it and submits it.
 //
 //   node tests/browser/approve.mjs SPEC.json
 //
@@ -117,6 +119,8 @@ async function scenario(browser, spec, sc, shots) {
     }
     out.result = await result.textContent();
     out.buttonsDisabled = await page.evaluate(() => Array.from(document.querySelectorAll('button'), (b) => b.disabled));
+    // After the click the page shows the message it fetched (and had signed), not the preview.
+    out.fieldsAfter = await page.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, document.getElementById(id)?.textContent ?? null])), FIELDS);
     // Let anything the click might still send show up in the request log.
     await page.waitForTimeout(200);
     out.cspViolations = await page.evaluate(() => window.__bursarCsp);

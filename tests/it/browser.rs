@@ -1,6 +1,6 @@
 //! The owner's approval page in a real browser: Debian's Chromium driven by playwright-core
 //! (`tests/browser/approve.mjs`) opens `GET /approve/{id}`, checks what it shows, and clicks
-//! approve or reject. The browser's wallet is an injected EIP-1193 provider whose
+//! approve or reject (the page then fetches the message to sign with a same-origin POST). The browser's wallet is an injected EIP-1193 provider whose
 //! `personal_sign` is answered by a loopback signer run here (real EIP-191 signatures from
 //! alloy keys); the daemon verifies them for real and the transfer lands on a real anvil.
 
@@ -303,9 +303,13 @@ async fn approval_page_in_chromium_approves_rejects_and_refuses_another_wallet()
         ["eth_requestAccounts", "personal_sign"],
         "{approve}"
     );
+    // Viewing took no nonce: the message came from the page's own POST, after the click.
     assert_eq!(
         posts(approve),
-        [format!("POST {}/v1/transactions/{to_approve}/approve", daemon.url)]
+        [
+            format!("POST {}/approve/{to_approve}/message?action=approve", daemon.url),
+            format!("POST {}/v1/transactions/{to_approve}/approve", daemon.url),
+        ]
     );
     let tx = wait_status(&daemon, &token, &to_approve, "CONFIRMED").await;
     assert!(result.contains(tx["hash"].as_str().unwrap()), "{result} vs {tx}");
@@ -315,11 +319,15 @@ async fn approval_page_in_chromium_approves_rejects_and_refuses_another_wallet()
     assert!(result.starts_with("Done: the transfer is REJECTED"), "reject: {result}");
     assert_eq!(
         posts(reject),
-        [format!("POST {}/v1/transactions/{to_reject}/reject", daemon.url)]
+        [
+            format!("POST {}/approve/{to_reject}/message?action=reject", daemon.url),
+            format!("POST {}/v1/transactions/{to_reject}/reject", daemon.url),
+        ]
     );
     wait_status(&daemon, &token, &to_reject, "REJECTED").await;
 
-    // Another wallet: the page says so, asks for no signature and submits nothing.
+    // Another wallet: the page says so, asks for no signature, takes no nonce and submits
+    // nothing.
     let result = wrong["result"].as_str().unwrap();
     assert!(
         result.contains("the connected wallet is not the owner"),
@@ -337,9 +345,19 @@ async fn approval_page_in_chromium_approves_rejects_and_refuses_another_wallet()
         .await;
     assert_eq!(tx["status"], "PENDING_APPROVAL", "{tx}");
 
-    // Exactly two signatures, by the owner, over the daemon's exact approve and reject texts.
+    // Exactly two signatures, by the owner, over the daemon's exact approve and reject texts
+    // — the texts the page showed after the click, not the nonce-less preview.
     let signed = signed.lock().unwrap().clone();
     assert_eq!(signed.len(), 2, "{signed:?}");
+    for (sc, (_, text)) in [approve, reject].into_iter().zip(&signed) {
+        assert_eq!(sc["fieldsAfter"]["message"].as_str(), Some(text.as_str()), "{sc}");
+        assert!(
+            sc["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Nonce: (issued when")
+        );
+    }
     for ((who, text), (action, id, digest)) in signed.iter().zip([
         ("approve", &to_approve, &digests[0]),
         ("reject", &to_reject, &reject_digest),

@@ -292,6 +292,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, no cleanup: a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -406,4 +411,24 @@ pub fn write_private(path: &Path, text: &str) {
 
 pub fn eth(whole: u64) -> U256 {
     U256::from(whole) * U256::from(10u64).pow(U256::from(18))
+}
+
+/// Raises this process's open-file limit to its hard limit, for tests that hold many sockets.
+pub fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Open file descriptors of process `pid`.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }

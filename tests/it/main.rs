@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod approval_page;
 mod balance;
 mod browser;
 mod cli;
@@ -14,6 +15,7 @@ mod http;
 mod hygiene;
 mod mcp;
 mod mcp_conformance;
+mod mcp_limits;
 mod mcp_renew;
 mod mcp_robust;
 mod mcp_rust;

@@ -11,8 +11,9 @@ use serde_json::json;
 use std::time::Duration;
 
 /// The only routes that take no credential: INTERFACE.md's two, and the owner's approval
-/// page (which holds no secret and acts only on the owner's signature).
-const PUBLIC_ROUTES: &[&str] = &["/health", "/v1/nonce", "/approve/{id}"];
+/// page (which holds no secret and acts only on the owner's signature) with its Sign
+/// button's same-origin POST for the message.
+const PUBLIC_ROUTES: &[&str] = &["/health", "/v1/nonce", "/approve/{id}", "/approve/{id}/message"];
 
 #[test]
 fn only_listed_routes_are_public() {

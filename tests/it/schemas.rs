@@ -447,6 +447,19 @@ async fn live_rest_answers_match_the_openapi_document() {
         "/v1/transactions/{id}/approval-message",
         &s(Method::GET, format!("/v1/transactions/{tx}/approval-message"), None).await,
     );
+    let page_message = format!("/approve/{tx}/message?action=reject");
+    let own_origin = format!("http://127.0.0.1:{}", d.port);
+    c.check(
+        "POST",
+        "/approve/{id}/message",
+        &d.request(Method::POST, &page_message, &[("origin", &own_origin)], None)
+            .await,
+    );
+    c.check(
+        "POST",
+        "/approve/{id}/message",
+        &d.request(Method::POST, &page_message, &[], None).await,
+    );
     for (template, concrete) in [
         (
             "/v1/transactions/{id}/approve",
