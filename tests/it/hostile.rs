@@ -4,37 +4,14 @@
 //! is one live finding, replayed against the real binary on a real anvil.
 
 use crate::harness::{Anvil, Daemon, Opts, eth, http};
+use crate::mcp_robust::post as mcp_post;
 use crate::mcp_sse::{initialize, request};
-use crate::owner::{Owner, pending, post_signed};
+use crate::owner::{Owner, guarded, pending, post_signed};
 use crate::rpc_proxy::RpcProxy;
 use crate::transfers::{RECIPIENT, balance_of, opts, wait_status};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// A funded wallet (10 ETH) whose sends are INSTANT up to 0.1, DELAYed (by `delay`) up to
-/// 0.2 and need APPROVAL above, with `owner` registered. Returns (wallet id, token).
-async fn guarded(anvil: &Anvil, daemon: &Daemon, owner: &Owner, extra_rules: Value) -> (String, String) {
-    let (wallet, token) = daemon.wallet_and_token().await;
-    let wid = wallet["id"].as_str().unwrap().to_owned();
-    anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
-    let mut rules = json!({ "instant_max": "0.1", "delay_max": "0.2", "delay_seconds": 3600 });
-    rules
-        .as_object_mut()
-        .unwrap()
-        .extend(extra_rules.as_object().unwrap().clone());
-    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": rules });
-    assert_eq!(daemon.master(Method::POST, "/v1/policies", Some(policy)).await.0, 201);
-    let (status, body) = daemon
-        .master(
-            Method::PUT,
-            &format!("/v1/wallets/{wid}/owner"),
-            Some(json!({ "address": owner.address() })),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    (wid, token)
-}
 
 async fn approval_text(daemon: &Daemon, token: &str, tx: &str, action: &str) -> String {
     let (status, m) = daemon
@@ -280,16 +257,19 @@ async fn junk_floods_never_lock_out_the_owner_or_the_operator() {
         }));
     }
     // MCP: junk approve_transaction / reject_transaction calls from the agent's session.
-    let (status, session, _) = mcp_post(&daemon, &token, None, initialize(1, "2025-06-18")).await;
-    assert_eq!(status, 200);
-    let session = session.expect("an MCP session id");
-    mcp_post(
+    let (status, session, _) = mcp_post(
         &daemon,
         &token,
-        Some(&session),
-        json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
+        None,
+        None,
+        initialize(1, "2025-06-18").to_string().into(),
     )
     .await;
+    assert_eq!(status, 200);
+    let session = session.expect("an MCP session id");
+    let v = Some("2025-06-18");
+    let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    mcp_post(&daemon, &token, Some(&session), v, note.to_string().into()).await;
     for i in 0..40u64 {
         let tool = if i % 2 == 0 {
             "approve_transaction"
@@ -298,7 +278,7 @@ async fn junk_floods_never_lock_out_the_owner_or_the_operator() {
         };
         let args = json!({ "id": tx, "owner_message": "eA==", "owner_signature": "00" });
         let body = request(10 + i, "tools/call", json!({ "name": tool, "arguments": args }));
-        let (status, _, answer) = mcp_post(&daemon, &token, Some(&session), body).await;
+        let (status, _, answer) = mcp_post(&daemon, &token, Some(&session), v, body.to_string().into()).await;
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["result"]["isError"], true, "{answer}");
     }
@@ -343,35 +323,6 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<u16>>) -> Vec<u16> {
         out.push(h.await.unwrap());
     }
     out
-}
-
-/// One POST to `/mcp`: status, the MCP session id, and the JSON-RPC answer.
-async fn mcp_post(daemon: &Daemon, token: &str, session: Option<&str>, body: Value) -> (u16, Option<String>, Value) {
-    let mut req = http()
-        .post(format!("{}/mcp", daemon.url))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body);
-    if let Some(s) = session {
-        req = req
-            .header("mcp-session-id", s)
-            .header("mcp-protocol-version", "2025-06-18");
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status().as_u16();
-    let id = res
-        .headers()
-        .get("mcp-session-id")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let text = res.text().await.unwrap();
-    let answer = serde_json::from_str(&text).unwrap_or_else(|_| {
-        text.lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .next_back()
-            .unwrap_or(Value::Null)
-    });
-    (status, id, answer)
 }
 
 /// The brakes never wait on a chain: with the RPC accepting and never answering, a transfer

@@ -13,7 +13,7 @@ const RECIPIENT: &str = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 
 /// One POST to `/mcp`: status, MCP session id, and the JSON-RPC message in the answer (JSON
 /// or the last `data:` event of an SSE answer).
-async fn post(
+pub(crate) async fn post(
     daemon: &Daemon,
     token: &str,
     session: Option<&str>,

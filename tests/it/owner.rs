@@ -46,10 +46,22 @@ pub(crate) async fn post_signed(daemon: &Daemon, path: &str, headers: &[(String,
 
 /// A funded wallet whose sends above 0.1 ETH need approval, with `owner` registered (GRACE).
 async fn setup(anvil: &Anvil, daemon: &Daemon, owner: &Owner) -> (String, String) {
+    guarded(anvil, daemon, owner, json!({})).await
+}
+
+/// A funded wallet (10 ETH) whose sends are INSTANT up to 0.1, DELAYed (an hour, or as
+/// `extra_rules` say) up to 0.2 and need APPROVAL above, with `owner` registered (GRACE).
+/// Returns (wallet id, token).
+pub(crate) async fn guarded(anvil: &Anvil, daemon: &Daemon, owner: &Owner, extra_rules: Value) -> (String, String) {
     let (wallet, token) = daemon.wallet_and_token().await;
     let wid = wallet["id"].as_str().unwrap().to_owned();
     anvil.fund(wallet["address"].as_str().unwrap(), eth(10)).await;
-    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": { "instant_max": "0.1", "delay_max": "0.2", "delay_seconds": 3600 } });
+    let mut rules = json!({ "instant_max": "0.1", "delay_max": "0.2", "delay_seconds": 3600 });
+    rules
+        .as_object_mut()
+        .unwrap()
+        .extend(extra_rules.as_object().unwrap().clone());
+    let policy = json!({ "walletId": wid, "type": "SPENDING_LIMIT", "rules": rules });
     assert_eq!(daemon.master(Method::POST, "/v1/policies", Some(policy)).await.0, 201);
     let (status, body) = daemon
         .master(
