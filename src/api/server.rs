@@ -331,6 +331,7 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
         let service = service.clone();
         async move { service.refresh_prices().await }
     });
+    tokio::spawn(service.clone().run_retention());
     let (app, state) = build(service.clone(), addr);
     let stopping = service.clone();
     // Small JSON-RPC and REST answers on keep-alive connections: without TCP_NODELAY, Nagle

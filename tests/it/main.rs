@@ -3,11 +3,13 @@
 
 mod harness;
 
+mod audit;
 mod balance;
 mod browser;
 mod cli;
 mod crash;
 mod examples;
+mod history;
 mod hostile;
 mod http;
 mod hygiene;
