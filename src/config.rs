@@ -98,6 +98,14 @@ pub struct PricesConfig {
     pub tokens: BTreeMap<String, String>,
     /// A CoinGecko-compatible HTTP source (`GET {base_url}/simple/price?ids=…&vs_currencies=usd`).
     pub http: Option<HttpPricesConfig>,
+    /// An HTTP price more than this many times the last accepted one, or less than its
+    /// 1/this, is refused: the asset's price counts as unknown (USD rules escalate to
+    /// APPROVAL) until the source is back in range. 0 turns the check off.
+    pub max_change_ratio: u32,
+    /// The operator's floor and ceiling per asset key (a native symbol, or
+    /// `"<chain>:<address>"`), in USD: `ETH = { min = "100", max = "100000" }`. An HTTP price
+    /// outside them counts as unknown; static prices must lie inside.
+    pub bounds: BTreeMap<String, PriceBounds>,
 }
 
 impl Default for PricesConfig {
@@ -107,13 +115,26 @@ impl Default for PricesConfig {
             native: BTreeMap::new(),
             tokens: BTreeMap::new(),
             http: None,
+            max_change_ratio: 10,
+            bounds: BTreeMap::new(),
         }
     }
+}
+
+/// A USD floor and/or ceiling for one asset's price (decimal strings, greater than zero).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceBounds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpPricesConfig {
+    /// `https://`; plain `http://` only to a loopback address (a local stub or proxy).
     #[schemars(regex(pattern = "^https?://"))]
     pub base_url: String,
     /// Asset key (a native symbol, or `"<chain>:<address>"`) → the source's coin id.
@@ -131,6 +152,16 @@ pub struct TransfersConfig {
     /// unconfirmed transactions.
     #[schemars(range(min = 1, max = 60000))]
     pub worker_interval_ms: u64,
+    /// Transfers one wallet may have that are not final yet (REQUESTED, DELAYED,
+    /// PENDING_APPROVAL, SIGNED, SUBMITTED). A send beyond it is refused with 429
+    /// `TOO_MANY_OPEN` before anything is stored.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_open_per_wallet: u32,
+    /// Days to keep final DENIED and CANCELLED transfers (nothing moved for them). 0 keeps
+    /// them forever; otherwise an hourly sweep deletes older ones with their idempotency keys
+    /// (a retry of such a key then starts a new request) and audits one summary entry.
+    #[schemars(range(max = 36500))]
+    pub retain_denied_days: u32,
 }
 
 impl Default for TransfersConfig {
@@ -138,7 +169,85 @@ impl Default for TransfersConfig {
         Self {
             confirm_wait_seconds: 15,
             worker_interval_ms: 250,
+            max_open_per_wallet: 1000,
+            retain_denied_days: 0,
         }
+    }
+}
+
+impl PricesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let usd = |section: &str, key: &str, value: &str| {
+            let v = crate::domain::Amount::parse_decimal(value, 6)
+                .map_err(|e| ConfigError::Invalid(format!("[{section}] {key} = {value:?}: {e}")))?
+                .base_units;
+            if v.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "[{section}] {key} = {value:?}: a price must be greater than zero"
+                )));
+            }
+            Ok(v)
+        };
+        let mut bounds = BTreeMap::new();
+        for (key, b) in &self.bounds {
+            let min = b.min.as_deref().map(|v| usd("prices.bounds", key, v)).transpose()?;
+            let max = b.max.as_deref().map(|v| usd("prices.bounds", key, v)).transpose()?;
+            match (min, max) {
+                (None, None) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "[prices.bounds] {key}: give min, max or both"
+                    )));
+                }
+                (Some(lo), Some(hi)) if lo > hi => {
+                    return Err(ConfigError::Invalid(format!("[prices.bounds] {key}: min is above max")));
+                }
+                _ => {}
+            }
+            bounds.insert(key.to_lowercase(), (min, max));
+        }
+        for (section, table) in [("prices.native", &self.native), ("prices.tokens", &self.tokens)] {
+            for (key, value) in table {
+                let price = usd(section, key, value)?;
+                if let Some((min, max)) = bounds.get(&key.to_lowercase())
+                    && (min.is_some_and(|m| price < m) || max.is_some_and(|m| price > m))
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "[{section}] {key} = {value:?} lies outside its [prices.bounds]"
+                    )));
+                }
+            }
+        }
+        if self.max_change_ratio == 1 {
+            return Err(ConfigError::Invalid(
+                "[prices] max_change_ratio must be 0 (off) or at least 2".into(),
+            ));
+        }
+        if let Some(http) = &self.http
+            && !is_secure_or_loopback(&http.base_url)
+        {
+            return Err(ConfigError::Invalid(
+                "[prices.http] base_url must be an https:// URL (plain http:// only to a loopback address such as \
+                 http://127.0.0.1:8080): a price fetched over plain HTTP can be rewritten on the way, and USD limits \
+                 trust it"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `https://…`, or `http://` to `localhost`, a loopback IPv4 address or `[::1]`.
+fn is_secure_or_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https"), Some(_)) => true,
+        (Some("http"), Some(host)) => {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
     }
 }
 
@@ -665,20 +774,20 @@ impl Config {
                 "[owner] domain = {domain:?} is not a host[:port] authority"
             )));
         }
-        for (key, usd) in self.prices.native.iter().chain(&self.prices.tokens) {
-            crate::domain::Amount::parse_decimal(usd, 6)
-                .map_err(|e| ConfigError::Invalid(format!("[prices] {key} = {usd:?}: {e}")))?;
-        }
-        if let Some(http) = &self.prices.http
-            && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
-        {
-            return Err(ConfigError::Invalid(
-                "[prices.http] base_url must be an http:// or https:// URL".into(),
-            ));
-        }
+        self.prices.validate()?;
         if self.transfers.worker_interval_ms == 0 || self.transfers.worker_interval_ms > 60_000 {
             return Err(ConfigError::Invalid(
                 "[transfers] worker_interval_ms must be in 1..=60000".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.transfers.max_open_per_wallet) {
+            return Err(ConfigError::Invalid(
+                "[transfers] max_open_per_wallet must be in 1..=1000000".into(),
+            ));
+        }
+        if self.transfers.retain_denied_days > 36_500 {
+            return Err(ConfigError::Invalid(
+                "[transfers] retain_denied_days must be at most 36500 (0 keeps them forever)".into(),
             ));
         }
         if !self.server.public_url.is_empty() && !is_http_url(&self.server.public_url) {
@@ -1194,6 +1303,56 @@ mod tests {
         }
         let err = load("", &[("BURSAR_SERVER_BIND", "nonsense")]).unwrap_err().to_string();
         assert!(err.contains("invalid"), "{err}");
+    }
+
+    #[test]
+    fn price_sources_bounds_and_limits_are_checked_at_load() {
+        let http = |url: &str| format!("[prices.http]\nbase_url = \"{url}\"\n[prices.http.ids]\nETH = \"ethereum\"\n");
+        for ok in [
+            "https://api.coingecko.com/api/v3",
+            "http://127.0.0.1:8080",
+            "http://localhost:9/x",
+            "http://[::1]:8080",
+        ] {
+            load(&http(ok), &[]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for remote in [
+            "http://prices.example",
+            "http://10.0.0.2:80",
+            "ftp://127.0.0.1",
+            "https://",
+        ] {
+            let err = load(&http(remote), &[]).unwrap_err().to_string();
+            assert!(err.contains("https://"), "{remote}: {err}");
+        }
+        let cases = [
+            ("[prices.native]\nETH = \"0\"", "greater than zero"),
+            ("[prices.native]\nETH = \"-3\"", "ETH"),
+            (
+                "[prices.bounds]\nETH = { min = \"10\", max = \"1\" }",
+                "min is above max",
+            ),
+            ("[prices.bounds]\nETH = {}", "give min, max or both"),
+            ("[prices.bounds]\nETH = { min = \"0\" }", "greater than zero"),
+            (
+                "[prices.native]\nETH = \"50\"\n[prices.bounds]\neth = { min = \"100\" }",
+                "outside its [prices.bounds]",
+            ),
+            ("[prices]\nmax_change_ratio = 1", "max_change_ratio"),
+            ("[transfers]\nmax_open_per_wallet = 0", "max_open_per_wallet"),
+            ("[transfers]\nretain_denied_days = 40000", "retain_denied_days"),
+        ];
+        for (text, needle) in cases {
+            let err = load(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let (cfg, _) = load(
+            "[prices]\nmax_change_ratio = 0\n[prices.bounds]\nETH = { min = \"100\", max = \"100000\" }",
+            &[("BURSAR_TRANSFERS_RETAIN_DENIED_DAYS", "30")],
+        )
+        .unwrap();
+        assert_eq!(cfg.prices.bounds["ETH"].max.as_deref(), Some("100000"));
+        assert_eq!((cfg.prices.max_change_ratio, cfg.transfers.retain_denied_days), (0, 30));
     }
 
     #[test]

@@ -2,6 +2,10 @@
 //! feature, `BURSAR_TEST_FAULT=<point>` makes the process abort at that point — no
 //! destructors, no flush: what a power cut or SIGKILL leaves. Without the feature every call
 //! compiles to nothing. The same feature lets a test shift the daemon's clock (`clock_offset`).
+//!
+//! [`fail_once`] points make an operation report failure once instead (e.g.
+//! `flush_fails_once`: the store's batch is applied, then the flush "fails"). They are armed
+//! by the same variable, or in unit tests by [`arm_on_this_thread`].
 
 /// Points in the transfer pipeline, in order.
 pub const POINTS: [&str; 4] = ["before_sign", "after_sign", "after_broadcast", "before_confirm"];
@@ -35,4 +39,49 @@ pub fn clock_offset() -> i64 {
 #[inline(always)]
 pub fn clock_offset() -> i64 {
     0
+}
+
+#[cfg(any(test, feature = "test-faults"))]
+mod once {
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    thread_local! {
+        static ARMED: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+    }
+    static ENV_FIRED: AtomicBool = AtomicBool::new(false);
+
+    /// True the first time `point` is reached while armed (by `BURSAR_TEST_FAULT`, once per
+    /// process; or on this thread by [`arm_on_this_thread`], once per arming).
+    pub fn fail_once(point: &str) -> bool {
+        if ARMED.with(|armed| armed.borrow_mut().remove(point)) {
+            tracing::error!("test fault: {point}");
+            return true;
+        }
+        if std::env::var("BURSAR_TEST_FAULT").is_ok_and(|p| p == point) && !ENV_FIRED.swap(true, Ordering::SeqCst) {
+            tracing::error!("test fault: {point}");
+            return true;
+        }
+        false
+    }
+
+    /// Arms `point` for the next [`fail_once`] on the calling thread (unit tests run in
+    /// parallel threads; an environment variable would leak into the others).
+    #[cfg(test)]
+    pub fn arm_on_this_thread(point: &'static str) {
+        ARMED.with(|armed| armed.borrow_mut().insert(point));
+    }
+}
+
+#[cfg(any(test, feature = "test-faults"))]
+pub use once::fail_once;
+
+#[cfg(test)]
+pub use once::arm_on_this_thread;
+
+#[cfg(not(any(test, feature = "test-faults")))]
+#[inline(always)]
+pub fn fail_once(_point: &str) -> bool {
+    false
 }

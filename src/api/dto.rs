@@ -246,9 +246,14 @@ pub struct AuditQuery {
     pub kind: Option<String>,
     /// Only entries about this wallet.
     pub wallet_id: Option<String>,
-    /// Only entries after this sequence number (for paging).
+    /// Only entries after this sequence number.
     pub after_seq: Option<u64>,
-    /// At most this many entries.
+    /// Only entries before this sequence number: the `X-Next-Before` header of the previous
+    /// page, to walk back through the log.
+    pub before: Option<u64>,
+    /// At most this many, the newest ones, listed oldest first (default 50, max 500). With
+    /// `kind` or `walletId`, one answer reads at most 10,000 entries: a short page with
+    /// `X-Next-Before` means "more may match further back".
     pub limit: Option<usize>,
 }
 
@@ -523,6 +528,8 @@ pub struct TxQuery {
     pub status: Option<String>,
     /// At most this many, newest first (default 50, max 500).
     pub limit: Option<usize>,
+    /// Only transactions older than this id: the `X-Next-Before` header of the previous page.
+    pub before: Option<String>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

@@ -57,6 +57,7 @@ impl From<ServiceError> for ApiError {
                 SessionError::RenewalsExhausted(_) => (S::FORBIDDEN, "RENEWALS_EXHAUSTED"),
             },
             ServiceError::RateLimited | ServiceError::TooMany(_) => (S::TOO_MANY_REQUESTS, "RATE_LIMITED"),
+            ServiceError::TooManyOpen(_) => (S::TOO_MANY_REQUESTS, "TOO_MANY_OPEN"),
             ServiceError::Forbidden(_) => (S::FORBIDDEN, "FORBIDDEN"),
             ServiceError::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND"),
             ServiceError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),

@@ -186,11 +186,16 @@ pub struct ListParams {
     pub status: Option<String>,
     /// At most this many, newest first (default 20, max 500).
     pub limit: Option<usize>,
+    /// Only transactions older than this id: the `next_before` of the previous page.
+    pub before: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TransactionList {
     pub transactions: Vec<dto::Transaction>,
+    /// The page is full: older transactions may exist; pass this as `before` to see them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 /// `transfer`'s answer: the transaction and, when it is not final, what happens next.
@@ -370,19 +375,31 @@ impl BursarMcp {
             .await
     }
 
-    /// This wallet's transactions, newest first, optionally filtered by status.
+    /// This wallet's transactions, newest first, optionally filtered by status; older pages with `before` = the previous answer's `next_before`.
     #[tool(annotations(read_only_hint = true, open_world_hint = false))]
     async fn list_transactions(
         &self,
         ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<ListParams>,
     ) -> Result<Json<TransactionList>, ToolError> {
-        let mut path = format!("/v1/transactions?limit={}", p.limit.unwrap_or(20));
+        let limit = p.limit.unwrap_or(20).clamp(1, crate::store::MAX_PAGE);
+        let mut path = format!("/v1/transactions?limit={limit}");
         if let Some(status) = p.status {
             path += &format!("&status={}", urlencode(&status));
         }
-        let Json(transactions) = self.call(&ctx, "GET", &path, None).await?;
-        Ok(Json(TransactionList { transactions }))
+        if let Some(before) = p.before {
+            path += &format!("&before={}", urlencode(&before));
+        }
+        let Json(transactions): Json<Vec<dto::Transaction>> = self.call(&ctx, "GET", &path, None).await?;
+        // A full page: there may be more (the REST cursor header says so exactly; the page's
+        // last id is the same cursor).
+        let next_before = (transactions.len() == limit)
+            .then(|| transactions.last().map(|t| t.id.clone()))
+            .flatten();
+        Ok(Json(TransactionList {
+            transactions,
+            next_before,
+        }))
     }
 
     /// Cancel this wallet's DELAYED or PENDING_APPROVAL transfer before it is signed.

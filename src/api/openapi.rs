@@ -32,6 +32,8 @@ pub struct Doc {
     query: Option<SchemaFn>,
     success: Success,
     errors: &'static [u16],
+    /// The success response carries the `X-Next-Before` cursor of a paged listing.
+    paged: bool,
 }
 
 enum Success {
@@ -67,6 +69,7 @@ fn op(id: &'static str, method: Method, path: &'static str, summary: &'static st
             schema: subschema::<dto::Ok>,
         },
         errors: &[],
+        paged: false,
     }
 }
 
@@ -112,6 +115,12 @@ impl Doc {
         self
     }
 
+    /// A paged listing: the body is the page, the next page's cursor is a header.
+    fn paged(mut self) -> Self {
+        self.paged = true;
+        self
+    }
+
     /// Statuses this route answers besides the derived ones (see the module docs).
     fn errors(mut self, statuses: &'static [u16]) -> Self {
         self.errors = statuses;
@@ -148,7 +157,12 @@ struct AuditEntry {
     detail: Option<Value>,
     /// The previous entry's hash (64 zeros for the first).
     prev_hash: String,
+    /// HMAC-SHA256 (hex) under the daemon's audit key over the previous hash and the entry;
+    /// plain SHA-256 on legacy entries (those without `alg`).
     hash: String,
+    /// `hmac-sha256`; absent on legacy entries written before keyed chains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alg: Option<String>,
 }
 
 /// The audit chain checked from the first entry to the stored head.
@@ -158,10 +172,20 @@ struct AuditEntry {
 struct AuditVerification {
     entries: u64,
     ok: bool,
-    /// The first sequence number whose hash or link does not verify.
+    /// The first sequence number whose MAC, hash or link does not verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     first_bad_seq: Option<u64>,
+    /// What is wrong at `firstBadSeq`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
     head_hash: String,
+    /// The first entry chained with HMAC-SHA256 under the daemon's audit key (1 on a store
+    /// created keyed); `null` on a store not unlocked since keyed chains came in.
+    keyed_from: Option<u64>,
+    /// Entries before `keyedFrom`: plain SHA-256 links, which show damage but not a forger.
+    legacy_entries: u64,
+    /// Whether every keyed entry's MAC was checked (always, when the daemon answers).
+    mac_checked: bool,
 }
 
 const MCP: &str = "The MCP streamable HTTP transport (protocol in the MCP specification; tools in \
@@ -201,9 +225,13 @@ pub fn docs() -> Vec<Doc> {
             .ok::<dto::BalanceDto>()
             .errors(&[501, 502]),
         op("audit_list", M::GET, "/v1/audit", "List audit entries")
+            .describe("Newest entries first selected, listed oldest first. Page back with `before` = the `X-Next-Before` header.")
             .query::<dto::AuditQuery>()
-            .ok::<Vec<AuditEntry>>(),
-        op("audit_verify", M::GET, "/v1/audit/verify", "Verify the audit hash chain").ok::<AuditVerification>(),
+            .ok::<Vec<AuditEntry>>()
+            .paged(),
+        op("audit_verify", M::GET, "/v1/audit/verify", "Verify the audit chain")
+            .describe("Recomputes every entry's HMAC (legacy entries: SHA-256) and link up to the stored head; `firstBadSeq` names the first entry that does not verify.")
+            .ok::<AuditVerification>(),
         op("admin_status", M::GET, "/v1/admin/status", "Daemon status").ok::<dto::Status>(),
         op("admin_shutdown", M::POST, "/v1/admin/shutdown", "Stop the daemon gracefully"),
         op("admin_set_master", M::PUT, "/v1/admin/master-password", "Change the master password")
@@ -239,15 +267,17 @@ pub fn docs() -> Vec<Doc> {
             )
             .body::<dto::Transfer>()
             .ok::<dto::Transaction>()
-            .errors(&[409, 422, 501, 502]),
+            .errors(&[409, 422, 429, 501, 502]),
         op("tx_check", M::POST, "/v1/transactions/check", "Dry-run a transfer")
             .describe("The tier it would get (or the denial), the reasons, the rule trace and the spend so far. Signs and reserves nothing.")
             .body::<dto::Transfer>()
             .ok::<dto::Check>()
             .errors(&[501, 502]),
         op("tx_list", M::GET, "/v1/transactions", "List the wallet's transactions")
+            .describe("Newest first. Page back with `before` = the `X-Next-Before` header; each page reads only itself.")
             .query::<dto::TxQuery>()
-            .ok::<Vec<dto::Transaction>>(),
+            .ok::<Vec<dto::Transaction>>()
+            .paged(),
         op("tx_show", M::GET, "/v1/transactions/{id}", "Show one of the wallet's transactions").ok::<dto::Transaction>(),
         op("admin_tx_speed_up", M::POST, "/v1/admin/transactions/{id}/speed-up", "Replace a stuck signed transfer with higher fees")
             .describe("Signs a replacement at the same nonce with both fees at least 10% higher (within the chain's caps), records both hashes and confirms whichever is mined. The fee increase counts against the budgets. 409 unless SIGNED or SUBMITTED.")
@@ -395,7 +425,8 @@ const ERRORS: &[(u16, &str, &str)] = &[
         429,
         "TooManyRequests",
         "`RATE_LIMITED`: too many failed master-password attempts in the last minute, or a bounded resource is \
-         full (outstanding owner nonces, open MCP sessions); the message says which.",
+         full (outstanding owner nonces, open MCP sessions); the message says which. `TOO_MANY_OPEN` (send): the \
+         wallet already has `[transfers] max_open_per_wallet` transfers that are not final; nothing was stored.",
     ),
     (
         500,
@@ -551,7 +582,13 @@ pub fn document() -> Result<Value, String> {
             Success::Json { status, schema } => {
                 let content = json!({ "application/json": { "schema": schema(&mut answers) } });
                 let description = if status == 201 { "Created." } else { "OK." };
-                json!({ "responses": { status.to_string(): { "description": description, "content": content } } })
+                let mut response = json!({ "description": description, "content": content });
+                if doc.paged {
+                    response["headers"] = json!({ "X-Next-Before": {
+                        "description": "The cursor of the next (older) page: pass it as `before`. Absent on the last page.",
+                        "schema": { "type": "string" } } });
+                }
+                json!({ "responses": { status.to_string(): response } })
             }
         };
         let mut params = Vec::new();

@@ -186,6 +186,38 @@ async fn sse_message(
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// The response header that carries a listing's cursor: pass it back as `before` for the next,
+/// older page. Absent on the last page. (A header, so the body stays the plain array that
+/// clients already read.)
+pub const NEXT_BEFORE_HEADER: &str = "x-next-before";
+
+/// A page of a listing: the JSON array, and the next page's cursor in [`NEXT_BEFORE_HEADER`].
+struct Paged<T> {
+    items: Vec<T>,
+    next_before: Option<String>,
+}
+
+impl<T, C: std::fmt::Display> From<crate::store::Page<T, C>> for Paged<T> {
+    fn from(page: crate::store::Page<T, C>) -> Self {
+        Self {
+            items: page.items,
+            next_before: page.next_before.map(|c| c.to_string()),
+        }
+    }
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Paged<T> {
+    fn into_response(self) -> axum::response::Response {
+        let mut response = Json(self.items).into_response();
+        if let Some(next) = self.next_before
+            && let Ok(value) = axum::http::HeaderValue::from_str(&next)
+        {
+            response.headers_mut().insert(NEXT_BEFORE_HEADER, value);
+        }
+        response
+    }
+}
 type Master = Extension<MasterAuth>;
 type Session = Extension<SessionAuth>;
 type Owner = Extension<crate::service::OwnerProof>;
@@ -270,14 +302,15 @@ async fn audit_list(
     State(s): State<AppState>,
     Extension(m): Master,
     ApiQuery(q): ApiQuery<dto::AuditQuery>,
-) -> ApiResult<Vec<crate::store::AuditEntry>> {
+) -> Result<Paged<crate::store::AuditEntry>, ApiError> {
     let filter = AuditFilter {
         kind: q.kind,
         wallet_id: q.wallet_id,
         after_seq: q.after_seq,
+        before: q.before,
         limit: q.limit,
     };
-    Ok(Json(s.service.audit_list(&m, &filter)?))
+    Ok(s.service.audit_list(&m, &filter)?.into())
 }
 
 async fn audit_verify(State(s): State<AppState>, Extension(m): Master) -> ApiResult<crate::store::AuditVerification> {
@@ -389,15 +422,14 @@ async fn tx_list(
     State(s): State<AppState>,
     Extension(a): Session,
     ApiQuery(q): ApiQuery<dto::TxQuery>,
-) -> ApiResult<Vec<dto::Transaction>> {
+) -> Result<Paged<dto::Transaction>, ApiError> {
     let status = q.status.map(|st| st.parse()).transpose().map_err(invalid_id)?;
-    Ok(Json(
-        s.service
-            .list_transactions(&a, status, q.limit.unwrap_or(50))?
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    ))
+    let before = q.before.map(|b| b.parse()).transpose().map_err(invalid_id)?;
+    let page = s.service.list_transactions(&a, status, before, q.limit.unwrap_or(50))?;
+    Ok(Paged {
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_before: page.next_before.map(|id| id.to_string()),
+    })
 }
 
 async fn tx_show(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -> ApiResult<dto::Transaction> {

@@ -448,6 +448,7 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
         let service = service.clone();
         async move { service.refresh_prices().await }
     });
+    tokio::spawn(service.clone().run_retention());
     let (app, state) = build(service.clone(), addr);
     let cfg = &service.config().server;
     let limits = listen::Limits {

@@ -54,11 +54,23 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
-        self.call(Method::GET, path, None::<&()>, &[]).await
+        self.call(Method::GET, path, None::<&()>, &[])
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// `get` for a paged listing: the page and the next page's cursor (`X-Next-Before`).
+    pub async fn get_page<T: DeserializeOwned>(&self, path: &str) -> CliResult<(T, Option<String>)> {
+        let (body, headers) = self.call(Method::GET, path, None::<&()>, &[]).await?;
+        let next = headers
+            .get(crate::api::rest::NEXT_BEFORE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((body, next))
     }
 
     pub async fn send<B: Serialize, T: DeserializeOwned>(&self, method: Method, path: &str, body: &B) -> CliResult<T> {
-        self.call(method, path, Some(body), &[]).await
+        self.call(method, path, Some(body), &[]).await.map(|(body, _)| body)
     }
 
     /// `send` with extra headers (the owner's `X-Owner-Message` / `X-Owner-Signature`).
@@ -69,7 +81,7 @@ impl Client {
         body: &B,
         headers: &[(String, String)],
     ) -> CliResult<T> {
-        self.call(method, path, Some(body), headers).await
+        self.call(method, path, Some(body), headers).await.map(|(body, _)| body)
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -78,7 +90,7 @@ impl Client {
         path: &str,
         body: Option<&B>,
         headers: &[(String, String)],
-    ) -> CliResult<T> {
+    ) -> CliResult<(T, reqwest::header::HeaderMap)> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.header(k, v);
@@ -95,12 +107,14 @@ impl Client {
             anyhow!("cannot reach the bursar daemon at {}\nis `bursar start` running? (BURSAR_URL or --url point elsewhere)", self.base)
         })?;
         let status = res.status();
+        let response_headers = res.headers().clone();
         let bytes = res
             .bytes()
             .await
             .map_err(|e| anyhow!("reading the daemon's answer: {e}"))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
+                .map(|body| (body, response_headers))
                 .map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into());
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)

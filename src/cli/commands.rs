@@ -294,12 +294,15 @@ async fn tx(cmd: TxCommand, client: Client, out: &Output) -> CliResult {
         )
     };
     match cmd {
-        TxCommand::List { status, limit } => {
+        TxCommand::List { status, limit, before } => {
             let mut path = format!("/v1/transactions?limit={limit}");
             if let Some(st) = status {
                 path += &format!("&status={}", path_segment(&st)?);
             }
-            let list: Vec<dto::Transaction> = client.get(&path).await?;
+            if let Some(b) = before {
+                path += &format!("&before={}", path_segment(&b)?);
+            }
+            let (list, next): (Vec<dto::Transaction>, _) = client.get_page(&path).await?;
             out.emit(&list, |l| {
                 if l.is_empty() {
                     "no transactions".into()
@@ -307,6 +310,9 @@ async fn tx(cmd: TxCommand, client: Client, out: &Output) -> CliResult {
                     l.iter().map(show).collect::<Vec<_>>().join("\n")
                 }
             });
+            if let Some(next) = next {
+                out.note(&format!("older transfers: bursar tx list --before {next}"));
+            }
         }
         TxCommand::Show { id } => {
             let t: dto::Transaction = client.get(&format!("/v1/transactions/{}", path_segment(&id)?)).await?;
@@ -657,7 +663,12 @@ async fn session(cmd: SessionCommand, data_dir: &Path, client: Client, out: &Out
 
 async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
     match cmd {
-        AuditCommand::List { kind, wallet, limit } => {
+        AuditCommand::List {
+            kind,
+            wallet,
+            limit,
+            before,
+        } => {
             let mut path = format!("/v1/audit?limit={limit}");
             if let Some(k) = kind {
                 path += &format!("&kind={}", path_segment(&k)?);
@@ -665,7 +676,13 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
             if let Some(w) = wallet {
                 path += &format!("&walletId={}", path_segment(&w)?);
             }
-            let entries: Vec<crate::store::AuditEntry> = client.get(&path).await?;
+            if let Some(b) = before {
+                path += &format!("&before={b}");
+            }
+            let (entries, next): (Vec<crate::store::AuditEntry>, _) = client.get_page(&path).await?;
+            if let Some(next) = &next {
+                out.note(&format!("older entries: bursar audit list --before {next}"));
+            }
             out.emit(&entries, |l| {
                 l.iter()
                     .map(|e| {
@@ -692,12 +709,17 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
             out.emit(&v, |v| {
                 if ok {
                     format!(
-                        "audit chain verifies: {} entries, head {}",
+                        "audit chain verifies: {} entries, head {}{}",
                         v["entries"],
-                        v["headHash"].as_str().unwrap_or_default()
+                        v["headHash"].as_str().unwrap_or_default(),
+                        keyed_summary(v)
                     )
                 } else {
-                    format!("AUDIT CHAIN BROKEN at entry {}", v["firstBadSeq"])
+                    format!(
+                        "AUDIT CHAIN BROKEN at entry {}: {}",
+                        v["firstBadSeq"],
+                        v["problem"].as_str().unwrap_or("does not verify")
+                    )
                 }
             });
             if !ok {
@@ -706,6 +728,17 @@ async fn audit(cmd: AuditCommand, client: Client, out: &Output) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// How an audit verification's chain is protected, for the human reading it.
+pub(super) fn keyed_summary(v: &serde_json::Value) -> String {
+    match (v["keyedFrom"].as_u64(), v["legacyEntries"].as_u64().unwrap_or(0)) {
+        (Some(1), _) => " (HMAC-SHA256 from entry 1)".into(),
+        (Some(from), legacy) => {
+            format!(" (HMAC-SHA256 from entry {from}; entries 1-{legacy} are legacy SHA-256 links)")
+        }
+        (None, _) => " (legacy SHA-256 links: keyed at the daemon's next start)".into(),
+    }
 }
 
 /// Ids and filters go into URLs: accept only the characters they can contain.

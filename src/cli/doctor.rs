@@ -1,6 +1,8 @@
 //! `bursar doctor`: the security checklist. Permissions of the data dir and secret files,
 //! a lingering recovery.key after `set-master`, secrets in env, a non-loopback bind, weak
-//! KDF parameters, an old JWT secret. `--fix` repairs what is safe to repair (permissions).
+//! KDF parameters, an old JWT secret, the audit chain (its MACs when a master password is
+//! at hand: `_FILE`, env or recovery.key; doctor never prompts). `--fix` repairs what is safe
+//! to repair (permissions).
 
 use super::client::{Client, Credential};
 use super::{CliResult, Output};
@@ -127,7 +129,9 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
 
     // The store: read it directly when no daemon holds it, otherwise ask the daemon.
     let recovery = data_dir.join(RECOVERY_KEY_FILE);
-    match Store::open(&data_dir.join(STORE_DIR)) {
+    let opened = Store::open(&data_dir.join(STORE_DIR));
+    let daemon_holds_store = matches!(opened, Err(StoreError::Locked));
+    match opened {
         Ok(store) => {
             let meta: Option<KeystoreMeta> = store.get(keys::KEYSTORE)?;
             let daemon: Option<DaemonRecord> = store.get(keys::DAEMON)?;
@@ -179,22 +183,23 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                     );
                 }
             }
-            let audit = store.audit_verify()?;
-            add(
-                "audit_chain",
-                if audit.ok { Level::Ok } else { Level::Fail },
-                format!(
-                    "{} entries, {}",
-                    audit.entries,
-                    if audit.ok { "chain verifies" } else { "CHAIN BROKEN" }
-                ),
-                false,
-            );
+            // The MACs need the audit key, which needs the master password (one KDF run).
+            let verified = match master_password(data_dir) {
+                Some(password) => crate::service::verify_audit_offline(&store, &password)
+                    .map_err(|err| format!("{err}"))
+                    .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())),
+                None => store
+                    .audit_verify()
+                    .map_err(|err| err.to_string())
+                    .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())),
+            };
+            let (status, detail) = audit_check(verified);
+            add("audit_chain", status, detail, false);
         }
         Err(StoreError::Locked) if recovery.exists() => {
             // The daemon is running; ask it whether recovery.key still holds the password.
             let password = config::read_secret_file(&recovery)?;
-            match Client::new(url, Credential::Master(password))?
+            match Client::new(url.clone(), Credential::Master(password))?
                 .get::<serde_json::Value>("/v1/admin/status")
                 .await
             {
@@ -222,6 +227,25 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
         Err(StoreError::Locked) => add("store", Level::Ok, "held by the running daemon".into(), false),
         Err(err) => add("store", Level::Fail, err.to_string(), false),
     }
+    if daemon_holds_store {
+        // The daemon holds the store: it verifies its own chain, MACs included.
+        match master_password(data_dir) {
+            Some(password) => {
+                let answer = Client::new(url, Credential::Master(password))?
+                    .get::<serde_json::Value>("/v1/audit/verify")
+                    .await
+                    .map_err(|err| format!("{:#}", err.error));
+                let (status, detail) = audit_check(answer);
+                add("audit_chain", status, detail, false);
+            }
+            None => add(
+                "audit_chain",
+                Level::Warn,
+                "not checked: no master password at hand (BURSAR_MASTER_PASSWORD_FILE or recovery.key); run `bursar audit verify`".into(),
+                false,
+            ),
+        }
+    }
 
     let failed = checks.iter().any(|c| c.status == Level::Fail);
     out.emit(&checks, |list| {
@@ -246,4 +270,50 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
         return Err(anyhow!("doctor found problems").into());
     }
     Ok(())
+}
+
+/// The master password from the non-interactive sources, if any (doctor never prompts).
+fn master_password(data_dir: &Path) -> Option<crate::secret::Passphrase> {
+    match super::password::from_sources(data_dir) {
+        Ok(found) => found.map(|f| f.password),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the master password");
+            None
+        }
+    }
+}
+
+/// An audit verification (as JSON, from the store or the daemon) as a checklist line.
+fn audit_check(verified: Result<serde_json::Value, String>) -> (Level, String) {
+    let v = match verified {
+        Ok(v) => v,
+        Err(err) => return (Level::Warn, format!("not checked: {err}")),
+    };
+    let entries = &v["entries"];
+    if v["ok"] != true {
+        let problem = v["problem"].as_str().unwrap_or("does not verify");
+        return (
+            Level::Fail,
+            format!(
+                "{entries} entries, CHAIN BROKEN at entry {}: {problem}",
+                v["firstBadSeq"]
+            ),
+        );
+    }
+    if v["macChecked"] == false {
+        return (
+            Level::Warn,
+            format!(
+                "{entries} entries, links verify; MACs not checked without the master password (set BURSAR_MASTER_PASSWORD_FILE){}",
+                super::commands::keyed_summary(&v)
+            ),
+        );
+    }
+    (
+        Level::Ok,
+        format!(
+            "{entries} entries, chain verifies{}",
+            super::commands::keyed_summary(&v)
+        ),
+    )
 }

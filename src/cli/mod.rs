@@ -194,6 +194,9 @@ pub enum TxCommand {
         status: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only transfers older than this id (the cursor the previous page printed)
+        #[arg(long, value_name = "TX_ID")]
+        before: Option<String>,
     },
     /// Show one transfer
     Show { id: String },
@@ -221,8 +224,12 @@ pub enum AuditCommand {
         wallet: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only entries before this sequence number (the cursor the previous page printed)
+        #[arg(long, value_name = "SEQ")]
+        before: Option<u64>,
     },
-    /// Recompute the hash chain
+    /// Recompute the chain: every entry's HMAC (legacy entries: SHA-256) and link; exit 1
+    /// naming the first entry that does not verify
     Verify,
 }
 

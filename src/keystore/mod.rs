@@ -78,6 +78,31 @@ pub struct Unlocked {
     auth_key: Key32,
     master_tag: [u8; 32],
     meta: KeystoreMeta,
+    /// The verifier says this store's audit chain is keyed (see [`VERIFIER_KEYED_AUDIT`]).
+    audit_keyed: bool,
+}
+
+/// The audit chain's MAC key: 32 random bytes sealed in the store like the JWT secret (so
+/// `set-master` re-seals it and every entry MACed before keeps verifying). Opened at unlock
+/// and handed to the store, which only ever asks it for a MAC. Redacted `Debug`; zeroized
+/// on drop.
+pub struct AuditKey(Key32);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey([REDACTED])")
+    }
+}
+
+impl AuditKey {
+    /// HMAC-SHA256 over the concatenation of `parts`.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret()).expect("any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
 }
 
 impl std::fmt::Debug for Unlocked {
@@ -87,6 +112,11 @@ impl std::fmt::Debug for Unlocked {
 }
 
 const VERIFIER_PLAINTEXT: &[u8] = b"bursar keystore verifier v1";
+/// The verifier of a store whose audit chain is keyed (every store created or unlocked since
+/// keyed chains came in). Only the KEK can seal it, so a store that says so must also hold its
+/// sealed audit key: deleting the key to pass a rewritten chain off as a legacy (unkeyed) one
+/// is caught at unlock.
+const VERIFIER_KEYED_AUDIT: &[u8] = b"bursar keystore verifier v1; audit chain keyed";
 
 impl Unlocked {
     /// Creates a new keystore for `password` with fresh salt. Runs the KDF once.
@@ -103,7 +133,7 @@ impl Unlocked {
                 ciphertext: Vec::new(),
             },
         };
-        meta.verifier = seal(&kek, &meta_aad(&meta), VERIFIER_PLAINTEXT);
+        meta.verifier = seal(&kek, &meta_aad(&meta), VERIFIER_KEYED_AUDIT);
         let master_tag = master_tag(&auth_key, password.expose_secret().as_bytes());
         Ok((
             Self {
@@ -111,6 +141,7 @@ impl Unlocked {
                 auth_key,
                 master_tag,
                 meta: meta.clone(),
+                audit_keyed: true,
             },
             meta,
         ))
@@ -125,7 +156,8 @@ impl Unlocked {
         meta.kdf.check_bounds()?;
         let (kek, auth_key) = derive(password, &meta.kdf, &meta.salt)?;
         let verified = open(&kek, &meta_aad(meta), &meta.verifier).map_err(|_| KeystoreError::WrongPassword)?;
-        if !ct_eq(&verified, VERIFIER_PLAINTEXT) {
+        let audit_keyed = ct_eq(&verified, VERIFIER_KEYED_AUDIT);
+        if !audit_keyed && !ct_eq(&verified, VERIFIER_PLAINTEXT) {
             return Err(KeystoreError::WrongPassword);
         }
         let master_tag = master_tag(&auth_key, password.expose_secret().as_bytes());
@@ -134,11 +166,44 @@ impl Unlocked {
             auth_key,
             master_tag,
             meta: meta.clone(),
+            audit_keyed,
         })
     }
 
     pub fn meta(&self) -> &KeystoreMeta {
         &self.meta
+    }
+
+    /// Whether this store's audit chain is keyed (it then must hold a sealed audit key).
+    pub fn audit_keyed(&self) -> bool {
+        self.audit_keyed
+    }
+
+    /// Re-seals the verifier to say the audit chain is keyed (the one-time switch of a store
+    /// created before keyed chains). Returns the meta to store in the same commit as the
+    /// sealed audit key. Other sealed items are untouched: the verifier is not part of any AAD.
+    pub fn mark_audit_keyed(&mut self) -> KeystoreMeta {
+        self.meta.verifier = seal(&self.kek, &meta_aad(&self.meta), VERIFIER_KEYED_AUDIT);
+        self.audit_keyed = true;
+        self.meta.clone()
+    }
+
+    /// A new random audit-chain key, and its form sealed for `purpose`.
+    pub fn new_audit_key(&self, purpose: &str) -> (AuditKey, Sealed) {
+        let key = crate::secret::random_key32();
+        let sealed = self.seal_secret(purpose, key.expose_secret());
+        (AuditKey(key), sealed)
+    }
+
+    /// Opens the audit-chain key sealed for `purpose`.
+    pub fn open_audit_key(&self, purpose: &str, sealed: &Sealed) -> Result<AuditKey, KeystoreError> {
+        let bytes = self.open_secret(purpose, sealed)?;
+        let mut key = Box::new([0u8; 32]);
+        if bytes.len() != key.len() {
+            return Err(KeystoreError::Corrupt);
+        }
+        key.copy_from_slice(&bytes);
+        Ok(AuditKey(SecretBox::new(key)))
     }
 
     /// Per-request master check: a keyed MAC compared in constant time. No KDF per request
@@ -373,6 +438,14 @@ fn open(kek: &Key32, aad: &[u8], sealed: &Sealed) -> Result<KeyBytes, KeystoreEr
         )
         .map(Zeroizing::new)
         .map_err(|_| KeystoreError::Corrupt)
+}
+
+#[cfg(test)]
+impl AuditKey {
+    /// A fixed key for unit tests elsewhere (the store's), without a KDF run.
+    pub fn for_tests(byte: u8) -> Self {
+        AuditKey(SecretBox::new(Box::new([byte; 32])))
+    }
 }
 
 #[cfg(test)]

@@ -246,3 +246,41 @@ fn debug_output_is_redacted() {
     let p = pw("hunter2hunter2");
     assert!(!format!("{p:?}").contains("hunter2"));
 }
+
+/// A store created before keyed audit chains has the plain verifier: it unlocks, says its
+/// chain is not keyed yet, and is marked once (the mark needs the KEK, so it cannot be
+/// removed to pass a rewritten chain off as legacy).
+#[test]
+fn a_keystore_from_before_keyed_audit_chains_unlocks_and_is_marked_once() {
+    let password = pw("correct horse battery");
+    let (keys, mut meta) = Unlocked::create(&password, FAST).unwrap();
+    assert!(keys.audit_keyed(), "new keystores are keyed from the start");
+    meta.verifier = seal(&keys.kek, &meta_aad(&meta), VERIFIER_PLAINTEXT);
+    let mut legacy = Unlocked::unlock(&meta, &password).unwrap();
+    assert!(!legacy.audit_keyed());
+    let marked = legacy.mark_audit_keyed();
+    assert!(legacy.audit_keyed());
+    assert!(Unlocked::unlock(&marked, &password).unwrap().audit_keyed());
+    assert!(matches!(
+        Unlocked::unlock(&marked, &pw("wrong horse battery")),
+        Err(KeystoreError::WrongPassword)
+    ));
+}
+
+#[test]
+fn the_audit_key_opens_only_for_its_purpose_and_survives_a_reseal() {
+    let (keys, _) = Unlocked::create(&pw("correct horse battery"), FAST).unwrap();
+    let (key, sealed) = keys.new_audit_key("audit-chain/3");
+    let opened = keys.open_audit_key("audit-chain/3", &sealed).unwrap();
+    assert_eq!(key.mac(&[b"entry"]), opened.mac(&[b"entry"]));
+    assert_ne!(key.mac(&[b"entry"]), key.mac(&[b"entrY"]));
+    assert!(
+        keys.open_audit_key("audit-chain/1", &sealed).is_err(),
+        "the switch point is bound"
+    );
+    let (next, _) = Unlocked::create(&pw("another password!"), FAST).unwrap();
+    let resealed = keys.reseal_secret("audit-chain/3", &sealed, &next).unwrap();
+    let reopened = next.open_audit_key("audit-chain/3", &resealed).unwrap();
+    assert_eq!(key.mac(&[b"entry"]), reopened.mac(&[b"entry"]));
+    assert_eq!(format!("{key:?}"), "AuditKey([REDACTED])");
+}

@@ -5,6 +5,7 @@
 //! Authentication results are proof types: `MasterAuth` and `SessionAuth` can only be made
 //! here, and every privileged use case takes one, so "forgot to check auth" does not compile.
 
+mod history;
 mod owner;
 mod policies;
 mod transfers;
@@ -20,8 +21,8 @@ use crate::keystore::{KdfParams, KeystoreError, KeystoreMeta, Unlocked, WalletKe
 use crate::notify::{AuthKind, Event, Notifier};
 use crate::secret::{Passphrase, random_key32};
 use crate::session::{self, SessionError, SessionKeys};
-use crate::store::records::{DaemonRecord, RECORD_VERSION, SessionRecord, TxRecord, WalletRecord};
-use crate::store::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Store, StoreError, keys};
+use crate::store::records::{AuditKeyRecord, DaemonRecord, RECORD_VERSION, SessionRecord, TxRecord, WalletRecord};
+use crate::store::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Page, Store, StoreError, keys};
 use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -42,6 +43,9 @@ pub enum ServiceError {
     /// A bounded resource is full (not an auth failure): the message says which and when.
     #[error("{0}")]
     TooMany(String),
+    /// A capacity limit (e.g. `[transfers] max_open_per_wallet`): nothing was stored.
+    #[error("{0}")]
+    TooManyOpen(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -227,6 +231,9 @@ impl Service {
             )));
         }
         let (unlocked, meta) = Unlocked::create(password, kdf)?;
+        // Keyed from the first entry: the key is loaded before `init` is audited.
+        let (audit_key, sealed_audit_key) = unlocked.new_audit_key(&AuditKeyRecord::purpose(1));
+        store.set_audit_key(audit_key, 1);
         let jwt = random_key32();
         let daemon = DaemonRecord {
             v: RECORD_VERSION,
@@ -243,6 +250,15 @@ impl Service {
                 &unlocked.seal_secret(JWT_PURPOSE, jwt.expose_secret()),
             )
             .put(keys::DAEMON, &daemon)
+            .put(
+                keys::AUDIT_KEY,
+                &AuditKeyRecord {
+                    v: RECORD_VERSION,
+                    keyed_from: 1,
+                    sealed: sealed_audit_key,
+                },
+            )
+            .mark_tx_index_built()
             .audit(AuditEvent::new("init", "master").detail(serde_json::json!({ "kdf": kdf })));
         store.commit(batch)?;
         Ok(())
@@ -254,15 +270,21 @@ impl Service {
         let meta: KeystoreMeta = store
             .get(keys::KEYSTORE)?
             .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
-        let unlocked = match Unlocked::unlock(&meta, password) {
+        let mut unlocked = match Unlocked::unlock(&meta, password) {
             Ok(u) => u,
             Err(err) => {
-                store.audit(
+                // No audit key without the password: kept aside, chained in at the next unlock.
+                store.audit_pending(
                     AuditEvent::new("unlock_failed", "master").detail(serde_json::json!({ "reason": err.to_string() })),
                 )?;
                 return Err(err.into());
             }
         };
+        load_audit_key(&store, &mut unlocked)?;
+        store.append_pending()?;
+        if let Some(indexed) = store.build_tx_index()? {
+            tracing::info!(transfers = indexed, "built the transfer status index");
+        }
         let daemon: DaemonRecord = store
             .get(keys::DAEMON)?
             .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
@@ -644,6 +666,19 @@ impl Service {
             keys::JWT_SECRET,
             &current.reseal_secret(JWT_PURPOSE, &sealed_jwt, &next)?,
         );
+        // The audit key itself stays: re-sealed, every entry MACed before keeps verifying.
+        let audit_key: AuditKeyRecord = self
+            .store
+            .get(keys::AUDIT_KEY)?
+            .ok_or_else(|| ServiceError::NotInitialised("store".into()))?;
+        let purpose = AuditKeyRecord::purpose(audit_key.keyed_from);
+        batch.put(
+            keys::AUDIT_KEY,
+            &AuditKeyRecord {
+                sealed: current.reseal_secret(&purpose, &audit_key.sealed, &next)?,
+                ..audit_key
+            },
+        );
         let mut daemon = self.daemon.read().expect("daemon lock").clone();
         daemon.master_changed_at = Some(now());
         batch.put(keys::DAEMON, &daemon).put(keys::KEYSTORE, &meta).audit(
@@ -659,7 +694,8 @@ impl Service {
 
     // ---- audit, status, lifecycle -------------------------------------------------------
 
-    pub fn audit_list(&self, _: &MasterAuth, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+    /// One page of the audit log (oldest first) and the cursor of the next, older page.
+    pub fn audit_list(&self, _: &MasterAuth, filter: &AuditFilter) -> Result<Page<AuditEntry, u64>> {
         Ok(self.store.audit_list(filter)?)
     }
 
@@ -782,6 +818,69 @@ impl Service {
     pub async fn drain_notifications(&self, grace: Duration) {
         self.notifier.drain(grace).await;
     }
+}
+
+/// Hands the store its audit key. A store from before keyed chains is switched here, once,
+/// in one commit: a new random key sealed for `audit-chain/<first keyed seq>`, the keystore
+/// verifier marked keyed, and the `audit_chain_keyed` entry as the first keyed one. Its older
+/// entries stay as they were and verify as legacy. A store marked keyed without its key has
+/// been tampered with: refused, like a wallet key that does not open.
+fn load_audit_key(store: &Store, unlocked: &mut Unlocked) -> Result<()> {
+    if let Some(record) = store.get::<AuditKeyRecord>(keys::AUDIT_KEY)? {
+        let key = unlocked
+            .open_audit_key(&AuditKeyRecord::purpose(record.keyed_from), &record.sealed)
+            .inspect_err(|_| tracing::error!("the audit key failed its integrity check"))?;
+        store.set_audit_key(key, record.keyed_from);
+        return Ok(());
+    }
+    if unlocked.audit_keyed() {
+        return Err(StoreError::AuditKeyMissing.into());
+    }
+    let keyed_from = store.audit_len() + 1;
+    let (key, sealed) = unlocked.new_audit_key(&AuditKeyRecord::purpose(keyed_from));
+    let meta = unlocked.mark_audit_keyed();
+    store.set_audit_key(key, keyed_from);
+    let mut batch = Batch::new();
+    batch
+        .put(keys::KEYSTORE, &meta)
+        .put(
+            keys::AUDIT_KEY,
+            &AuditKeyRecord {
+                v: RECORD_VERSION,
+                keyed_from,
+                sealed,
+            },
+        )
+        .audit(
+            AuditEvent::new("audit_chain_keyed", "system")
+                .detail(serde_json::json!({ "legacyEntries": keyed_from - 1 })),
+        );
+    store.commit(batch)?;
+    tracing::info!(
+        keyed_from,
+        "audit chain keyed from here on; older entries verify as legacy"
+    );
+    Ok(())
+}
+
+/// `bursar doctor` on a stopped daemon: unlocks (one KDF run) only to load the audit key, then
+/// verifies every MAC. Writes nothing — a store from before keyed chains is checked as legacy.
+pub fn verify_audit_offline(store: &Store, password: &Passphrase) -> Result<AuditVerification> {
+    let meta: KeystoreMeta = store
+        .get(keys::KEYSTORE)?
+        .ok_or_else(|| ServiceError::NotInitialised("store".into()))?;
+    let unlocked = Unlocked::unlock(&meta, password)?;
+    match store.get::<AuditKeyRecord>(keys::AUDIT_KEY)? {
+        Some(record) => {
+            let key = unlocked.open_audit_key(&AuditKeyRecord::purpose(record.keyed_from), &record.sealed)?;
+            store.set_audit_key(key, record.keyed_from);
+        }
+        None if unlocked.audit_keyed() => {
+            return Err(StoreError::AuditKeyMissing.into());
+        }
+        None => {}
+    }
+    Ok(store.audit_verify()?)
 }
 
 fn key_ref(w: &WalletRecord) -> Result<WalletKeyRef<'_>> {

@@ -254,21 +254,29 @@ impl Service {
                 spent.month.native = spent.month.native.saturating_sub(native);
             }
         }
-        // Read only if a RATE_LIMIT policy asks: it is the one rule that needs the history.
-        let txs = std::cell::OnceCell::<Option<Vec<TxRecord>>>::new();
+        // RATE_LIMIT reads only its window, and counts no further than the strictest decision
+        // needs: a range scan of at most `max_requests + 1` keys, whatever the history holds.
         let this_request = u32::from(exclude.is_none());
+        let count_cap = policies
+            .iter()
+            .filter_map(|p| match p.rules {
+                policy::Rules::RateLimit { max_requests, .. } => Some(max_requests),
+                _ => None,
+            })
+            .max()
+            .map_or(0, |m| usize::try_from(m).unwrap_or(usize::MAX).saturating_add(1));
         let requests_in_window = |window: u64| {
             let since = now.saturating_sub(i64::try_from(window).unwrap_or(i64::MAX));
-            let history = txs.get_or_init(|| {
-                self.store
-                    .list(&keys::wallet_txs(wallet.id))
-                    .inspect_err(|err| tracing::error!(error = %err, "cannot read transaction history for RATE_LIMIT"))
-                    .ok()
-            });
-            // Fail closed: an unreadable history counts as over any limit.
-            let Some(history) = history else { return u32::MAX };
-            let earlier = history.iter().filter(|t| t.created_at > since).count();
-            u32::try_from(earlier).unwrap_or(u32::MAX).saturating_add(this_request)
+            // Created after `since` (whole seconds), as ids tell it (milliseconds).
+            let since_ms = since.saturating_add(1).saturating_mul(1000);
+            match self.store.count_txs_since(wallet.id, since_ms, count_cap) {
+                Ok(earlier) => u32::try_from(earlier).unwrap_or(u32::MAX).saturating_add(this_request),
+                Err(err) => {
+                    // Fail closed: an unreadable history counts as over any limit.
+                    tracing::error!(error = %err, "cannot read transaction history for RATE_LIMIT");
+                    u32::MAX
+                }
+            }
         };
         let counters = policy::Counters {
             spent_today_micro_usd: spent.today.micro_usd,
@@ -327,7 +335,7 @@ impl Service {
         self.autostop_request(wallet.id).await?;
         let (mut intent, meta) = self.decode(&wallet, req).await?;
         let request_hash = request_hash(&intent, memo.as_deref());
-        let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
+        let key_hash = keys::idempotency_hash(key);
         let seen = |store: &crate::store::Store| -> Result<Option<TxRecord>> {
             match store.get::<IdempotencyRecord>(&keys::idempotency(wallet.id, &key_hash))? {
                 Some(seen) if seen.request_hash != request_hash => Err(ServiceError::Conflict(
@@ -355,6 +363,7 @@ impl Service {
             if let Some(tx) = seen(&self.store)? {
                 return Ok(tx);
             }
+            self.refuse_over_open_cap(wallet.id)?;
             let now = now();
             let (status, tier, reasons, trace, decision) = match &quote {
                 // The node says it would fail (unfunded, reverting) or quotes fees above the
@@ -469,20 +478,6 @@ impl Service {
 
     pub fn get_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
         self.tx(auth.wallet_id, id)
-    }
-
-    /// The session's own transfers, newest first.
-    pub fn list_transactions(
-        &self,
-        auth: &SessionAuth,
-        status: Option<TxState>,
-        limit: usize,
-    ) -> Result<Vec<TxRecord>> {
-        let mut txs: Vec<TxRecord> = self.store.list(&keys::wallet_txs(auth.wallet_id))?;
-        txs.retain(|t| status.is_none_or(|s| t.status == s));
-        txs.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        txs.truncate(limit.clamp(1, 500));
-        Ok(txs)
     }
 
     /// Cancels the session's own DELAY or APPROVAL transfer that has not been signed.
@@ -605,7 +600,9 @@ impl Service {
 
     /// Puts the record, keeps the active index (what the workers scan) in step, and audits.
     pub(super) fn save_tx(&self, batch: &mut Batch, tx: &TxRecord, event: AuditEvent) {
-        batch.put(keys::tx(tx.wallet_id, tx.id), tx);
+        batch
+            .put(keys::tx(tx.wallet_id, tx.id), tx)
+            .index_tx_status(tx.wallet_id, tx.id, tx.status);
         let active = keys::active_tx(tx.id);
         if tx.status.is_final() {
             batch.delete(active);
@@ -1286,7 +1283,9 @@ impl Service {
         let mut batch = Batch::new();
         if !done {
             tx.status = TxState::Submitted;
-            batch.put(keys::tx(wallet_id, id), &tx);
+            batch
+                .put(keys::tx(wallet_id, id), &tx)
+                .index_tx_status(wallet_id, id, tx.status);
         } else {
             let sent = mined.success && !cancelled;
             let (state, kind, error) = match (mined.success, cancelled) {
@@ -1526,9 +1525,24 @@ impl Service {
         Ok(Some(tx))
     }
 
-    /// Keeps the HTTP price source fresh, when one is configured.
+    /// Keeps the HTTP price source fresh, when one is configured. A refused price (zero, out
+    /// of the operator's bounds, an absurd jump) is audited once per asset, and again when a
+    /// sane price is back.
     pub async fn refresh_prices(&self) {
-        self.prices.refresh_forever().await;
+        self.prices
+            .refresh_forever(|alert| {
+                let event = match alert {
+                    crate::prices::PriceAlert::Refused { asset, reason } => AuditEvent::new("price_refused", "system")
+                        .detail(serde_json::json!({ "asset": asset, "reason": reason })),
+                    crate::prices::PriceAlert::Restored { asset } => {
+                        AuditEvent::new("price_restored", "system").detail(serde_json::json!({ "asset": asset }))
+                    }
+                };
+                if let Err(err) = self.store.audit(event) {
+                    tracing::error!(error = %err, "cannot audit a price alert");
+                }
+            })
+            .await;
     }
 
     /// The workers' loop (spawned by the server after the first, blocking `tick`).

@@ -15,11 +15,24 @@ pub enum Op {
 /// Key-value pairs, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// The whole storage port: three operations. `commit` is atomic (all or nothing, also
-/// across a crash) and durable when it returns.
+/// Which end of a range a bounded scan starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    Descending,
+}
+
+/// The whole storage port. `commit` is atomic (all or nothing, also across a crash) and
+/// durable when it returns; when it fails, the batch may or may not have been applied (sled:
+/// applied, then the flush failed), so callers re-read what they cache. The bounded scans
+/// read at most `limit` entries of `[start, end)`: what keeps listings and counters from
+/// growing with the history.
 pub trait Kv: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError>;
+    fn scan_range(&self, start: &[u8], end: &[u8], order: Order, limit: usize) -> Result<Entries, StoreError>;
+    /// How many keys `[start, end)` holds, counting no further than `limit`.
+    fn count_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<usize, StoreError>;
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
 }
 
@@ -73,6 +86,30 @@ impl Kv for SledKv {
             .collect()
     }
 
+    fn scan_range(&self, start: &[u8], end: &[u8], order: Order, limit: usize) -> Result<Entries, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let range = self.db.range(start..end);
+        let pair = |it: sled::Result<(sled::IVec, sled::IVec)>| it.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io);
+        match order {
+            Order::Ascending => range.take(limit).map(pair).collect(),
+            Order::Descending => range.rev().take(limit).map(pair).collect(),
+        }
+    }
+
+    fn count_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<usize, StoreError> {
+        if start >= end {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for key in self.db.range(start..end).keys().take(limit) {
+            key.map_err(io)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for op in ops {
@@ -82,6 +119,10 @@ impl Kv for SledKv {
             }
         }
         self.db.apply_batch(batch).map_err(io)?;
+        // Applied, but not yet durable: a failure here leaves the batch visible to readers.
+        if crate::faults::fail_once("flush_fails_once") {
+            return Err(StoreError::Io("test fault: flush failed".into()));
+        }
         // sled writes are durable only after flush.
         self.db.flush().map_err(io)?;
         Ok(())
@@ -110,6 +151,27 @@ impl Kv for MemKv {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn scan_range(&self, start: &[u8], end: &[u8], order: Order, limit: usize) -> Result<Entries, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let map = self.0.lock().expect("mem store");
+        let range = map.range(start.to_vec()..end.to_vec());
+        let pair = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+        Ok(match order {
+            Order::Ascending => range.take(limit).map(pair).collect(),
+            Order::Descending => range.rev().take(limit).map(pair).collect(),
+        })
+    }
+
+    fn count_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<usize, StoreError> {
+        if start >= end {
+            return Ok(0);
+        }
+        let map = self.0.lock().expect("mem store");
+        Ok(map.range(start.to_vec()..end.to_vec()).take(limit).count())
     }
 
     fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {

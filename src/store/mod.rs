@@ -9,14 +9,17 @@
 pub mod audit;
 mod kv;
 pub mod records;
+mod txs;
 
+use crate::keystore::AuditKey;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditVerification};
-pub use kv::{Kv, MemKv, Op, SledKv};
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Page};
+pub use kv::{Kv, MemKv, Op, Order, SledKv};
+pub use txs::MAX_PAGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +29,15 @@ pub enum StoreError {
     Io(String),
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    /// Appending to the keyed chain needs the audit key, which only an unlocked keystore
+    /// hands over (events from before unlock go through [`Store::audit_pending`]).
+    #[error("the audit log cannot be appended to before unlock")]
+    AuditKeyNotLoaded,
+    /// The keystore says the chain is keyed, but `secret/audit` is gone.
+    #[error(
+        "the audit key (secret/audit) is missing although the keystore says the audit chain is keyed: the store was tampered with or damaged; restore it from a backup"
+    )]
+    AuditKeyMissing,
 }
 
 /// Key layout. One flat keyspace; prefixes keep scans cheap and the layout obvious.
@@ -33,12 +45,23 @@ pub mod keys {
     pub const KEYSTORE: &str = "meta/keystore";
     pub const DAEMON: &str = "meta/daemon";
     pub const AUDIT_HEAD: &str = "meta/audit_head";
+    /// Marks the (wallet, status) transfer index as complete (see `store::txs`).
+    pub const TX_INDEX: &str = "meta/tx_index";
     pub const JWT_SECRET: &str = "secret/jwt";
+    /// The audit chain's key, sealed, with the first sequence number it covers.
+    pub const AUDIT_KEY: &str = "secret/audit";
+    /// Audit events recorded while the keystore was locked (a failed unlock), chained in at
+    /// the next unlock.
+    pub const AUDIT_PENDING: &str = "auditpending/";
     pub const WALLETS: &str = "wallet/";
     pub const SESSIONS: &str = "session/";
     pub const AUDIT_LOG: &str = "auditlog/";
     pub const POLICIES: &str = "policy/";
+    /// Transfers by wallet, in time order: ids are UUIDv7, so `tx/<wallet>/<id>` is also the
+    /// (wallet, created time) index.
     pub const TXS: &str = "tx/";
+    /// Transfers by (wallet, status): `txstatus/<wallet>/<STATUS>/<tx id>` → null.
+    pub const TX_STATUS: &str = "txstatus/";
     /// Index of transfers not yet final (what the workers scan): `active/<tx id>` → wallet id.
     pub const ACTIVE_TXS: &str = "active/";
 
@@ -60,11 +83,22 @@ pub mod keys {
     pub fn wallet_txs(wallet: impl std::fmt::Display) -> String {
         format!("{TXS}{wallet}/")
     }
+    pub fn tx_status(wallet: impl std::fmt::Display, status: &str, id: impl std::fmt::Display) -> String {
+        format!("{TX_STATUS}{wallet}/{status}/{id}")
+    }
+    pub fn wallet_status_txs(wallet: impl std::fmt::Display, status: &str) -> String {
+        format!("{TX_STATUS}{wallet}/{status}/")
+    }
     pub fn active_tx(id: impl std::fmt::Display) -> String {
         format!("{ACTIVE_TXS}{id}")
     }
     pub fn idempotency(wallet: impl std::fmt::Display, key_hash: &str) -> String {
         format!("idem/{wallet}/{key_hash}")
+    }
+    /// The `key_hash` of [`idempotency`]: SHA-256 of the (trimmed) key, hex.
+    pub fn idempotency_hash(key: &str) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
     }
     pub fn budget(wallet: impl std::fmt::Display, period: &str) -> String {
         format!("budget/{wallet}/{period}")
@@ -75,7 +109,16 @@ pub mod keys {
 /// writers, appends their audit events to the chain, and commits both atomically.
 pub struct Store {
     kv: Arc<dyn Kv>,
-    writer: Mutex<audit::Head>,
+    chain: Mutex<Chain>,
+}
+
+/// The writer's view of the audit chain.
+struct Chain {
+    head: audit::Head,
+    /// Set at unlock; until then nothing can be appended.
+    key: Option<audit::ChainKey>,
+    /// A failed commit whose head could not be re-read: read it before the next append.
+    head_unknown: bool,
 }
 
 /// A set of writes and the audit events that describe them, committed together.
@@ -111,6 +154,11 @@ impl Batch {
     }
 }
 
+/// How many audit entries one filtered listing reads at most before it answers with what it
+/// found and a cursor to go on from.
+const AUDIT_SCAN_BUDGET: usize = 10_000;
+const AUDIT_CHUNK: usize = 500;
+
 impl Store {
     /// Opens (or creates) the sled store in `dir`. Fails with [`StoreError::Locked`] when
     /// another process (a running daemon) holds it.
@@ -123,14 +171,29 @@ impl Store {
     }
 
     pub fn with_kv(kv: Arc<dyn Kv>) -> Result<Self, StoreError> {
-        let head = match kv.get(keys::AUDIT_HEAD.as_bytes())? {
-            Some(bytes) => decode(keys::AUDIT_HEAD, &bytes)?,
-            None => audit::Head::genesis(),
-        };
+        let head = read_head(kv.as_ref())?;
         Ok(Self {
             kv,
-            writer: Mutex::new(head),
+            chain: Mutex::new(Chain {
+                head,
+                key: None,
+                head_unknown: false,
+            }),
         })
+    }
+
+    /// Hands the store the audit key from the unlocked keystore: from here on every appended
+    /// entry is MACed with it. `keyed_from` is the first sequence number it covers (1 on a
+    /// store created keyed), as bound into the sealed key.
+    pub fn set_audit_key(&self, key: AuditKey, keyed_from: u64) {
+        self.chain().key = Some(audit::ChainKey {
+            key: Arc::new(key),
+            keyed_from,
+        });
+    }
+
+    fn chain(&self) -> std::sync::MutexGuard<'_, Chain> {
+        self.chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
@@ -165,24 +228,39 @@ impl Store {
     /// are chained onto the log in the same commit: if the audit write fails, so does the
     /// change.
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut head = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut ops = batch.ops;
-        let mut next = head.clone();
-        for event in batch.events {
-            let entry = next.append(event);
-            ops.push(Op::Put(
-                audit::entry_key(entry.seq).into_bytes(),
-                serde_json::to_vec(&entry).expect("serialise"),
-            ));
+        let mut chain = self.chain();
+        if chain.head_unknown {
+            chain.head = read_head(self.kv.as_ref())?;
+            chain.head_unknown = false;
         }
-        if next != *head {
+        let mut ops = batch.ops;
+        let mut next = chain.head.clone();
+        if !batch.events.is_empty() {
+            let key = chain.key.as_ref().ok_or(StoreError::AuditKeyNotLoaded)?;
+            for event in batch.events {
+                let entry = next.append(event, &key.key);
+                ops.push(Op::Put(
+                    audit::entry_key(entry.seq).into_bytes(),
+                    serde_json::to_vec(&entry).expect("serialise"),
+                ));
+            }
             ops.push(Op::Put(
                 keys::AUDIT_HEAD.as_bytes().to_vec(),
                 serde_json::to_vec(&next).expect("serialise"),
             ));
         }
-        self.kv.commit(&ops)?;
-        *head = next;
+        if let Err(err) = self.kv.commit(&ops) {
+            // A failed commit may still have been applied (sled: the batch went in, the flush
+            // failed). Take the head from the store rather than assume either way, so the next
+            // append never reuses a sequence number (or overwrites the entry that holds it).
+            match read_head(self.kv.as_ref()) {
+                Ok(stored) => chain.head = stored,
+                Err(_) => chain.head_unknown = true,
+            }
+            tracing::error!(error = %err, head = chain.head.seq, "store commit failed");
+            return Err(err);
+        }
+        chain.head = next;
         Ok(())
     }
 
@@ -193,25 +271,144 @@ impl Store {
         self.commit(batch)
     }
 
-    pub fn audit_list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let all: Vec<AuditEntry> = self.list(keys::AUDIT_LOG)?;
-        Ok(filter.apply(all))
+    /// Records an event while the keystore is locked (there is no audit key yet, e.g. a
+    /// failed unlock): durable at once, chained into the log by [`Store::append_pending`] at
+    /// the next unlock. Unauthenticated until then, like everything a locked daemon writes.
+    pub fn audit_pending(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let key = format!("{}{now_ms:020}-{}", keys::AUDIT_PENDING, uuid::Uuid::new_v4().simple());
+        let mut event = event;
+        if let serde_json::Value::Object(detail) = &mut event.detail {
+            detail.insert(
+                "queuedAt".into(),
+                serde_json::json!(i64::try_from(now_ms).unwrap_or(i64::MAX)),
+            );
+        }
+        self.kv.commit(&[Op::Put(
+            key.into_bytes(),
+            serde_json::to_vec(&event).expect("serialise"),
+        )])
+    }
+
+    /// Chains the events recorded while locked into the log (oldest first) and removes them,
+    /// in one commit. Returns how many there were.
+    pub fn append_pending(&self) -> Result<usize, StoreError> {
+        let pending: Vec<(String, AuditEvent)> = self.list_with_keys(keys::AUDIT_PENDING)?;
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Batch::new();
+        for (key, event) in &pending {
+            batch.delete(key.as_str()).audit(event.clone());
+        }
+        self.commit(batch)?;
+        Ok(pending.len())
+    }
+
+    /// One page of the audit log, oldest first: the newest entries below `filter.before`
+    /// (and above `filter.after_seq`) that match. Reads at most `limit` entries unfiltered,
+    /// and at most [`AUDIT_SCAN_BUDGET`] with a kind or wallet filter (then the page may be
+    /// short, and `next_before` says where to go on).
+    pub fn audit_list(&self, filter: &AuditFilter) -> Result<Page<AuditEntry, u64>, StoreError> {
+        let head_seq = self.audit_len();
+        let limit = filter.limit();
+        let lower = filter.after_seq.map_or(1, |a| a.saturating_add(1));
+        let mut cursor = filter
+            .before
+            .map_or(head_seq.saturating_add(1), |b| b.min(head_seq.saturating_add(1)));
+        let budget = if filter.is_filtered() { AUDIT_SCAN_BUDGET } else { limit };
+        let (mut items, mut scanned) = (Vec::new(), 0);
+        'scan: while cursor > lower && items.len() < limit && scanned < budget {
+            let chunk = AUDIT_CHUNK.min(budget - scanned);
+            let rows = self.kv.scan_range(
+                audit::entry_key(lower).as_bytes(),
+                audit::entry_key(cursor).as_bytes(),
+                Order::Descending,
+                chunk,
+            )?;
+            if rows.is_empty() {
+                cursor = lower;
+                break;
+            }
+            for (key, bytes) in rows {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                let seq = key
+                    .strip_prefix(keys::AUDIT_LOG)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        key: key.clone(),
+                        reason: "not an audit entry key".into(),
+                    })?;
+                let entry: AuditEntry = decode(&key, &bytes)?;
+                cursor = seq;
+                scanned += 1;
+                if filter.matches(&entry) {
+                    items.push(entry);
+                    if items.len() == limit {
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        items.reverse();
+        Ok(Page {
+            items,
+            next_before: (cursor > lower).then_some(cursor),
+        })
     }
 
     /// Number of entries in the audit log (the head's sequence number).
     pub fn audit_len(&self) -> u64 {
-        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).seq
+        self.chain().head.seq
     }
 
-    /// Recomputes the whole chain and compares it with the stored head.
+    /// Recomputes the chain from the first entry up to the stored head: every link, every
+    /// legacy hash, and (once the audit key is loaded) every MAC. Streams the log in chunks.
     pub fn audit_verify(&self) -> Result<AuditVerification, StoreError> {
-        let entries: Vec<AuditEntry> = self.list(keys::AUDIT_LOG)?;
-        let head = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        Ok(audit::verify(&entries, &head))
+        let (head, key) = {
+            let chain = self.chain();
+            (chain.head.clone(), chain.key.clone())
+        };
+        // Without the key (a stopped daemon checked offline without a password) the switch
+        // point comes from the stored record: links and legacy hashes still verify.
+        let keyed_from = match &key {
+            Some(k) => Some(k.keyed_from),
+            None => self
+                .get::<records::AuditKeyRecord>(keys::AUDIT_KEY)?
+                .map(|r| r.keyed_from),
+        };
+        let mut verifier = audit::Verifier::new(&head, key.as_ref().map(|k| k.key.as_ref()), keyed_from);
+        let end = audit::entry_key(head.seq.saturating_add(1));
+        let mut next = 1;
+        loop {
+            let rows = self.kv.scan_range(
+                audit::entry_key(next).as_bytes(),
+                end.as_bytes(),
+                Order::Ascending,
+                AUDIT_CHUNK,
+            )?;
+            let Some((last_key, _)) = rows.last() else { break };
+            let last_key = String::from_utf8_lossy(last_key).into_owned();
+            for (key, bytes) in &rows {
+                let entry: AuditEntry = decode(&String::from_utf8_lossy(key), bytes)?;
+                verifier.push(&entry);
+            }
+            next = last_key
+                .strip_prefix(keys::AUDIT_LOG)
+                .and_then(|s| s.parse::<u64>().ok())
+                .map_or(u64::MAX, |s| s.saturating_add(1));
+            if rows.len() < AUDIT_CHUNK {
+                break;
+            }
+        }
+        Ok(verifier.finish())
+    }
+}
+
+fn read_head(kv: &dyn Kv) -> Result<audit::Head, StoreError> {
+    match kv.get(keys::AUDIT_HEAD.as_bytes())? {
+        Some(bytes) => decode(keys::AUDIT_HEAD, &bytes),
+        None => Ok(audit::Head::genesis()),
     }
 }
 

@@ -24,6 +24,24 @@ pub struct DaemonRecord {
     pub jwt_secret_created_at: i64,
 }
 
+/// The audit chain's key (`secret/audit`), sealed under the KEK for the purpose
+/// `audit-chain/<keyed_from>`: the switch point is bound into the AAD, so it cannot be moved
+/// (to pass keyed entries off as legacy ones) without the master password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditKeyRecord {
+    pub v: u32,
+    /// The first audit entry chained with this key.
+    pub keyed_from: u64,
+    pub sealed: Sealed,
+}
+
+impl AuditKeyRecord {
+    /// The keystore purpose the key is sealed for.
+    pub fn purpose(keyed_from: u64) -> String {
+        format!("audit-chain/{keyed_from}")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WalletRecord {
     pub v: u32,

@@ -99,6 +99,14 @@ async fn no_secret_reaches_a_log_line_or_an_error_body() {
     let jwt_secret = keys
         .open_secret("jwt", &store.get("secret/jwt").unwrap().unwrap())
         .unwrap();
+    // And the audit chain's MAC key (sealed for the first entry it covers).
+    let audit_record: bursar::store::records::AuditKeyRecord = store.get("secret/audit").unwrap().unwrap();
+    let audit_key = keys
+        .open_secret(
+            &bursar::store::records::AuditKeyRecord::purpose(audit_record.keyed_from),
+            &audit_record.sealed,
+        )
+        .unwrap();
 
     let logs = daemon.logs();
     assert!(
@@ -113,6 +121,9 @@ async fn no_secret_reaches_a_log_line_or_an_error_body() {
         hex::encode(&jwt_secret[..]),
         b64.encode(&jwt_secret[..]),
         b64url.encode(&jwt_secret[..]),
+        hex::encode(&audit_key[..]),
+        b64.encode(&audit_key[..]),
+        b64url.encode(&audit_key[..]),
     ];
     secrets.extend(tokens.iter().cloned());
     // Signatures alone would also be a leak of a token.

@@ -4,12 +4,14 @@
 mod harness;
 
 mod approval_page;
+mod audit;
 mod balance;
 mod browser;
 mod cli;
 mod crash;
 mod examples;
 mod fees;
+mod history;
 mod hostile;
 mod http;
 mod hygiene;

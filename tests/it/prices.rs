@@ -133,3 +133,83 @@ async fn an_unreachable_price_source_fails_closed_from_the_start() {
     assert_eq!(c["tier"], "APPROVAL", "{c}");
     assert!(c["trace"].to_string().contains("price"), "{c}");
 }
+
+async fn audit_kind(daemon: &Daemon, kind: &str) -> Vec<Value> {
+    let (status, entries) = daemon
+        .master(Method::GET, &format!("/v1/audit?kind={kind}&limit=500"), None)
+        .await;
+    assert_eq!(status, 200, "{entries}");
+    entries.as_array().unwrap().clone()
+}
+
+/// A hostile or broken feed: a price of 0, then a 1000x jump. Either makes the price unknown,
+/// so a USD-limited transfer of INSTANT size needs APPROVAL; each refusal is audited once
+/// however many refreshes repeat it, and a sane price clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_and_absurd_prices_fail_closed_and_are_audited_once() {
+    let anvil = crate::harness::Anvil::start().await;
+    let answer = Arc::new(Mutex::new(json!({ "ethereum": { "usd": 2000 } })));
+    let base = stub(answer.clone()).await;
+    let extra = format!(
+        "\n[prices]\nmax_age_seconds = 60\nmax_change_ratio = 10\n\n[prices.http]\nbase_url = \"{base}\"\nrefresh_seconds = 1\n\n[prices.http.ids]\nETH = \"ethereum\"\n"
+    );
+    let (daemon, token) = priced(
+        &anvil,
+        extra,
+        json!({ "instant_max_usd": "500", "notify_max_usd": "1000" }),
+    )
+    .await;
+    wait_tier(&daemon, &token, "INSTANT").await;
+
+    // 0: not a price. 0.1 ETH would cost $0 and slip under every USD limit if it were used.
+    *answer.lock().unwrap() = json!({ "ethereum": { "usd": 0 } });
+    let c = wait_tier(&daemon, &token, "APPROVAL").await;
+    assert!(c["trace"].to_string().contains("price"), "{c}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let refused = audit_kind(&daemon, "price_refused").await;
+    assert_eq!(refused.len(), 1, "audited once, not per refresh: {refused:?}");
+    assert_eq!(refused[0]["detail"]["asset"], "eth");
+    assert!(
+        refused[0]["detail"]["reason"].as_str().unwrap().contains("0"),
+        "{refused:?}"
+    );
+
+    // A sane price clears it.
+    *answer.lock().unwrap() = json!({ "ethereum": { "usd": 2000 } });
+    wait_tier(&daemon, &token, "INSTANT").await;
+    assert_eq!(audit_kind(&daemon, "price_restored").await.len(), 1);
+
+    // 1000x the last accepted price: refused, fail closed again.
+    *answer.lock().unwrap() = json!({ "ethereum": { "usd": 2_000_000 } });
+    wait_tier(&daemon, &token, "APPROVAL").await;
+    let refused = audit_kind(&daemon, "price_refused").await;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[1]["detail"]["reason"].as_str().unwrap().contains("10x"),
+        "{refused:?}"
+    );
+
+    // A negative or non-numeric answer is no better.
+    for bad in [json!(-2000), json!("2000")] {
+        *answer.lock().unwrap() = json!({ "ethereum": { "usd": 2000 } });
+        wait_tier(&daemon, &token, "INSTANT").await;
+        *answer.lock().unwrap() = json!({ "ethereum": { "usd": bad } });
+        wait_tier(&daemon, &token, "APPROVAL").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_plain_http_price_source_is_refused_at_start() {
+    let mut daemon = Daemon::init(Opts::default());
+    let config = daemon.data_dir().join("config.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text +=
+        "\n[prices.http]\nbase_url = \"http://prices.example.com/api/v3\"\n\n[prices.http.ids]\nETH = \"ethereum\"\n";
+    crate::harness::write_private(&config, &text);
+    let (code, log) = daemon
+        .try_spawn()
+        .await
+        .expect_err("a plain-http remote price feed must be refused");
+    assert_ne!(code, Some(0));
+    assert!(log.contains("[prices.http] base_url must be an https:// URL"), "{log}");
+}

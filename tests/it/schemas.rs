@@ -165,12 +165,17 @@ fn openapi_component_schemas_accept_real_values() {
         event,
         prev_hash: "0".repeat(64),
         hash: "ab".repeat(32),
+        alg: Some("hmac-sha256".into()),
+    };
+    let legacy = bursar::store::AuditEntry {
+        alg: None,
+        ..entry.clone()
     };
     let with_detail = bursar::store::AuditEntry {
         event: bursar::store::AuditEvent::new("transfer_confirmed", "system").detail(json!({ "hash": "0x1" })),
         ..entry.clone()
     };
-    for value in [&entry, &with_detail] {
+    for value in [&entry, &legacy, &with_detail] {
         let value = serde_json::to_value(value).unwrap();
         validate_at(&doc, &schema("AuditEntry"), &value).unwrap();
     }
@@ -178,14 +183,28 @@ fn openapi_component_schemas_accept_real_values() {
         entries: 3,
         ok: false,
         first_bad_seq: Some(2),
+        problem: Some("MAC does not verify".into()),
         head_hash: "ab".repeat(32),
+        keyed_from: Some(1),
+        legacy_entries: 0,
+        mac_checked: true,
     };
-    validate_at(
-        &doc,
-        &schema("AuditVerification"),
-        &serde_json::to_value(&verification).unwrap(),
-    )
-    .unwrap();
+    let legacy = bursar::store::AuditVerification {
+        ok: true,
+        first_bad_seq: None,
+        problem: None,
+        keyed_from: None,
+        legacy_entries: 3,
+        ..verification.clone()
+    };
+    for value in [&verification, &legacy] {
+        validate_at(
+            &doc,
+            &schema("AuditVerification"),
+            &serde_json::to_value(value).unwrap(),
+        )
+        .unwrap();
+    }
     let error = bursar::api::dto::ErrorBody::new("NOT_FOUND", "no such route".into(), None);
     validate_at(&doc, &schema("ErrorBody"), &serde_json::to_value(&error).unwrap()).unwrap();
     validate_at(&doc, &schema("Health"), &json!({ "status": "ok" })).unwrap();
