@@ -25,6 +25,7 @@ mod mcp_sse;
 mod notify;
 mod owner;
 mod prices;
+mod promises;
 mod routes;
 mod rpc_proxy;
 mod schemas;
