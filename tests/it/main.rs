@@ -10,6 +10,7 @@ mod crash;
 mod examples;
 mod http;
 mod hygiene;
+mod inputs;
 mod mcp;
 mod mcp_conformance;
 mod mcp_renew;
