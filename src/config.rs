@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub const CONFIG_FILE: &str = "config.toml";
 pub const RECOVERY_KEY_FILE: &str = "recovery.key";
+/// The next `recovery.key`, staged by `set-master` before its commit (see [`RecoveryKey`]).
+pub const RECOVERY_KEY_STAGED_FILE: &str = "recovery.key.new";
 pub const STORE_DIR: &str = "store";
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3100";
 
@@ -459,12 +461,22 @@ impl ServerConfig {
         in_range("mcp_session_idle_seconds", self.mcp_session_idle_seconds, 1, 604_800)
     }
 
-    /// `public_url` without a trailing slash, or `http://<bind>` when unset.
+    /// `public_url` without a trailing slash, or `http://<local authority>` when unset.
     pub fn public_url(&self) -> String {
         if self.public_url.is_empty() {
-            format!("http://{}", self.bind)
+            format!("http://{}", self.local_authority())
         } else {
             self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// The bind address as a client on this host reaches it: `127.0.0.1:<port>` when the bind
+    /// address is unspecified (`0.0.0.0`, `::`), which no client can connect to or sign for.
+    pub fn local_authority(&self) -> String {
+        if self.bind.ip().is_unspecified() {
+            format!("127.0.0.1:{}", self.bind.port())
+        } else {
+            self.bind.to_string()
         }
     }
 }
@@ -753,12 +765,13 @@ impl Config {
         Ok((config, warnings))
     }
 
-    /// The domain owner messages bind: `[owner] domain`, or the bind address.
+    /// The domain owner messages bind: `[owner] domain`, or the bind address as clients on
+    /// this host reach it (`127.0.0.1:<port>` for an unspecified bind address).
     pub fn owner_domain(&self) -> String {
         self.owner
             .domain
             .clone()
-            .unwrap_or_else(|| self.server.bind.to_string())
+            .unwrap_or_else(|| self.server.local_authority())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -1169,6 +1182,11 @@ pub fn guarded_paths(data_dir: &Path) -> Vec<Guarded> {
             want: 0o600,
             forbid: 0o077,
         },
+        Guarded {
+            path: data_dir.join(RECOVERY_KEY_STAGED_FILE),
+            want: 0o600,
+            forbid: 0o077,
+        },
         // Not secret, but whoever can write it chooses the RPC endpoints.
         Guarded {
             path: data_dir.join(CONFIG_FILE),
@@ -1176,6 +1194,60 @@ pub fn guarded_paths(data_dir: &Path) -> Vec<Guarded> {
             forbid: 0o022,
         },
     ]
+}
+
+/// Every file (0600) and directory (0700) of the store under `data_dir`: sled creates its
+/// files with the process umask, so an old or foreign-made store may hold 0644 files.
+pub fn store_paths(data_dir: &Path) -> Vec<Guarded> {
+    let mut out = Vec::new();
+    let mut stack = vec![data_dir.join(STORE_DIR)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            // symlink_metadata: never follow a link out of the store.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path.clone());
+                out.push(Guarded {
+                    path,
+                    want: 0o700,
+                    forbid: 0o077,
+                });
+            } else if meta.is_file() {
+                out.push(Guarded {
+                    path,
+                    want: 0o600,
+                    forbid: 0o077,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// Makes every file of the store 0600 and every directory 0700 (`bursar start` runs it: sled
+/// made its files with the umask of whoever ran an older bursar; new ones are made under the
+/// CLI's umask 077). Returns how many paths it changed.
+pub fn tighten_store_permissions(data_dir: &Path) -> std::io::Result<usize> {
+    let mut changed = 0;
+    for g in guarded_paths(data_dir)
+        .into_iter()
+        .filter(|g| g.path == data_dir.join(STORE_DIR))
+        .chain(store_paths(data_dir))
+    {
+        let mode = std::fs::symlink_metadata(&g.path)?.permissions().mode() & 0o777;
+        if mode & g.forbid != 0 {
+            std::fs::set_permissions(&g.path, std::fs::Permissions::from_mode(g.want))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// Refuses a data dir whose secrets are readable by others. Missing paths are fine.
@@ -1211,6 +1283,71 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// `<data>/recovery.key`: the master password in a file, and its crash-safe replacement.
+///
+/// `set-master` keeping the file must leave, at every instant, one file that opens the store:
+/// it stages the new password in `recovery.key.new` (0600, fsynced) before the store commit,
+/// and renames it over `recovery.key` after. A crash between the two leaves both files;
+/// `bursar start` then tries `recovery.key`, then the staged file, and promotes or discards
+/// the staged one by which of them opened the store.
+pub struct RecoveryKey {
+    pub path: PathBuf,
+    pub staged: PathBuf,
+}
+
+impl RecoveryKey {
+    pub fn in_dir(data_dir: &Path) -> Self {
+        Self {
+            path: data_dir.join(RECOVERY_KEY_FILE),
+            staged: data_dir.join(RECOVERY_KEY_STAGED_FILE),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Writes the staged file (0600 from creation, fsynced file and directory), replacing a
+    /// leftover from an earlier interrupted change.
+    pub fn stage(&self, password: &Passphrase) -> std::io::Result<()> {
+        use secrecy::ExposeSecret;
+        self.discard_staged()?;
+        write_private_file(&self.staged, password.expose_secret().as_bytes())
+    }
+
+    /// Renames the staged file over `recovery.key` (atomic) and fsyncs the directory.
+    pub fn promote_staged(&self) -> std::io::Result<()> {
+        std::fs::rename(&self.staged, &self.path)?;
+        sync_parent(&self.path)
+    }
+
+    /// Removes the staged file, if any.
+    pub fn discard_staged(&self) -> std::io::Result<()> {
+        remove_synced(&self.staged)
+    }
+
+    /// Removes `recovery.key` (and a staged one), if any.
+    pub fn remove(&self) -> std::io::Result<()> {
+        remove_synced(&self.path)?;
+        remove_synced(&self.staged)
+    }
+}
+
+fn remove_synced(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 /// Creates the data dir (0700) if missing.
@@ -1353,6 +1490,77 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.prices.bounds["ETH"].max.as_deref(), Some("100000"));
         assert_eq!((cfg.prices.max_change_ratio, cfg.transfers.retain_denied_days), (0, 30));
+    }
+
+    #[test]
+    fn an_unspecified_bind_address_is_reached_and_signed_for_on_loopback() {
+        for bind in ["0.0.0.0:3222", "[::]:3222"] {
+            let (cfg, _) = load(&format!("[server]\nbind = \"{bind}\""), &[]).unwrap();
+            assert_eq!(cfg.owner_domain(), "127.0.0.1:3222", "{bind}");
+            assert_eq!(cfg.server.public_url(), "http://127.0.0.1:3222", "{bind}");
+        }
+        let (cfg, _) = load("[server]\nbind = \"192.168.1.5:3100\"", &[]).unwrap();
+        assert_eq!(cfg.owner_domain(), "192.168.1.5:3100");
+        let (cfg, _) = load("[server]\nbind = \"[::1]:3100\"", &[]).unwrap();
+        assert_eq!(cfg.owner_domain(), "[::1]:3100");
+        let (cfg, _) = load(
+            "[server]\nbind = \"0.0.0.0:3100\"\n[owner]\ndomain = \"wallet.example\"",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.owner_domain(), "wallet.example");
+    }
+
+    #[test]
+    fn recovery_key_is_staged_then_promoted_or_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let rk = RecoveryKey::in_dir(dir.path());
+        write_private_file(&rk.path, b"old password 123").unwrap();
+        rk.stage(&Passphrase::from("new password 456".to_owned())).unwrap();
+        assert_eq!(
+            std::fs::metadata(&rk.staged).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A leftover staged file is replaced, not an error.
+        rk.stage(&Passphrase::from("newer password 789".to_owned())).unwrap();
+        rk.promote_staged().unwrap();
+        assert_eq!(std::fs::read_to_string(&rk.path).unwrap(), "newer password 789");
+        assert!(!rk.staged.exists());
+        rk.stage(&Passphrase::from("never committed 0".to_owned())).unwrap();
+        rk.discard_staged().unwrap();
+        assert_eq!(std::fs::read_to_string(&rk.path).unwrap(), "newer password 789");
+        rk.remove().unwrap();
+        assert!(!rk.exists());
+        rk.remove().unwrap();
+    }
+
+    #[test]
+    fn loose_store_files_are_found_and_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        create_data_dir(dir.path()).unwrap();
+        let store = dir.path().join(STORE_DIR);
+        std::fs::create_dir_all(store.join("blobs")).unwrap();
+        for (path, mode) in [
+            (store.join("db"), 0o644),
+            (store.join("blobs/1"), 0o640),
+            (store.join("conf"), 0o600),
+        ] {
+            std::fs::write(&path, b"x").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::set_permissions(store.join("blobs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let loose = |d: &Path| {
+            store_paths(d)
+                .into_iter()
+                .filter(|g| std::fs::metadata(&g.path).unwrap().permissions().mode() & g.forbid != 0)
+                .count()
+        };
+        assert_eq!(store_paths(dir.path()).len(), 4);
+        assert_eq!(loose(dir.path()), 3);
+        assert_eq!(tighten_store_permissions(dir.path()).unwrap(), 3);
+        assert_eq!(loose(dir.path()), 0);
+        assert_eq!(tighten_store_permissions(dir.path()).unwrap(), 0);
     }
 
     #[test]

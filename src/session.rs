@@ -62,6 +62,12 @@ pub struct Minted {
     pub token_hash: String,
 }
 
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Minted {{ jti: {}, token: [REDACTED] }}", self.jti)
+    }
+}
+
 impl SessionKeys {
     pub fn new(secret: &[u8], daemon_id: &str) -> Self {
         let audience = format!("bursar:{daemon_id}");
@@ -185,6 +191,17 @@ mod tests {
     fn check(keys: &SessionKeys, record: &SessionRecord, token: &str, now: i64) -> Result<(), SessionError> {
         let (claims, _) = keys.decode(token)?;
         verify_record(record, &claims, token, now)
+    }
+
+    #[test]
+    fn debug_of_a_minted_token_hides_it() {
+        let keys = SessionKeys::new(&[9u8; 32], "daemon-a");
+        let minted = keys.mint(SessionId::new(), WalletId::new(), 1_000, 1_060);
+        let shown = format!("{minted:?}");
+        assert!(
+            !shown.contains(&minted.token) && shown.contains("[REDACTED]"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -17,17 +17,56 @@ fn invalid(field: &str, err: impl std::fmt::Display) -> ServiceError {
     ServiceError::InvalidInput(format!("{field}: {err}"))
 }
 
+/// Upper bounds of the strings callers send, in characters: anything longer is a 400 that
+/// names the field, before it reaches a log line, the audit log or the store. The request
+/// body limit (`server.max_body_bytes`) bounds the whole; these bound each field.
+pub mod limits {
+    /// Wallet names (`WalletName` also refuses control and invisible characters).
+    pub const NAME: usize = 64;
+    /// Ids, chain names, policy types, audit kinds.
+    pub const ID: usize = 64;
+    /// Recipient, token and owner addresses (EVM 42, Solana at most 44).
+    pub const ADDRESS: usize = 128;
+    /// Decimal and integer amount strings (a U256 has at most 78 digits).
+    pub const AMOUNT: usize = 100;
+    pub const IDEMPOTENCY_KEY: usize = 128;
+    pub const MEMO: usize = 256;
+    /// The kill switch's reason.
+    pub const REASON: usize = 256;
+    /// A policy's rules, as compact JSON (bytes): room for a whitelist of ~700 addresses.
+    pub const POLICY_RULES_BYTES: usize = 32 * 1024;
+}
+
+/// Refuses `value` when it has more than `max` characters.
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), ServiceError> {
+    // Bytes bound characters from above: most values never need counting.
+    if value.len() > max && value.chars().count() > max {
+        return Err(ServiceError::InvalidInput(format!(
+            "{field} is too long: at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn bounded_opt(field: &str, value: Option<&str>, max: usize) -> Result<(), ServiceError> {
+    value.map_or(Ok(()), |v| bounded(field, v, max))
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWallet {
     /// A label for the operator (1-64 characters).
+    #[schemars(length(min = 1, max = 64))]
     pub name: String,
     /// A configured chain name (`[chains.<name>]` in config.toml), e.g. `anvil`.
+    #[schemars(length(max = 64))]
     pub chain: String,
 }
 
 impl CreateWallet {
     pub fn parse(self) -> Result<(WalletName, ChainName), ServiceError> {
+        bounded("name", &self.name, limits::NAME)?;
+        bounded("chain", &self.chain, limits::ID)?;
         Ok((
             self.name.parse().map_err(|e| invalid("name", e))?,
             self.chain.parse().map_err(|e| invalid("chain", e))?,
@@ -78,6 +117,7 @@ impl From<WalletRecord> for Wallet {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSession {
     /// The one wallet this session may act on.
+    #[schemars(length(max = 64))]
     pub wallet_id: String,
     /// Token lifetime; default and ceiling from `[sessions]` in config.toml.
     pub ttl_seconds: Option<u64>,
@@ -89,6 +129,7 @@ pub struct CreateSession {
 
 impl CreateSession {
     pub fn parse(self) -> Result<NewSession, ServiceError> {
+        bounded("walletId", &self.wallet_id, limits::ID)?;
         Ok(NewSession {
             wallet_id: self.wallet_id.parse().map_err(|e| invalid("walletId", e))?,
             ttl_seconds: self.ttl_seconds,
@@ -127,7 +168,7 @@ impl From<SessionRecord> for Session {
 }
 
 /// A session together with its token: returned only by create and renew.
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionToken {
     pub id: String,
@@ -137,6 +178,19 @@ pub struct SessionToken {
     pub expires_at: String,
     pub absolute_expires_at: String,
     pub renewals_left: u32,
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionToken")
+            .field("id", &self.id)
+            .field("wallet_id", &self.wallet_id)
+            .field("token", &"[REDACTED]")
+            .field("expires_at", &self.expires_at)
+            .field("absolute_expires_at", &self.absolute_expires_at)
+            .field("renewals_left", &self.renewals_left)
+            .finish()
+    }
 }
 
 impl From<IssuedSession> for SessionToken {
@@ -157,11 +211,13 @@ impl From<IssuedSession> for SessionToken {
 pub struct SessionFilter {
     /// Only this wallet's entries.
     #[serde(rename = "walletId")]
+    #[schemars(length(max = 64))]
     pub wallet_id: Option<String>,
 }
 
 impl SessionFilter {
     pub fn parse(self) -> Result<Option<WalletId>, ServiceError> {
+        bounded_opt("walletId", self.wallet_id.as_deref(), limits::ID)?;
         self.wallet_id
             .map(|w| w.parse().map_err(|e| invalid("walletId", e)))
             .transpose()
@@ -192,7 +248,15 @@ impl From<WalletRecord> for WalletAddress {
 #[serde(deny_unknown_fields)]
 pub struct BalanceQuery {
     /// ERC-20 / SPL token address; absent for the native asset.
+    #[schemars(length(max = 128))]
     pub token: Option<String>,
+}
+
+impl BalanceQuery {
+    pub fn token(&self) -> Result<Option<&str>, ServiceError> {
+        bounded_opt("token", self.token.as_deref(), limits::ADDRESS)?;
+        Ok(self.token.as_deref())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -229,8 +293,61 @@ impl From<WalletBalance> for BalanceDto {
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetMaster {
-    /// Every key and stored secret is re-sealed under it in one atomic commit.
+    /// Every key and stored secret is re-sealed under it in one atomic commit. 12-1024
+    /// characters of printable ASCII (letters, digits, punctuation; spaces only inside): it
+    /// travels in the `X-Master-Password` header afterwards.
+    #[schemars(length(min = 12, max = 1024), regex(pattern = "^[!-~]([ -~]*[!-~])?$"))]
     pub new_password: String,
+    /// What to do with the daemon's `<data>/recovery.key`, if there is one: `keep` (default:
+    /// rewritten with the new password in the same step, so a plain `bursar start` keeps
+    /// working) or `delete`. None is ever created.
+    #[serde(default)]
+    pub recovery_key: RecoveryKeyChoice,
+}
+
+/// What `set-master` does with `<data>/recovery.key`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RecoveryKeyChoice {
+    #[default]
+    Keep,
+    Delete,
+}
+
+impl From<RecoveryKeyChoice> for crate::service::RecoveryKeyChoice {
+    fn from(c: RecoveryKeyChoice) -> Self {
+        match c {
+            RecoveryKeyChoice::Keep => Self::Keep,
+            RecoveryKeyChoice::Delete => Self::Delete,
+        }
+    }
+}
+
+/// The password changed; what happened to `<data>/recovery.key`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetMasterResult {
+    pub ok: bool,
+    /// `rewritten` (it holds the new password), `deleted`, `absent` (there was none), or
+    /// `notUpdated` (it still holds the old password; see the daemon log).
+    #[schemars(extend("enum" = ["rewritten", "deleted", "absent", "notUpdated"]))]
+    pub recovery_key: String,
+}
+
+impl From<crate::service::RecoveryKeyOutcome> for SetMasterResult {
+    fn from(o: crate::service::RecoveryKeyOutcome) -> Self {
+        use crate::service::RecoveryKeyOutcome as O;
+        let recovery_key = match o {
+            O::Rewritten => "rewritten",
+            O::Deleted => "deleted",
+            O::Absent => "absent",
+            O::NotUpdated => "notUpdated",
+        };
+        Self {
+            ok: true,
+            recovery_key: recovery_key.to_owned(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SetMaster {
@@ -243,8 +360,10 @@ impl std::fmt::Debug for SetMaster {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only entries of this kind, e.g. `wallet_created`.
+    #[schemars(length(max = 64))]
     pub kind: Option<String>,
     /// Only entries about this wallet.
+    #[schemars(length(max = 64))]
     pub wallet_id: Option<String>,
     /// Only entries after this sequence number.
     pub after_seq: Option<u64>,
@@ -255,6 +374,20 @@ pub struct AuditQuery {
     /// `kind` or `walletId`, one answer reads at most 10,000 entries: a short page with
     /// `X-Next-Before` means "more may match further back".
     pub limit: Option<usize>,
+}
+
+impl AuditQuery {
+    pub fn parse(self) -> Result<crate::store::AuditFilter, ServiceError> {
+        bounded_opt("kind", self.kind.as_deref(), limits::ID)?;
+        bounded_opt("walletId", self.wallet_id.as_deref(), limits::ID)?;
+        Ok(crate::store::AuditFilter {
+            kind: self.kind,
+            wallet_id: self.wallet_id,
+            after_seq: self.after_seq,
+            before: self.before,
+            limit: self.limit,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -341,29 +474,47 @@ impl ApiJsonBody for SetMaster {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Transfer {
     /// Recipient address.
+    #[schemars(length(max = 128))]
     pub to: String,
     /// Decimal string in whole units ("0.05"); exactly one of `amount`, `amountBaseUnits`.
+    #[schemars(length(max = 100))]
     pub amount: Option<String>,
     /// Integer string in base units.
+    #[schemars(length(max = 100))]
     pub amount_base_units: Option<String>,
     /// Token contract; absent (or "native") for the chain's native asset.
+    #[schemars(length(max = 128))]
     pub token: Option<String>,
     /// Required for send (reuse it on retry); ignored by check.
     #[serde(default)]
+    #[schemars(length(max = 128))]
     pub idempotency_key: Option<String>,
+    /// A note kept with the transfer (at most 256 characters; control and invisible
+    /// characters are dropped).
+    #[schemars(length(max = 256))]
     pub memo: Option<String>,
 }
 
 impl Transfer {
-    pub fn into_request(self) -> crate::service::TransferRequest {
-        crate::service::TransferRequest {
+    pub fn into_request(self) -> Result<crate::service::TransferRequest, ServiceError> {
+        bounded("to", &self.to, limits::ADDRESS)?;
+        bounded_opt("amount", self.amount.as_deref(), limits::AMOUNT)?;
+        bounded_opt("amountBaseUnits", self.amount_base_units.as_deref(), limits::AMOUNT)?;
+        bounded_opt("token", self.token.as_deref(), limits::ADDRESS)?;
+        bounded_opt(
+            "idempotencyKey",
+            self.idempotency_key.as_deref(),
+            limits::IDEMPOTENCY_KEY,
+        )?;
+        bounded_opt("memo", self.memo.as_deref(), limits::MEMO)?;
+        Ok(crate::service::TransferRequest {
             to: self.to,
             amount: self.amount,
             amount_base_units: self.amount_base_units,
             token: self.token,
             idempotency_key: self.idempotency_key.unwrap_or_default(),
             memo: self.memo,
-        }
+        })
     }
 }
 
@@ -535,13 +686,32 @@ pub struct TxQuery {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreatePolicy {
+    #[schemars(length(max = 64))]
     pub wallet_id: String,
     /// `SPENDING_LIMIT`, `WHITELIST`, `ALLOWED_TOKENS`, `RATE_LIMIT`, `TIME_RESTRICTION`, …;
     /// an unknown type is refused with 400.
     #[serde(rename = "type")]
+    #[schemars(length(max = 64))]
     pub kind: String,
-    /// The type's rules (snake_case keys); an unknown field is refused with 400.
+    /// The type's rules (snake_case keys); an unknown field is refused with 400. At most
+    /// 32 KiB as compact JSON.
     pub rules: serde_json::Value,
+}
+
+impl CreatePolicy {
+    /// The bounds; the policy parser checks the rest.
+    pub fn check_bounds(&self) -> Result<(), ServiceError> {
+        bounded("walletId", &self.wallet_id, limits::ID)?;
+        bounded("type", &self.kind, limits::ID)?;
+        let size = serde_json::to_vec(&self.rules).map_or(usize::MAX, |v| v.len());
+        if size > limits::POLICY_RULES_BYTES {
+            return Err(ServiceError::InvalidInput(format!(
+                "rules are too large: at most {} bytes of JSON",
+                limits::POLICY_RULES_BYTES
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
@@ -571,7 +741,15 @@ impl From<crate::store::records::PolicyRecord> for PolicyDto {
 #[serde(deny_unknown_fields)]
 pub struct SetOwner {
     /// The owner's address on the wallet's chain (state GRACE until their first signature).
+    #[schemars(length(max = 128))]
     pub address: String,
+}
+
+impl SetOwner {
+    pub fn address(&self) -> Result<&str, ServiceError> {
+        bounded("address", &self.address, limits::ADDRESS)?;
+        Ok(&self.address)
+    }
 }
 
 impl ApiJsonBody for Transfer {}
@@ -665,8 +843,32 @@ pub struct KillSwitch {
     /// `true` freezes, `false` lifts.
     pub on: bool,
     /// One wallet; absent for every wallet.
+    #[schemars(length(max = 64))]
     pub wallet_id: Option<String>,
+    /// Why, for the audit log and the notification (at most 256 characters; control and
+    /// invisible characters are dropped).
+    #[schemars(length(max = 256))]
     pub reason: Option<String>,
+}
+
+impl KillSwitch {
+    /// The wallet id, bounded (parsed by the caller).
+    pub fn wallet_id(&self) -> Result<Option<&str>, ServiceError> {
+        bounded_opt("walletId", self.wallet_id.as_deref(), limits::ID)?;
+        Ok(self.wallet_id.as_deref())
+    }
+
+    /// The reason as it may enter a log line and the audit log: bounded, then stripped of
+    /// control, bidi and zero-width characters.
+    pub fn reason(&self) -> Result<String, ServiceError> {
+        bounded_opt("reason", self.reason.as_deref(), limits::REASON)?;
+        let reason = crate::domain::sanitize::chain_string(self.reason.as_deref().unwrap_or(""), limits::REASON);
+        Ok(if reason.is_empty() {
+            "pulled by the operator".to_owned()
+        } else {
+            reason
+        })
+    }
 }
 
 impl ApiJsonBody for KillSwitch {}
@@ -709,5 +911,71 @@ impl From<crate::service::KillSwitchReport> for KillSwitchReport {
             transactions_cancelled: r.transactions_cancelled,
             needs_owner_signature: r.needs_owner_signature,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_session_token_hides_the_token() {
+        let t = SessionToken {
+            id: "s1".into(),
+            wallet_id: "w1".into(),
+            token: "eyJhbGciOiJIUzI1NiJ9.secret.signature".into(),
+            expires_at: String::new(),
+            absolute_expires_at: String::new(),
+            renewals_left: 1,
+        };
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("[REDACTED]") && shown.contains("s1"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn free_text_fields_are_bounded() {
+        let ks = |reason: &str| KillSwitch {
+            on: true,
+            wallet_id: None,
+            reason: Some(reason.to_owned()),
+        };
+        let err = ks(&"x".repeat(60_000)).reason().unwrap_err().to_string();
+        assert!(err.contains("reason is too long: at most 256"), "{err}");
+        assert_eq!(ks("stop\u{202e} now\n").reason().unwrap(), "stop now");
+        assert_eq!(ks(&"é".repeat(256)).reason().unwrap().chars().count(), 256);
+        assert_eq!(ks("").reason().unwrap(), "pulled by the operator");
+
+        let transfer = |memo: &str| Transfer {
+            to: "0x00".into(),
+            amount: Some("1".into()),
+            amount_base_units: None,
+            token: None,
+            idempotency_key: Some("k".into()),
+            memo: Some(memo.to_owned()),
+        };
+        assert!(transfer(&"m".repeat(256)).into_request().is_ok());
+        let err = transfer(&"m".repeat(257)).into_request().unwrap_err().to_string();
+        assert!(err.contains("memo is too long"), "{err}");
+
+        let policy = CreatePolicy {
+            wallet_id: "w".into(),
+            kind: "WHITELIST".into(),
+            rules: serde_json::json!({ "allowed_addresses": vec!["0x0000000000000000000000000000000000000000"; 1000] }),
+        };
+        assert!(
+            policy
+                .check_bounds()
+                .unwrap_err()
+                .to_string()
+                .contains("rules are too large")
+        );
+        let wallet = CreateWallet {
+            name: "n".repeat(65),
+            chain: "anvil".into(),
+        };
+        assert!(wallet.parse().unwrap_err().to_string().contains("name is too long"));
     }
 }

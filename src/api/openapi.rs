@@ -236,7 +236,8 @@ pub fn docs() -> Vec<Doc> {
         op("admin_shutdown", M::POST, "/v1/admin/shutdown", "Stop the daemon gracefully"),
         op("admin_set_master", M::PUT, "/v1/admin/master-password", "Change the master password")
             .describe("Re-seals every key and stored secret under the new password in one atomic commit.")
-            .body::<dto::SetMaster>(),
+            .body::<dto::SetMaster>()
+            .ok::<dto::SetMasterResult>(),
         op(
             "admin_rotate_session_secret",
             M::POST,

@@ -7,7 +7,6 @@ use super::dto::{self, ApiJsonBody};
 use super::error::ApiError;
 use super::server::AppState;
 use crate::service::{MasterAuth, ServiceError, SessionAuth};
-use crate::store::AuditFilter;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode, request::Parts};
@@ -295,7 +294,7 @@ async fn wallet_balance(
     Extension(a): Session,
     ApiQuery(q): ApiQuery<dto::BalanceQuery>,
 ) -> ApiResult<dto::BalanceDto> {
-    Ok(Json(s.service.balance(&a, q.token.as_deref()).await?.into()))
+    Ok(Json(s.service.balance(&a, q.token()?).await?.into()))
 }
 
 async fn audit_list(
@@ -303,14 +302,7 @@ async fn audit_list(
     Extension(m): Master,
     ApiQuery(q): ApiQuery<dto::AuditQuery>,
 ) -> Result<Paged<crate::store::AuditEntry>, ApiError> {
-    let filter = AuditFilter {
-        kind: q.kind,
-        wallet_id: q.wallet_id,
-        after_seq: q.after_seq,
-        before: q.before,
-        limit: q.limit,
-    };
-    Ok(s.service.audit_list(&m, &filter)?.into())
+    Ok(s.service.audit_list(&m, &q.parse()?)?.into())
 }
 
 async fn audit_verify(State(s): State<AppState>, Extension(m): Master) -> ApiResult<crate::store::AuditVerification> {
@@ -330,14 +322,15 @@ async fn admin_set_master(
     State(s): State<AppState>,
     Extension(m): Master,
     ApiJson(body): ApiJson<dto::SetMaster>,
-) -> ApiResult<dto::Ok> {
+) -> ApiResult<dto::SetMasterResult> {
     let new = crate::secret::Passphrase::from(body.new_password);
+    let recovery_key = body.recovery_key.into();
     let service = s.service.clone();
     // The KDF takes tens of milliseconds: keep it off the async workers.
-    tokio::task::spawn_blocking(move || service.set_master(&m, &new))
+    let outcome = tokio::task::spawn_blocking(move || service.set_master(&m, &new, recovery_key))
         .await
         .map_err(|_| internal())??;
-    Ok(Json(dto::Ok { ok: true }))
+    Ok(Json(outcome.into()))
 }
 
 async fn admin_rotate_session_secret(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::Ok> {
@@ -353,7 +346,7 @@ async fn wallet_set_owner(
 ) -> ApiResult<dto::Wallet> {
     Ok(Json(
         s.service
-            .set_owner(&m, id.parse().map_err(invalid_id)?, &body.address)?
+            .set_owner(&m, id.parse().map_err(invalid_id)?, body.address()?)?
             .into(),
     ))
 }
@@ -363,6 +356,7 @@ async fn policy_add(
     Extension(m): Master,
     ApiJson(body): ApiJson<dto::CreatePolicy>,
 ) -> Result<(StatusCode, Json<dto::PolicyDto>), ApiError> {
+    body.check_bounds()?;
     let wallet = body.wallet_id.parse().map_err(invalid_id)?;
     Ok((
         StatusCode::CREATED,
@@ -403,7 +397,7 @@ async fn tx_send(
     Extension(a): Session,
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Transaction> {
-    let tx: dto::Transaction = s.service.send(&a, &body.into_request()).await?.into();
+    let tx: dto::Transaction = s.service.send(&a, &body.into_request()?).await?.into();
     if tx.status == crate::domain::TxState::Denied.as_str() {
         return Err(ApiError::policy_denied(tx));
     }
@@ -415,7 +409,7 @@ async fn tx_check(
     Extension(a): Session,
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Check> {
-    Ok(Json(s.service.check_transfer(&a, &body.into_request()).await?.into()))
+    Ok(Json(s.service.check_transfer(&a, &body.into_request()?).await?.into()))
 }
 
 async fn tx_list(
@@ -556,15 +550,9 @@ async fn admin_kill_switch(
     headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<dto::KillSwitch>,
 ) -> ApiResult<Vec<dto::KillSwitchReport>> {
-    let wallet = body
-        .wallet_id
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(invalid_id)?;
+    let wallet = body.wallet_id()?.map(str::parse).transpose().map_err(invalid_id)?;
     let reports = if body.on {
-        let reason = body.reason.as_deref().unwrap_or("pulled by the operator");
-        let reason = crate::domain::sanitize::chain_string(reason, 200);
+        let reason = body.reason()?;
         s.service.kill_switch_on_master(&m, wallet, &reason).await?
     } else {
         let proof = super::server::owner_proof(&headers)?;

@@ -427,12 +427,43 @@ impl EvmChain {
         }
     }
 
+    /// A failed call to a token method. The node *answering* that the call failed in the EVM
+    /// (a revert, an invalid opcode, no or undecodable return data) means the contract is not
+    /// an ERC-20 token: the caller's mistake, a 400. Only a failure to get an answer (a
+    /// transport error, an HTTP status, a non-EVM error response) means the chain is
+    /// unavailable.
     fn contract_error(&self, token: EvmAddress, err: alloy::contract::Error) -> ChainError {
         match err {
+            alloy::contract::Error::TransportError(RpcError::ErrorResp(payload))
+                if is_execution_failure(payload.code, &payload.message, payload.as_revert_data().is_some()) =>
+            {
+                tracing::debug!(chain = %self.config.name, code = payload.code, "token call failed in the EVM");
+                ChainError::NotAToken(token.to_checksum(None))
+            }
             alloy::contract::Error::TransportError(e) => self.rpc_error(e),
             _ => ChainError::NotAToken(token.to_checksum(None)),
         }
     }
+}
+
+/// Whether an `eth_call` error response says the call ran and failed in the EVM: code 3
+/// (EIP-1474 "execution reverted", geth and anvil), revert data, or the wording nodes use for
+/// a halt (geth `invalid opcode`, anvil `EVM error InvalidFEOpcode`, Nethermind `VM execution
+/// error`, out of gas, stack errors, bad jumps).
+fn is_execution_failure(code: i64, message: &str, has_revert_data: bool) -> bool {
+    const HALTS: [&str; 9] = [
+        "revert",
+        "invalid opcode",
+        "evm error",
+        "vm execution error",
+        "out of gas",
+        "stack underflow",
+        "stack overflow",
+        "invalid jump",
+        "bad instruction",
+    ];
+    let message = message.to_ascii_lowercase();
+    code == 3 || has_revert_data || HALTS.iter().any(|h| message.contains(h))
 }
 
 /// Attaches the signature and encodes the EIP-2718 envelope.
@@ -449,5 +480,33 @@ fn evm_address(address: &Address) -> Result<EvmAddress, ChainError> {
     match address {
         Address::Evm(a) => Ok(*a),
         Address::Solana(_) => Err(ChainError::InvalidInput("not an EVM address".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evm_failures_are_told_from_an_unavailable_node() {
+        for (code, message) in [
+            (3, "execution reverted"),
+            (-32000, "execution reverted: nope"),
+            (-32603, "EVM error InvalidFEOpcode"),
+            (-32000, "invalid opcode: INVALID"),
+            (-32015, "VM execution error."),
+            (-32000, "out of gas"),
+        ] {
+            assert!(is_execution_failure(code, message, false), "{code} {message}");
+        }
+        for (code, message) in [
+            (-32005, "limit exceeded"),
+            (-32000, "header not found"),
+            (-32603, "internal error"),
+            (429, "Too Many Requests"),
+        ] {
+            assert!(!is_execution_failure(code, message, false), "{code} {message}");
+        }
+        assert!(is_execution_failure(-32000, "call failed", true), "revert data decides");
     }
 }

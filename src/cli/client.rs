@@ -23,6 +23,16 @@ pub enum Credential {
     Session(Passphrase),
 }
 
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::None => "Credential::None",
+            Credential::Master(_) => "Credential::Master([REDACTED])",
+            Credential::Session(_) => "Credential::Session([REDACTED])",
+        })
+    }
+}
+
 /// The daemon's URL: `--url` > `BURSAR_URL` > the default loopback address.
 pub fn daemon_url(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("BURSAR_URL").ok().filter(|u| !u.is_empty()))
@@ -42,9 +52,18 @@ pub fn http_client() -> CliResult<reqwest::Client> {
 
 impl Client {
     pub fn new(url: Option<String>, credential: Credential) -> CliResult<Self> {
+        let base = daemon_url(url);
+        if let Credential::Master(password) = &credential {
+            check_master_header(password)?;
+            if let Some(host) = plain_http_remote_host(&base) {
+                eprintln!(
+                    "warning: sending the master password over plain http:// to {host}, which is not loopback: anyone on the path can read it; use https:// (a TLS proxy) or an SSH tunnel"
+                );
+            }
+        }
         Ok(Self {
             http: http_client()?,
-            base: daemon_url(url),
+            base,
             credential,
         })
     }
@@ -125,5 +144,70 @@ impl Client {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => denied(err),
             _ => CliError::from(err),
         })
+    }
+}
+
+/// Refuses, with the reason, a master password no `X-Master-Password` header can carry
+/// (without this, the request fails to build and reads as "cannot reach the daemon").
+fn check_master_header(password: &Passphrase) -> CliResult {
+    if reqwest::header::HeaderValue::from_str(password.expose_secret()).is_ok() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "the master password contains a character that the X-Master-Password header cannot carry (a control character such as NUL or a newline)\ncheck its source: a password file holds it on one line (one trailing newline is fine)"
+    )
+    .into())
+}
+
+/// The host of an `http://` daemon URL that is not loopback (where the master password would
+/// cross a network in clear), or `None`.
+fn plain_http_remote_host(base: &str) -> Option<String> {
+    let url = reqwest::Url::parse(base).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?;
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_to_a_remote_host_is_flagged() {
+        for local in [
+            "http://127.0.0.1:3100",
+            "http://localhost:3100",
+            "http://[::1]:3100",
+            "http://127.0.0.2",
+            "https://bursar.example",
+        ] {
+            assert_eq!(plain_http_remote_host(local), None, "{local}");
+        }
+        assert_eq!(
+            plain_http_remote_host("http://10.0.0.5:3100").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(
+            plain_http_remote_host("http://bursar.example").as_deref(),
+            Some("bursar.example")
+        );
+    }
+
+    #[test]
+    fn a_password_no_header_can_carry_is_a_clear_error() {
+        let nul = Passphrase::from("\u{0}".repeat(40));
+        let err = check_master_header(&nul).unwrap_err().error.to_string();
+        assert!(err.contains("X-Master-Password header cannot carry"), "{err}");
+        assert!(check_master_header(&Passphrase::from("fine password 123".to_owned())).is_ok());
+        let cred = Credential::Master(Passphrase::from("hunter2hunter2".to_owned()));
+        assert!(!format!("{cred:?}").contains("hunter2"));
     }
 }

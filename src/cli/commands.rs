@@ -1,5 +1,6 @@
 //! One function per command: convert arguments, one call (service or REST), print.
 
+use super::agent::{self, TokenDir};
 use super::client::{Client, Credential};
 use super::{
     AuditCommand, Cli, CliError, CliResult, Command, Output, PolicyCommand, SessionCommand, TxCommand, WalletCommand,
@@ -37,13 +38,16 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
             ttl,
             max_renewals,
             absolute_lifetime,
+            agent,
         } => {
             let lifetime = Lifetime {
                 ttl,
                 max_renewals,
                 absolute_lifetime,
             };
-            quickset(&data_dir, master_client(&data_dir, cli.url)?, lifetime, out).await
+            // Refuse before anything is created or a password is asked for.
+            let tokens = TokenDir::prepare(&data_dir, &agent::token_dir(&agent), &agent, out)?;
+            quickset(&tokens, master_client(&data_dir, cli.url)?, lifetime, out).await
         }
         Command::SetMaster {
             new_password_file,
@@ -61,7 +65,27 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
             .await
         }
         Command::Wallet(cmd) => wallet(cmd, master_client(&data_dir, cli.url)?, out).await,
-        Command::Session(cmd) => session(cmd, &data_dir, master_client(&data_dir, cli.url)?, out).await,
+        Command::Session(SessionCommand::Prompt { token_file, agent }) => {
+            let dir = match &token_file {
+                Some(file) => file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_owned(),
+                None => agent::token_dir(&agent),
+            };
+            // Refuse before anything is created or a password is asked for.
+            let tokens = TokenDir::prepare(&data_dir, &dir, &agent, out)?;
+            let file = match token_file {
+                Some(f) => Some(tokens.dir.join(f.file_name().ok_or_else(|| CliError {
+                    code: 2,
+                    error: anyhow!("--token-file {} names no file", f.display()),
+                })?)),
+                None => None,
+            };
+            session_prompt(&tokens, file, master_client(&data_dir, cli.url)?, out).await
+        }
+        Command::Session(cmd) => session(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Audit(cmd) => audit(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Policy(cmd) => policy(cmd, master_client(&data_dir, cli.url)?, out).await,
         Command::Tx(TxCommand::Cancel { id, operator: true }) => {
@@ -94,10 +118,12 @@ struct Lifetime {
     absolute_lifetime: u64,
 }
 
-/// A session for `wallet`, its token written to `<data>/agents/<wallet id>.token` (0600).
-/// Returns the token file: configs point at it, so the token itself is never printed.
+/// A session for `wallet`, its token written to `file` or `<token dir>/<session id>.token`
+/// (0600, outside the data dir). Returns the token file: configs point at it, so the token
+/// itself is never printed.
 async fn agent_session(
-    data_dir: &Path,
+    tokens: &TokenDir,
+    file: Option<PathBuf>,
     client: &Client,
     wallet: &dto::Wallet,
     life: &Lifetime,
@@ -106,10 +132,8 @@ async fn agent_session(
         "walletId": wallet.id, "ttlSeconds": life.ttl, "maxRenewals": life.max_renewals, "absoluteLifetimeSeconds": life.absolute_lifetime
     });
     let session: dto::SessionToken = client.send(Method::POST, "/v1/sessions", &body).await?;
-    let dir = data_dir.join("agents");
-    config::create_data_dir(&dir).context("creating the agents directory")?;
-    let file = dir.join(format!("{}.token", session.id));
-    config::write_private_file(&file, session.token.as_bytes()).context("writing the token file")?;
+    let file = file.unwrap_or_else(|| tokens.dir.join(format!("{}.token", session.id)));
+    tokens.write(&file, &session.token)?;
     Ok((session, file))
 }
 
@@ -131,7 +155,7 @@ fn mcp_config_block(client: &Client, servers: &[(String, PathBuf)]) -> serde_jso
     serde_json::json!({ "mcpServers": entries })
 }
 
-async fn quickset(data_dir: &Path, client: Client, life: Lifetime, out: &Output) -> CliResult {
+async fn quickset(tokens: &TokenDir, client: Client, life: Lifetime, out: &Output) -> CliResult {
     let status: dto::Status = client.get("/v1/admin/status").await?;
     let existing: Vec<dto::Wallet> = client.get("/v1/wallets").await?;
     let mut servers = Vec::new();
@@ -149,13 +173,13 @@ async fn quickset(data_dir: &Path, client: Client, life: Lifetime, out: &Output)
                     .await?
             }
         };
-        let (_, file) = agent_session(data_dir, &client, &wallet, &life).await?;
+        let (_, file) = agent_session(tokens, None, &client, &wallet, &life).await?;
         servers.push((format!("bursar-{chain}"), file));
     }
     let block = mcp_config_block(&client, &servers);
     out.emit(&block, |b| {
         format!(
-            "{}\n\nPaste this into claude_desktop_config.json. Tokens are in the 0600 files it names; with no policy every transfer needs the owner's approval (`bursar policy add`).",
+            "{}\n\nPaste this into claude_desktop_config.json. Tokens are in the 0600 files it names (outside the data dir); with no policy every transfer needs the owner's approval (`bursar policy add`).\nSafest: run the agent host under its own OS user, which can read the token files but not the data dir.",
             serde_json::to_string_pretty(b).unwrap_or_default()
         )
     });
@@ -183,7 +207,7 @@ fn ask_number<T: std::str::FromStr + std::fmt::Display>(question: &str, default:
     })
 }
 
-async fn session_prompt(data_dir: &Path, client: Client, out: &Output) -> CliResult {
+async fn session_prompt(tokens: &TokenDir, file: Option<PathBuf>, client: Client, out: &Output) -> CliResult {
     let wallets: Vec<dto::Wallet> = client.get("/v1/wallets").await?;
     if wallets.is_empty() {
         return Err(
@@ -211,7 +235,7 @@ async fn session_prompt(data_dir: &Path, client: Client, out: &Output) -> CliRes
         let body = serde_json::json!({ "walletId": wallet.id, "type": "SPENDING_LIMIT", "rules": { "instant_max": instant_max } });
         let _: dto::PolicyDto = client.send(Method::POST, "/v1/policies", &body).await?;
     }
-    let (_, file) = agent_session(data_dir, &client, wallet, &life).await?;
+    let (_, file) = agent_session(tokens, file, &client, wallet, &life).await?;
     let block = mcp_config_block(&client, &[(format!("bursar-{}", wallet.name.replace(' ', "-")), file)]);
     out.emit(&block, |b| {
         format!(
@@ -382,6 +406,9 @@ fn init(data_dir: &Path, auto_provision: bool, out: &Output) -> CliResult {
         let password = crate::secret::generate_passphrase();
         (password, true)
     } else if let Some(found) = password::from_sources(data_dir)? {
+        // The same rule as the prompt and set-master: a password the header cannot carry
+        // (or a short one) would be a store the master API can never be used on.
+        password::check_new(&found)?;
         if let Some(w) = &found.warning {
             out.note(&format!("warning: {w}"));
         }
@@ -452,12 +479,14 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
         tracing::warn!("{w}");
     }
     let bind = cfg.server.bind;
-    let store_dir = data_dir.join(STORE_DIR);
     let started = std::time::Instant::now();
-    let service = tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &found.password))
-        .await
-        .map_err(|e| anyhow!("unlock task failed: {e}"))?
-        .map_err(service_error)?;
+    let service = unlock(data_dir, cfg, found).await?;
+    // A store made by an older bursar (or sled under another umask) may hold 0644 files.
+    match config::tighten_store_permissions(data_dir) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(paths = n, "made the store's files 0600 and directories 0700"),
+        Err(err) => return Err(anyhow!("securing the store's permissions: {err}").into()),
+    }
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -471,6 +500,57 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
         .context("serving")?;
     tracing::info!("bursar stopped");
     Ok(())
+}
+
+/// Opens and unlocks the store, and settles what an interrupted `set-master` left behind: a
+/// staged `recovery.key.new` is renamed over `recovery.key` when it holds the password that
+/// opens the store (the change committed) and deleted otherwise (it never did).
+async fn unlock(data_dir: &Path, cfg: Config, found: password::Found) -> CliResult<Service> {
+    let store_dir = data_dir.join(STORE_DIR);
+    let open = |cfg: Config, password: crate::secret::Passphrase| {
+        let store_dir = store_dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || Service::open(&store_dir, cfg, &password).map(|s| (s, password)))
+                .await
+                .map_err(|e| CliError::from(anyhow!("unlock task failed: {e}")))
+        }
+    };
+    let recovery = config::RecoveryKey::in_dir(data_dir);
+    let from_recovery_key = found.source == password::Source::RecoveryKey;
+    let (service, password) = match open(cfg.clone(), found.password).await? {
+        Ok(opened) => opened,
+        Err(ServiceError::WrongPassword) if from_recovery_key && recovery.staged.exists() => {
+            let staged = config::read_secret_file(&recovery.staged)?;
+            open(cfg, staged).await?.map_err(|err| match err {
+                ServiceError::WrongPassword => stale_recovery_key(&recovery),
+                other => service_error(other),
+            })?
+        }
+        Err(ServiceError::WrongPassword) if from_recovery_key => return Err(stale_recovery_key(&recovery)),
+        Err(err) => return Err(service_error(err)),
+    };
+    if recovery.staged.exists() {
+        let staged = config::read_secret_file(&recovery.staged).ok();
+        let committed = recovery.exists()
+            && staged.is_some_and(|s| {
+                crate::secret::ct_eq(s.expose_secret().as_bytes(), password.expose_secret().as_bytes())
+            });
+        if committed {
+            recovery.promote_staged().context("completing recovery.key")?;
+            tracing::warn!("an interrupted set-master committed: recovery.key now holds the new master password");
+        } else {
+            recovery.discard_staged().context("removing recovery.key.new")?;
+            tracing::warn!("an interrupted set-master never committed: removed its staged recovery.key.new");
+        }
+    }
+    Ok(service)
+}
+
+fn stale_recovery_key(recovery: &config::RecoveryKey) -> CliError {
+    denied(anyhow!(
+        "wrong master password: {} does not open the store (it may hold a password from before `bursar set-master`)\nstart with the current password (BURSAR_MASTER_PASSWORD_FILE, or on a terminal after moving recovery.key away), then delete or rewrite recovery.key",
+        recovery.path.display()
+    ))
 }
 
 /// Maps a service error at startup to a message with the fix, and its exit code.
@@ -525,43 +605,51 @@ async fn set_master(
 ) -> CliResult {
     let client = master_client(data_dir, url)?;
     let new = password::new_password(file, "master password")?;
-    let _: dto::Ok = client
+    // Decided before the change: the daemon rewrites or deletes recovery.key in the same step
+    // as the re-encryption, so it never holds a password that no longer opens the store.
+    let recovery = data_dir.join(RECOVERY_KEY_FILE);
+    let remove = if delete {
+        true
+    } else if keep {
+        false
+    } else if recovery.exists() && std::io::stdin().is_terminal() {
+        eprint!(
+            "{} holds the master password in clear; delete it with the change (otherwise it is rewritten with the new password)? [y/N] ",
+            recovery.display()
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        answer.trim().eq_ignore_ascii_case("y")
+    } else {
+        false
+    };
+    let result: dto::SetMasterResult = client
         .send(
             Method::PUT,
             "/v1/admin/master-password",
-            &serde_json::json!({ "newPassword": new.expose_secret() }),
+            &serde_json::json!({
+                "newPassword": new.expose_secret(),
+                "recoveryKey": if remove { "delete" } else { "keep" },
+            }),
         )
         .await?;
-    let recovery = data_dir.join(RECOVERY_KEY_FILE);
-    let mut removed = false;
-    if recovery.exists() {
-        let remove = if delete {
-            true
-        } else if keep {
-            false
-        } else if std::io::stdin().is_terminal() {
-            eprint!(
-                "{} holds the old password and is now useless; delete it? [y/N] ",
-                recovery.display()
-            );
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            answer.trim().eq_ignore_ascii_case("y")
-        } else {
-            false
-        };
-        if remove {
-            std::fs::remove_file(&recovery).context("deleting recovery.key")?;
-            removed = true;
-        } else {
-            out.note(&format!(
-                "note: {} still exists; `bursar doctor` will flag it",
-                recovery.display()
-            ));
-        }
+    match result.recovery_key.as_str() {
+        "rewritten" => out.note(&format!(
+            "note: {} now holds the new password; `bursar doctor` flags it, and `quickset` refuses while an agent could read it",
+            recovery.display()
+        )),
+        "notUpdated" => out.note(&format!(
+            "warning: the daemon could not update {} (see its log): it still holds the OLD password; `bursar start` completes the change from recovery.key.new, or delete recovery.key",
+            recovery.display()
+        )),
+        _ => {}
     }
     out.emit(
-        &serde_json::json!({ "changed": true, "recoveryKeyDeleted": removed }),
+        &serde_json::json!({
+            "changed": true,
+            "recoveryKey": result.recovery_key,
+            "recoveryKeyDeleted": result.recovery_key == "deleted",
+        }),
         |_| "master password changed; every key re-encrypted".into(),
     );
     Ok(())
@@ -598,7 +686,7 @@ async fn wallet(cmd: WalletCommand, client: Client, out: &Output) -> CliResult {
     Ok(())
 }
 
-async fn session(cmd: SessionCommand, data_dir: &Path, client: Client, out: &Output) -> CliResult {
+async fn session(cmd: SessionCommand, client: Client, out: &Output) -> CliResult {
     let show = |s: &dto::Session| {
         format!(
             "{}  wallet {}  expires {}  renewals {}/{}{}",
@@ -648,7 +736,8 @@ async fn session(cmd: SessionCommand, data_dir: &Path, client: Client, out: &Out
                 .await?;
             out.emit(&s, |s| format!("revoked session {}", s.id));
         }
-        SessionCommand::Prompt => return session_prompt(data_dir, client, out).await,
+        // `run` handles it: the token directory is checked before the password is asked for.
+        SessionCommand::Prompt { .. } => {}
         SessionCommand::RotateSecret => {
             let _: dto::Ok = client
                 .send(Method::POST, "/v1/admin/rotate-session-secret", &())

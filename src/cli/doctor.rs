@@ -1,14 +1,14 @@
-//! `bursar doctor`: the security checklist. Permissions of the data dir and secret files,
-//! a lingering recovery.key after `set-master`, secrets in env, a non-loopback bind, weak
-//! KDF parameters, an old JWT secret, the audit chain (its MACs when a master password is
-//! at hand: `_FILE`, env or recovery.key; doctor never prompts). `--fix` repairs what is safe
-//! to repair (permissions).
+//! `bursar doctor`: the security checklist. Permissions of the data dir, the store's files
+//! and secret files, `recovery.key` (stale after `set-master`, or readable while agent
+//! sessions exist), secrets in env, a non-loopback bind, weak KDF parameters, an old JWT
+//! secret, the audit chain (its MACs when a master password is at hand: `_FILE`, env or
+//! recovery.key; doctor never prompts). `--fix` repairs what is safe to repair (permissions).
 
 use super::client::{Client, Credential};
 use super::{CliResult, Output};
 use crate::config::{self, Config, RECOVERY_KEY_FILE, STORE_DIR};
 use crate::keystore::KeystoreMeta;
-use crate::store::records::DaemonRecord;
+use crate::store::records::{DaemonRecord, SessionRecord};
 use crate::store::{Store, StoreError, keys};
 use anyhow::anyhow;
 use serde::Serialize;
@@ -53,19 +53,32 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
             false,
         );
     } else {
-        for g in config::guarded_paths(data_dir) {
+        let store = config::store_paths(data_dir);
+        let store_count = store.len();
+        let mut store_loose = 0;
+        for (g, in_store) in config::guarded_paths(data_dir)
+            .into_iter()
+            .map(|g| (g, false))
+            .chain(store.into_iter().map(|g| (g, true)))
+        {
             let Ok(meta) = std::fs::metadata(&g.path) else {
                 continue;
             };
             let mode = meta.permissions().mode() & 0o777;
             if mode & g.forbid == 0 {
-                add(
-                    "permissions",
-                    Level::Ok,
-                    format!("{} is {mode:04o}", g.path.display()),
-                    false,
-                );
-            } else if fix {
+                // One line for the store's files, not one per sled file.
+                if !in_store {
+                    add(
+                        "permissions",
+                        Level::Ok,
+                        format!("{} is {mode:04o}", g.path.display()),
+                        false,
+                    );
+                }
+                continue;
+            }
+            store_loose += usize::from(in_store);
+            if fix {
                 std::fs::set_permissions(&g.path, std::fs::Permissions::from_mode(g.want))?;
                 add(
                     "permissions",
@@ -87,6 +100,30 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                 );
             }
         }
+        if store_count > 0 && store_loose == 0 {
+            add(
+                "permissions",
+                Level::Ok,
+                format!(
+                    "{}: {store_count} files and directories, all 0600 / 0700",
+                    data_dir.join(STORE_DIR).display()
+                ),
+                false,
+            );
+        }
+    }
+
+    let staged = data_dir.join(config::RECOVERY_KEY_STAGED_FILE);
+    if staged.exists() {
+        add(
+            "recovery_key",
+            Level::Warn,
+            format!(
+                "{} was left by an interrupted set-master; the next `bursar start` keeps or removes it",
+                staged.display()
+            ),
+            false,
+        );
     }
 
     for var in ["BURSAR_MASTER_PASSWORD", "BURSAR_SESSION_TOKEN"] {
@@ -134,6 +171,7 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
     match opened {
         Ok(store) => {
             let meta: Option<KeystoreMeta> = store.get(keys::KEYSTORE)?;
+            let meta_for_recovery = meta.clone();
             let daemon: Option<DaemonRecord> = store.get(keys::DAEMON)?;
             if let Some(meta) = meta {
                 if meta.kdf.is_weak() {
@@ -171,17 +209,25 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
                     format!("session secret is {age_days} day(s) old (rotate with `bursar session rotate-secret`)"),
                     false,
                 );
-                if recovery.exists() && d.master_changed_at.is_some() {
-                    add(
-                        "recovery_key",
-                        Level::Fail,
-                        format!(
-                            "{} lingers after set-master and no longer opens the store; delete it",
-                            recovery.display()
-                        ),
-                        false,
-                    );
-                }
+            }
+            if recovery.exists()
+                && let Some(meta) = &meta_for_recovery
+            {
+                let password = config::read_secret_file(&recovery)?;
+                let (level, detail) = match meta.opens_with(&password) {
+                    Ok(true) => {
+                        let now = crate::service::now();
+                        let sessions: Vec<SessionRecord> = store.list(keys::SESSIONS)?;
+                        let active = sessions
+                            .iter()
+                            .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
+                            .count();
+                        recovery_key_in_use(&recovery, active)
+                    }
+                    Ok(false) => stale_recovery_key(&recovery),
+                    Err(err) => (Level::Fail, format!("keystore: {err}")),
+                };
+                add("recovery_key", level, detail, false);
             }
             // The MACs need the audit key, which needs the master password (one KDF run).
             let verified = match master_password(data_dir) {
@@ -199,28 +245,19 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
         Err(StoreError::Locked) if recovery.exists() => {
             // The daemon is running; ask it whether recovery.key still holds the password.
             let password = config::read_secret_file(&recovery)?;
-            match Client::new(url.clone(), Credential::Master(password))?
-                .get::<serde_json::Value>("/v1/admin/status")
-                .await
-            {
-                Ok(_) => add(
-                    "recovery_key",
-                    Level::Warn,
-                    format!(
-                        "{} holds the master password in a file; keep a copy offline and run `bursar set-master`",
-                        recovery.display()
-                    ),
-                    false,
-                ),
-                Err(err) if err.code == 3 => add(
-                    "recovery_key",
-                    Level::Fail,
-                    format!(
-                        "{} lingers after set-master and no longer opens the store; delete it",
-                        recovery.display()
-                    ),
-                    false,
-                ),
+            let status = match Client::new(url.clone(), Credential::Master(password)) {
+                Ok(client) => client.get::<crate::api::dto::Status>("/v1/admin/status").await,
+                Err(err) => Err(err),
+            };
+            match status {
+                Ok(status) => {
+                    let (level, detail) = recovery_key_in_use(&recovery, status.active_sessions);
+                    add("recovery_key", level, detail, false)
+                }
+                Err(err) if err.code == 3 => {
+                    let (level, detail) = stale_recovery_key(&recovery);
+                    add("recovery_key", level, detail, false)
+                }
                 Err(err) => add("daemon", Level::Warn, format!("{:#}", err.error), false),
             }
         }
@@ -314,6 +351,38 @@ fn audit_check(verified: Result<serde_json::Value, String>) -> (Level, String) {
         format!(
             "{entries} entries, chain verifies{}",
             super::commands::keyed_summary(&v)
+        ),
+    )
+}
+
+/// `recovery.key` opens the store: a warning, or a failure once agents hold sessions — any
+/// agent host running as this OS user can read it.
+fn recovery_key_in_use(recovery: &Path, active_sessions: usize) -> (Level, String) {
+    if active_sessions > 0 {
+        (
+            Level::Fail,
+            format!(
+                "{} holds the master password and {active_sessions} agent session(s) are active: an agent host running as this OS user can read it and take every fund; run `bursar set-master --delete-recovery-key`, or run the agent host under its own OS user and delete this file",
+                recovery.display()
+            ),
+        )
+    } else {
+        (
+            Level::Warn,
+            format!(
+                "{} holds the master password in a file; keep a copy offline and run `bursar set-master --delete-recovery-key` before giving an agent a session",
+                recovery.display()
+            ),
+        )
+    }
+}
+
+fn stale_recovery_key(recovery: &Path) -> (Level, String) {
+    (
+        Level::Fail,
+        format!(
+            "{} no longer opens the store (a password from before set-master); delete it",
+            recovery.display()
         ),
     )
 }

@@ -186,7 +186,7 @@ fn unix_now() -> i64 {
 
 /// Replaces `path` atomically: a new 0600 file next to it (written and fsynced), renamed over
 /// it, then the directory fsynced. A crash leaves the old or the new token, never a mix.
-fn write_token_file(path: &Path, token: &str) -> std::io::Result<()> {
+pub(super) fn write_token_file(path: &Path, token: &str) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),

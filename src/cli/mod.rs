@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 ok, 1 failure, 2 usage, 3 denied (authentication or policy).
 
+mod agent;
 mod client;
 mod commands;
 mod doctor;
@@ -55,8 +56,8 @@ pub enum Command {
     },
     /// Ask the running daemon to shut down
     Stop,
-    /// One wallet per configured chain, a bounded session for each (token in a 0600 file),
-    /// and a ready claude_desktop_config.json block
+    /// One wallet per configured chain, a bounded session for each (token in a 0600 file
+    /// outside the data dir), and a ready claude_desktop_config.json block
     Quickset {
         /// Token lifetime in seconds
         #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
@@ -67,6 +68,8 @@ pub enum Command {
         /// No renewal reaches past this many seconds from now
         #[arg(long, value_name = "SECONDS", default_value_t = 30 * 86_400)]
         absolute_lifetime: u64,
+        #[command(flatten)]
+        agent: AgentFiles,
     },
     /// Show whether the daemon is up (and its state, when a master password is available)
     Status,
@@ -75,10 +78,11 @@ pub enum Command {
         /// Read the new password from this file instead of prompting twice
         #[arg(long, value_name = "PATH")]
         new_password_file: Option<PathBuf>,
-        /// Delete <data>/recovery.key afterwards without asking
+        /// Delete <data>/recovery.key in the same step, without asking
         #[arg(long, conflicts_with = "keep_recovery_key")]
         delete_recovery_key: bool,
-        /// Keep <data>/recovery.key without asking (`doctor` will flag it)
+        /// Keep <data>/recovery.key, rewritten with the new password in the same step, without
+        /// asking (`doctor` flags it; `quickset` refuses while an agent could read it)
         #[arg(long)]
         keep_recovery_key: bool,
     },
@@ -157,7 +161,29 @@ pub enum SessionCommand {
     RotateSecret,
     /// Interactive: pick a wallet, lifetime and an optional basic policy, then print a ready
     /// MCP config block (answers are read line by line from stdin; prompts go to stderr)
-    Prompt,
+    Prompt {
+        /// Write the token to this file (0600; replaced if it exists) instead of
+        /// <token dir>/<session id>.token
+        #[arg(long, value_name = "PATH", conflicts_with = "token_dir")]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        agent: AgentFiles,
+    },
+}
+
+/// Where agent token files go, and the one unsafe escape hatch.
+#[derive(Debug, clap::Args)]
+pub struct AgentFiles {
+    /// Directory for the agent's token files (0700, files 0600), outside the data dir; the
+    /// agent host must be able to read it. When another OS user owns it, the files are
+    /// given to that user [default: $XDG_CONFIG_HOME/bursar-agent or ~/.config/bursar-agent]
+    #[arg(long, value_name = "DIR")]
+    pub token_dir: Option<PathBuf>,
+    /// UNSAFE: go on although <data>/recovery.key (the master password) is readable by the OS
+    /// user the agent host runs as, so a prompt-injected agent can read it and take every
+    /// fund. Only for a throwaway local demo
+    #[arg(long)]
+    pub insecure_allow_recovery_key: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +283,7 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    private_umask();
     let cli = Cli::parse();
     let out = Output::new(cli.json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -276,5 +303,16 @@ pub fn main() -> ExitCode {
             out.error(&err.error);
             ExitCode::from(err.code)
         }
+    }
+}
+
+/// Everything bursar creates is private to its OS user, whatever umask it was started with:
+/// sled's store files (made with the umask, also later ones: snapshots, blobs), token files,
+/// `recovery.key`. Files that must be shared do not exist.
+fn private_umask() {
+    // SAFETY: umask(2) only replaces the process's file-creation mask; it cannot fail and
+    // touches no memory. It runs first in `main`, before any other thread exists.
+    unsafe {
+        libc::umask(0o077);
     }
 }

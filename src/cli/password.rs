@@ -1,28 +1,68 @@
 //! Where the master password comes from, in the contract's order: `_FILE`, env,
-//! `<data>/recovery.key`, then a hidden prompt on a terminal.
+//! `<data>/recovery.key`, then a hidden prompt on a terminal. A *new* password (from `init`
+//! or `set-master`) must also pass the one rule, `secret::check_new_master_password`, whatever
+//! its source.
 
 use crate::config::{self, RECOVERY_KEY_FILE, SecretSource};
 use crate::secret::Passphrase;
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use secrecy::ExposeSecret;
 use std::io::IsTerminal;
 use std::path::Path;
 
 pub const MASTER_VAR: &str = "BURSAR_MASTER_PASSWORD";
 
-/// A master password and a warning to show, if its source deserves one.
+/// A master password, where it came from, and a warning to show if its source deserves one.
 pub struct Found {
     pub password: Passphrase,
     pub warning: Option<String>,
+    pub source: Source,
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Found {{ password: [REDACTED], source: {:?} }}", self.source)
+    }
+}
+
+/// Where a master password was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    File,
+    Env,
+    RecoveryKey,
+    Prompt,
+    /// `set-master --new-password-file`.
+    NewPasswordFile,
+}
+
+impl Source {
+    fn describe(self) -> &'static str {
+        match self {
+            Source::File => "from BURSAR_MASTER_PASSWORD_FILE",
+            Source::Env => "from BURSAR_MASTER_PASSWORD",
+            Source::RecoveryKey => "from recovery.key",
+            Source::Prompt => "as typed",
+            Source::NewPasswordFile => "from --new-password-file",
+        }
+    }
 }
 
 /// The non-interactive sources only.
 pub fn from_sources(data_dir: &Path) -> anyhow::Result<Option<Found>> {
     if let Some((password, source, warning)) = config::secret_from_env(MASTER_VAR)? {
-        if let SecretSource::File(path) = &source {
-            tracing::debug!(path = %path.display(), "master password from file");
-        }
-        return Ok(Some(Found { password, warning }));
+        let source = match &source {
+            SecretSource::File(path) => {
+                tracing::debug!(path = %path.display(), "master password from file");
+                Source::File
+            }
+            SecretSource::Env => Source::Env,
+        };
+        return Ok(Some(Found {
+            password,
+            warning,
+            source,
+        }));
     }
     let recovery = data_dir.join(RECOVERY_KEY_FILE);
     if recovery.exists() {
@@ -30,6 +70,7 @@ pub fn from_sources(data_dir: &Path) -> anyhow::Result<Option<Found>> {
         return Ok(Some(Found {
             password,
             warning: None,
+            source: Source::RecoveryKey,
         }));
     }
     Ok(None)
@@ -45,6 +86,7 @@ pub fn obtain(data_dir: &Path) -> anyhow::Result<Found> {
         return Ok(Found {
             password: Passphrase::from(password),
             warning: None,
+            source: Source::Prompt,
         });
     }
     bail!(
@@ -52,10 +94,27 @@ pub fn obtain(data_dir: &Path) -> anyhow::Result<Found> {
     )
 }
 
-/// A new password: from a file, or typed twice on a terminal.
+/// Refuses a new master password that breaks the rule, saying where it came from. The
+/// message never holds the password.
+pub fn check_new(found: &Found) -> anyhow::Result<()> {
+    crate::secret::check_new_master_password(&found.password).map_err(|rule| {
+        anyhow!(
+            "{rule} (the password {})\na master password is {}-{} characters of printable ASCII (letters, digits, punctuation; spaces only inside); a password file may end with a newline",
+            found.source.describe(),
+            crate::secret::MASTER_PASSWORD_MIN_CHARS,
+            crate::secret::MASTER_PASSWORD_MAX_CHARS,
+        )
+    })
+}
+
+/// A new password: from a file, or typed twice on a terminal; checked against the rule.
 pub fn new_password(file: Option<&Path>, what: &str) -> anyhow::Result<Passphrase> {
-    let password = match file {
-        Some(path) => config::read_secret_file(path)?,
+    let found = match file {
+        Some(path) => Found {
+            password: config::read_secret_file(path)?,
+            warning: None,
+            source: Source::NewPasswordFile,
+        },
         None => {
             if !std::io::stdin().is_terminal() {
                 bail!("no terminal to ask for the {what}; pass it with a file");
@@ -65,11 +124,13 @@ pub fn new_password(file: Option<&Path>, what: &str) -> anyhow::Result<Passphras
             if !crate::secret::ct_eq(first.expose_secret().as_bytes(), second.expose_secret().as_bytes()) {
                 bail!("the two entries differ");
             }
-            first
+            Found {
+                password: first,
+                warning: None,
+                source: Source::Prompt,
+            }
         }
     };
-    if password.expose_secret().chars().count() < 12 {
-        bail!("the {what} must be at least 12 characters");
-    }
-    Ok(password)
+    check_new(&found)?;
+    Ok(found.password)
 }

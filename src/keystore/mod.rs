@@ -62,6 +62,18 @@ pub struct KeystoreMeta {
     pub verifier: Sealed,
 }
 
+impl KeystoreMeta {
+    /// Whether `password` opens this keystore (`doctor` asks it of `recovery.key`): one KDF
+    /// run, nothing kept.
+    pub fn opens_with(&self, password: &Passphrase) -> Result<bool, KeystoreError> {
+        match Unlocked::unlock(self, password) {
+            Ok(_) => Ok(true),
+            Err(KeystoreError::WrongPassword) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+}
+
 /// What a sealed wallet key is bound to. Changing any field breaks decryption.
 #[derive(Debug, Clone, Copy)]
 pub struct WalletKeyRef<'a> {

@@ -199,6 +199,17 @@ fn absurd_kdf_parameters_are_refused_before_deriving() {
             t_cost: 1,
             p_cost: 1,
         },
+        // Just past the read bounds: 1 GiB of memory, 10 passes.
+        KdfParams {
+            m_cost_kib: 1024 * 1024 + 1,
+            t_cost: 3,
+            p_cost: 4,
+        },
+        KdfParams {
+            m_cost_kib: 65536,
+            t_cost: 11,
+            p_cost: 4,
+        },
     ] {
         let meta = KeystoreMeta { kdf, ..f.meta.clone() };
         assert!(
@@ -210,6 +221,12 @@ fn absurd_kdf_parameters_are_refused_before_deriving() {
         );
     }
     assert!(KdfParams::RECOMMENDED.check_bounds().is_ok());
+    let at_bounds = KdfParams {
+        m_cost_kib: 1024 * 1024,
+        t_cost: 10,
+        p_cost: 4,
+    };
+    assert!(at_bounds.check_bounds().is_ok());
     assert!(!KdfParams::RECOMMENDED.is_weak());
     assert!(FAST.is_weak());
 }
@@ -283,4 +300,23 @@ fn the_audit_key_opens_only_for_its_purpose_and_survives_a_reseal() {
     let reopened = next.open_audit_key("audit-chain/3", &resealed).unwrap();
     assert_eq!(key.mac(&[b"entry"]), reopened.mac(&[b"entry"]));
     assert_eq!(format!("{key:?}"), "AuditKey([REDACTED])");
+}
+
+#[test]
+fn opens_with_tells_right_from_wrong_passwords() {
+    let f = fixture(ChainKind::Evm);
+    assert!(f.meta.opens_with(&pw("correct horse battery")).unwrap());
+    assert!(!f.meta.opens_with(&pw("wrong horse battery")).unwrap());
+    let absurd = KeystoreMeta {
+        kdf: KdfParams {
+            m_cost_kib: u32::MAX,
+            t_cost: 3,
+            p_cost: 4,
+        },
+        ..f.meta.clone()
+    };
+    assert!(matches!(
+        absurd.opens_with(&pw("correct horse battery")),
+        Err(KeystoreError::KdfOutOfBounds(_))
+    ));
 }

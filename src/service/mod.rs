@@ -129,6 +129,34 @@ pub struct IssuedSession {
     pub token: String,
 }
 
+impl std::fmt::Debug for IssuedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IssuedSession {{ session: {}, token: [REDACTED] }}", self.record.id)
+    }
+}
+
+/// What `set_master` does with `<data>/recovery.key` when there is one: keep it (rewritten
+/// with the new password in the same step) or delete it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryKeyChoice {
+    #[default]
+    Keep,
+    Delete,
+}
+
+/// What happened to `<data>/recovery.key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryKeyOutcome {
+    /// It now holds the new password.
+    Rewritten,
+    Deleted,
+    /// There was none (none is created).
+    Absent,
+    /// The password changed, but the file step failed (logged): the file still holds the old
+    /// password; `bursar start` completes a staged rewrite.
+    NotUpdated,
+}
+
 /// What `GET /v1/wallet/balance` answers.
 pub struct WalletBalance {
     pub wallet: WalletRecord,
@@ -165,6 +193,8 @@ pub struct Service {
     shutdown: tokio::sync::Notify,
     /// Operator notifications; `notify()` never blocks, the senders run in the background.
     notifier: Notifier,
+    /// `<data>/recovery.key`, which `set_master` rewrites or deletes in the same step.
+    recovery_key: crate::config::RecoveryKey,
 }
 
 impl std::fmt::Debug for Service {
@@ -320,6 +350,7 @@ impl Service {
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
             notifier,
+            recovery_key: crate::config::RecoveryKey::in_dir(store_dir.parent().unwrap_or(store_dir)),
         })
     }
 
@@ -635,13 +666,17 @@ impl Service {
     // ---- master password ---------------------------------------------------------------
 
     /// Re-encrypts every wallet key and stored secret under `new_password` in one atomic,
-    /// durable commit: a crash leaves the old state or the new one, never a mix.
-    pub fn set_master(&self, _: &MasterAuth, new_password: &Passphrase) -> Result<()> {
-        if new_password.expose_secret().chars().count() < 12 {
-            return Err(ServiceError::InvalidInput(
-                "the new master password must be at least 12 characters".into(),
-            ));
-        }
+    /// durable commit: a crash leaves the old state or the new one, never a mix. A kept
+    /// `recovery.key` follows in the same step (staged before the commit, renamed after: see
+    /// `config::RecoveryKey`), so a plain `bursar start` keeps working.
+    pub fn set_master(
+        &self,
+        _: &MasterAuth,
+        new_password: &Passphrase,
+        recovery_key: RecoveryKeyChoice,
+    ) -> Result<RecoveryKeyOutcome> {
+        crate::secret::check_new_master_password(new_password)
+            .map_err(|rule| ServiceError::InvalidInput(rule.to_string()))?;
         // The KDF runs before taking the lock; nothing it reads can change meanwhile.
         let (next, meta) = Unlocked::create(new_password, self.config.keystore.kdf())?;
         let _guard = self.write_lock.lock().expect("write lock");
@@ -685,11 +720,34 @@ impl Service {
             AuditEvent::new("master_password_changed", "master")
                 .detail(serde_json::json!({ "wallets": wallets.len(), "kdf": meta.kdf })),
         );
-        self.store.commit(batch)?;
+        let file = &self.recovery_key;
+        let rewrite = file.exists() && recovery_key == RecoveryKeyChoice::Keep;
+        if rewrite {
+            file.stage(new_password)
+                .map_err(|e| StoreError::Io(format!("staging recovery.key: {e}")))?;
+            crate::faults::hit("set_master_before_commit");
+        }
+        if let Err(err) = self.store.commit(batch) {
+            if rewrite {
+                let _ = file.discard_staged();
+            }
+            return Err(err.into());
+        }
         *self.keys.write().expect("keys lock") = Arc::new(next);
         *self.daemon.write().expect("daemon lock") = daemon;
         tracing::info!(wallets = wallets.len(), "master password changed");
-        Ok(())
+        crate::faults::hit("set_master_after_commit");
+        let outcome = if rewrite {
+            file.promote_staged().map(|()| RecoveryKeyOutcome::Rewritten)
+        } else if recovery_key == RecoveryKeyChoice::Delete && file.exists() {
+            file.remove().map(|()| RecoveryKeyOutcome::Deleted)
+        } else {
+            Ok(RecoveryKeyOutcome::Absent)
+        };
+        Ok(outcome.unwrap_or_else(|err| {
+            tracing::error!(error = %err, "master password changed, but recovery.key was not updated");
+            RecoveryKeyOutcome::NotUpdated
+        }))
     }
 
     // ---- audit, status, lifecycle -------------------------------------------------------

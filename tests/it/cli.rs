@@ -19,6 +19,10 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_flow_through_the_cli() {
     let mut daemon = Daemon::start(Opts::default()).await;
@@ -205,11 +209,13 @@ async fn loose_permissions_refuse_start_and_doctor_fixes_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn set_master_through_the_cli_and_doctor_flags_the_stale_recovery_key() {
+async fn set_master_through_the_cli_keeps_recovery_key_in_step_and_doctor_flags_a_stale_one() {
     let mut daemon = Daemon::start(Opts::default()).await;
     daemon.create_wallet("anvil").await;
+    let old_pw = daemon.dir.path().join("old.pw");
+    write_private(&old_pw, &daemon.password);
     let new_pw = daemon.dir.path().join("new.pw");
-    write_private(&new_pw, "a brand new master password");
+    write_private(&new_pw, "a brand new master password\n");
     let out = daemon
         .cli(&[
             "set-master",
@@ -220,46 +226,58 @@ async fn set_master_through_the_cli_and_doctor_flags_the_stale_recovery_key() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    // Old password (still in recovery.key) is now refused; the new one works.
-    let out = daemon.cli(&["wallet", "list"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(json_out(&out)["recoveryKey"], "rewritten");
+    // recovery.key was rewritten in the same step: the CLI (and a plain start) keep working;
+    // the old password is refused.
+    let recovery = daemon.data_dir().join("recovery.key");
+    assert_eq!(
+        std::fs::read_to_string(&recovery).unwrap(),
+        "a brand new master password"
+    );
+    let out = daemon.cli(&["wallet", "list", "--json"]).output().unwrap();
+    assert_eq!(json_out(&out).as_array().unwrap().len(), 1);
     let out = daemon
-        .cli(&["wallet", "list", "--json"])
-        .env("BURSAR_MASTER_PASSWORD_FILE", &new_pw)
+        .cli(&["wallet", "list"])
+        .env("BURSAR_MASTER_PASSWORD_FILE", &old_pw)
         .output()
         .unwrap();
-    assert_eq!(json_out(&out).as_array().unwrap().len(), 1);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
-    // Doctor against the running daemon: the lingering recovery.key is a failure.
-    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
-    assert_eq!(doctor.status.code(), Some(1));
-    let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    assert!(
+    // A recovery.key that no longer opens the store (as an older bursar left it): doctor fails,
+    // against the running daemon and reading the store directly, and start says why.
+    std::fs::write(&recovery, &daemon.password).unwrap();
+    let recovery_check = |doctor: &Output| {
+        let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
         checks
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["check"] == "recovery_key" && c["status"] == "fail"),
-        "{checks}"
+            .find(|c| c["check"] == "recovery_key")
+            .cloned()
+            .unwrap_or_else(|| panic!("no recovery_key check: {checks}"))
+    };
+    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
+    assert_eq!(doctor.status.code(), Some(1));
+    let check = recovery_check(&doctor);
+    assert!(
+        check["status"] == "fail" && check["detail"].as_str().unwrap().contains("no longer opens"),
+        "{check}"
     );
+    daemon.kill();
+    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
+    let check = recovery_check(&doctor);
+    assert!(
+        check["status"] == "fail" && check["detail"].as_str().unwrap().contains("no longer opens"),
+        "{check}"
+    );
+    let out = daemon.cli(&["start"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("does not open the store"), "{}", stderr(&out));
 
     // After a restart with the new password every key still opens.
-    daemon.kill();
     daemon.env = vec![("BURSAR_MASTER_PASSWORD_FILE".into(), new_pw.display().to_string())];
     daemon.spawn().await;
     daemon.kill();
-    // Doctor reading the store directly reaches the same verdict.
-    let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
-    let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
-    assert!(
-        checks
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["check"] == "recovery_key" && c["status"] == "fail"),
-        "{checks}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,15 +380,82 @@ async fn policy_and_tx_commands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quickset_and_session_prompt_print_ready_mcp_configs() {
-    let daemon = Daemon::start(Opts::default()).await;
-    let block = json_out(&daemon.cli(&["quickset", "--ttl", "600", "--json"]).output().unwrap());
+    let mut daemon = Daemon::start(Opts::default()).await;
+    let doctor_recovery_key = |daemon: &Daemon| {
+        let doctor = daemon.cli(&["doctor", "--json"]).output().unwrap();
+        let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+        let check = checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "recovery_key")
+            .cloned();
+        (doctor.status.code(), check)
+    };
+    let (_, check) = doctor_recovery_key(&daemon);
+    assert_eq!(check.unwrap()["status"], "warn", "no session yet: a warning");
+
+    // recovery.key (the master password) sits in the data dir and the agent host would run as
+    // this same OS user: refused, with the fix, and nothing is created.
+    let out = daemon.cli(&["quickset"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("recovery.key holds the master password")
+            && stderr(&out).contains("bursar set-master --delete-recovery-key")
+            && stderr(&out).contains("its own OS user"),
+        "{}",
+        stderr(&out)
+    );
+    let wallets = json_out(&daemon.cli(&["wallet", "list", "--json"]).output().unwrap());
+    assert_eq!(wallets.as_array().unwrap().len(), 0);
+    // A token directory inside the data dir is refused too (usage error).
+    let inside = daemon.data_dir().join("agents");
+    let out = daemon
+        .cli(&[
+            "quickset",
+            "--insecure-allow-recovery-key",
+            "--token-dir",
+            inside.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("inside the data directory"), "{}", stderr(&out));
+
+    // The explicit, loudly named escape hatch (throwaway demos): works, warns, and doctor fails
+    // from then on.
+    let token_dir = daemon.dir.path().join("agent-tokens");
+    let out = daemon
+        .cli(&[
+            "quickset",
+            "--ttl",
+            "600",
+            "--json",
+            "--insecure-allow-recovery-key",
+            "--token-dir",
+            token_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("WARNING (--insecure-allow-recovery-key)"),
+        "{}",
+        stderr(&out)
+    );
+    let block = json_out(&out);
+    assert_eq!(mode(&token_dir), 0o700);
     let servers = block["mcpServers"].as_object().unwrap();
     assert_eq!(servers.len(), 2, "one per configured chain: {block}");
     for server in servers.values() {
         assert_eq!(server["args"][0], "mcp");
         assert_eq!(server["env"]["BURSAR_URL"], daemon.url.as_str());
         let file = server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap();
-        assert_eq!(std::fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(
+            std::path::Path::new(file).starts_with(token_dir.canonicalize().unwrap()),
+            "{file} is in the token dir"
+        );
+        assert!(!std::path::Path::new(file).starts_with(daemon.data_dir()), "{file}");
+        assert_eq!(mode(std::path::Path::new(file)), 0o600);
         let token = std::fs::read_to_string(file).unwrap();
         assert!(
             !block.to_string().contains(&token),
@@ -381,14 +466,61 @@ async fn quickset_and_session_prompt_print_ready_mcp_configs() {
             .await;
         assert_eq!(status, 200);
     }
-    // Running it again reuses the wallets.
-    json_out(&daemon.cli(&["quickset", "--json"]).output().unwrap());
+    let (code, check) = doctor_recovery_key(&daemon);
+    let check = check.unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        check["status"] == "fail"
+            && check["detail"]
+                .as_str()
+                .unwrap()
+                .contains("agent session(s) are active"),
+        "{check}"
+    );
+    assert!(!daemon.data_dir().join("agents").exists());
+
+    // The safe layout: recovery.key deleted by set-master, the password from a file.
+    let pw = daemon.dir.path().join("master.pw");
+    write_private(&pw, "the operator's own master password");
+    let out = daemon
+        .cli(&[
+            "set-master",
+            "--new-password-file",
+            pw.to_str().unwrap(),
+            "--delete-recovery-key",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!daemon.data_dir().join("recovery.key").exists());
+    daemon.env = vec![("BURSAR_MASTER_PASSWORD_FILE".into(), pw.display().to_string())];
+    daemon.password = "the operator's own master password".into();
+    // Running it again reuses the wallets; tokens go to the default token dir.
+    let block = json_out(&daemon.cli(&["quickset", "--json"]).output().unwrap());
+    let default_dir = daemon.config_home().join("bursar-agent");
+    assert_eq!(mode(&default_dir), 0o700);
+    for server in block["mcpServers"].as_object().unwrap().values() {
+        let file = server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap();
+        assert!(
+            std::path::Path::new(file).starts_with(default_dir.canonicalize().unwrap()),
+            "{file}"
+        );
+    }
     let wallets = json_out(&daemon.cli(&["wallet", "list", "--json"]).output().unwrap());
     assert_eq!(wallets.as_array().unwrap().len(), 2);
+    let (code, check) = doctor_recovery_key(&daemon);
+    assert!(check.is_none() && code == Some(0), "{check:?}");
 
     // The interactive form, answered line by line: wallet 1, ttl, renewals, lifetime, policy.
+    let token_file = daemon.dir.path().join("agent-tokens").join("claude.token");
     let mut child = daemon
-        .cli(&["session", "prompt", "--json"])
+        .cli(&[
+            "session",
+            "prompt",
+            "--json",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -410,7 +542,10 @@ async fn quickset_and_session_prompt_print_ready_mcp_configs() {
         .next()
         .unwrap()
         .clone();
-    let token = std::fs::read_to_string(server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap()).unwrap();
+    let file = server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap();
+    assert_eq!(file, token_file.canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(mode(&token_file), 0o600);
+    let token = std::fs::read_to_string(file).unwrap();
     let (_, policies) = daemon
         .session(&token, reqwest::Method::GET, "/v1/wallet/policies", None)
         .await;
@@ -429,4 +564,40 @@ async fn quickset_and_session_prompt_print_ready_mcp_configs() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"9\n").unwrap();
     assert_eq!(child.wait_with_output().unwrap().status.code(), Some(2));
+}
+
+/// Layout B of the README: the agent host runs as its own OS user, which owns the token
+/// directory. As root, quickset hands it the token files (recovery.key, 0600 and ours, is out
+/// of that user's reach, so no refusal); as anyone else, such a directory is refused up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickset_hands_token_files_to_the_agent_hosts_own_user() {
+    use std::os::unix::fs::MetadataExt;
+    let daemon = Daemon::start(Opts::default()).await;
+    let agent_dir = daemon.dir.path().join("agent-home");
+    std::fs::create_dir(&agent_dir).unwrap();
+    std::fs::set_permissions(&agent_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let nobody = 65_534;
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = if root {
+        std::os::unix::fs::chown(&agent_dir, Some(nobody), Some(nobody)).unwrap();
+        agent_dir.clone()
+    } else {
+        // Owned by root: another OS user than the one running the tests.
+        std::path::PathBuf::from("/")
+    };
+    let out = daemon
+        .cli(&["quickset", "--json", "--token-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if !root {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("belongs to another OS user"), "{}", stderr(&out));
+        return;
+    }
+    let block = json_out(&out);
+    for server in block["mcpServers"].as_object().unwrap().values() {
+        let file = std::path::PathBuf::from(server["env"]["BURSAR_SESSION_TOKEN_FILE"].as_str().unwrap());
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (nobody, 0o600), "{file:?}");
+    }
 }

@@ -126,6 +126,20 @@ impl Anvil {
         receipt["contractAddress"].as_str().unwrap().to_owned()
     }
 
+    /// Deploys a contract whose runtime code is `runtime_hex` (under 256 bytes, no `0x`),
+    /// e.g. `"00"` (STOP) or `"60006000fd"` (always reverts). Returns its address.
+    pub async fn deploy_runtime(&self, runtime_hex: &str) -> String {
+        let len = runtime_hex.len() / 2;
+        assert!(len > 0 && len < 256, "runtime code of {len} bytes");
+        // PUSH1 len PUSH1 12 PUSH1 0 CODECOPY PUSH1 len PUSH1 0 RETURN, then the runtime code.
+        let init = format!(
+            "0x60{len:02x}600c600039{}{runtime_hex}",
+            format_args!("60{len:02x}6000f3")
+        );
+        let receipt = self.send_from_dev(json!({ "data": init })).await;
+        receipt["contractAddress"].as_str().unwrap().to_owned()
+    }
+
     pub async fn transfer_token(&self, token: &str, to: &str, amount: U256) {
         alloy::sol! { function transfer(address to, uint256 value) external returns (bool); }
         let data = transferCall {
@@ -195,6 +209,19 @@ impl Daemon {
 
     /// `bursar init --auto-provision` on a fresh dir with cheap KDF parameters.
     pub fn init(opts: Opts) -> Self {
+        let mut daemon = Self::configure(opts);
+        let out = daemon.cli(&["init", "--auto-provision"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        daemon.password = std::fs::read_to_string(daemon.data_dir().join("recovery.key")).unwrap();
+        daemon
+    }
+
+    /// A fresh data dir (0700) holding only `config.toml`: `bursar init` not run yet.
+    pub fn configure(opts: Opts) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::DirBuilder::new().mode(0o700).create(&data).unwrap();
@@ -217,26 +244,23 @@ impl Daemon {
         }
         config += &opts.extra_config;
         write_private(&data.join("config.toml"), &config);
-        let mut daemon = Self {
+        Self {
             dir,
             url: format!("http://127.0.0.1:{port}"),
             port,
             password: String::new(),
             env: Vec::new(),
             child: None,
-        };
-        let out = daemon.cli(&["init", "--auto-provision"]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        daemon.password = std::fs::read_to_string(data.join("recovery.key")).unwrap();
-        daemon
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// `$XDG_CONFIG_HOME` of every command: agent token files land in `<it>/bursar-agent`.
+    pub fn config_home(&self) -> PathBuf {
+        self.dir.path().join("config-home")
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -251,8 +275,10 @@ impl Daemon {
                 cmd.env_remove(k);
             }
         }
+        // Agent token files default to $XDG_CONFIG_HOME/bursar-agent: never the real home's.
         cmd.env("BURSAR_DATA_DIR", self.data_dir())
             .env("BURSAR_URL", &self.url)
+            .env("XDG_CONFIG_HOME", self.config_home())
             .args(args)
             .stdin(Stdio::null());
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -269,12 +295,17 @@ impl Daemon {
     /// Like [`Daemon::spawn`], but a daemon that exits (e.g. wrong password) is an `Err`
     /// with its exit code and log.
     pub async fn try_spawn(&mut self) -> Result<(), (Option<i32>, String)> {
+        self.try_spawn_args(&["start"]).await
+    }
+
+    /// [`Daemon::try_spawn`] with other arguments, e.g. `start --bind 0.0.0.0:<port>`.
+    pub async fn try_spawn_args(&mut self, args: &[&str]) -> Result<(), (Option<i32>, String)> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = self.cli(&["start"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let child = self.cli(args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

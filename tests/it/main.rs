@@ -15,6 +15,7 @@ mod history;
 mod hostile;
 mod http;
 mod hygiene;
+mod inputs;
 mod mcp;
 mod mcp_conformance;
 mod mcp_limits;
