@@ -784,6 +784,13 @@ impl Service {
         match broadcast {
             Ok(()) => {
                 *next_nonce = Some(nonce + 1);
+                // Fresh under the decide lock: the worker may have seen it mined and
+                // confirmed it while the broadcast answer was on its way.
+                let _decide = locks.decide.lock().await;
+                tx = self.tx(wallet_id, id)?;
+                if tx.status != TxState::Signed {
+                    return Ok(tx);
+                }
                 tx.status = TxState::Submitted;
                 tx.updated_at = now();
                 let mut batch = Batch::new();
@@ -997,6 +1004,13 @@ impl Service {
         let signed = stored_signed(&tx)?;
         match broadcast_checked(adapter, &signed).await {
             Ok(()) if tx.status == TxState::Signed => {
+                // Fresh under the decide lock: a concurrent confirmation may have finished it
+                // while the broadcast was on its way; a stale copy must never overwrite it.
+                let _decide = locks.decide.lock().await;
+                tx = self.tx(wallet_id, id)?;
+                if tx.status != TxState::Signed {
+                    return Ok(tx);
+                }
                 tx.status = TxState::Submitted;
                 tx.updated_at = now();
                 let mut batch = Batch::new();
