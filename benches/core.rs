@@ -7,7 +7,7 @@
 
 use alloy_primitives::U256;
 use bursar::domain::{Address, Amount, ChainKind, ChainName, SessionId, TxId, TxState, WalletId};
-use bursar::keystore::{KdfParams, Unlocked, WalletKeyRef};
+use bursar::keystore::{KdfParams, SigningPayload, Unlocked, WalletKeyRef};
 use bursar::policy::{self, Asset, Counters, Intent, ParseContext, Policy};
 use bursar::secret::Passphrase;
 use bursar::session::{self, SessionKeys};
@@ -47,13 +47,12 @@ fn keystore(c: &mut Criterion) {
     let jwt = keys.seal_secret("jwt", &[7u8; 32]);
     let mut g = c.benchmark_group("keystore");
     g.bench_function("sign_secp256k1", |b| {
-        b.iter(|| keys.sign_evm_prehash(evm, black_box(&[9u8; 32])).unwrap())
+        let payload = SigningPayload::Secp256k1Prehash([9u8; 32]);
+        b.iter(|| keys.sign(evm, black_box(&payload)).unwrap())
     });
     g.bench_function("sign_ed25519", |b| {
-        b.iter(|| {
-            keys.sign_ed25519(sol, black_box(b"a solana message of moderate size"))
-                .unwrap()
-        })
+        let payload = SigningPayload::Ed25519Message(b"a solana message of moderate size".to_vec());
+        b.iter(|| keys.sign(sol, black_box(&payload)).unwrap())
     });
     g.bench_function("aes256gcm_open_secret", |b| {
         b.iter(|| keys.open_secret("jwt", black_box(&jwt)).unwrap())
@@ -141,6 +140,7 @@ fn tx_record(wallet: WalletId, status: TxState, i: usize) -> TxRecord {
         executes_at: None,
         expires_at: None,
         nonce: Some(i as u64),
+        blockhash: None,
         raw: Some("02f8".repeat(30)),
         hash: Some(format!("0x{}", "cd".repeat(32))),
         block: Some(i as u64),

@@ -847,7 +847,8 @@ impl Config {
                     .kind
                     .parse()
                     .map_err(|e: crate::domain::DomainError| bad(&e.to_string()))?;
-                if !(c.rpc_url.starts_with("http://") || c.rpc_url.starts_with("https://")) {
+                let fake = cfg!(feature = "fake-chain") && c.rpc_url.starts_with("fake:");
+                if !(c.rpc_url.starts_with("http://") || c.rpc_url.starts_with("https://") || fake) {
                     return Err(bad("rpc_url must be an http:// or https:// URL"));
                 }
                 let (default_symbol, native_decimals) = match kind {

@@ -3,11 +3,12 @@
 //! `eth_chainId` must match the configuration before anything is read from or sent to it.
 
 use super::{
-    AssetMeta, Balance, ChainError, FeeMarket, FeeQuote, FeeRequest, SignedTx, TransferPlan, TxStatus, UnsignedTx,
+    AssetMeta, Balance, Chain, ChainError, FeeMarket, FeeQuote, FeeRequest, SignedTx, TransferPlan, TxStatus, Unsigned,
+    UnsignedTx,
 };
 use crate::config::Chain as ChainConfig;
-use crate::domain::EvmSignature;
 use crate::domain::{Address, Amount, ChainKind, sanitize};
+use crate::domain::{Sequence, Signature, SigningPayload};
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::Encodable2718;
 use alloy::primitives::Address as EvmAddress;
@@ -84,51 +85,6 @@ impl EvmChain {
         })
     }
 
-    pub fn config(&self) -> &ChainConfig {
-        &self.config
-    }
-
-    pub async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError> {
-        let Address::Evm(owner) = *owner else {
-            return Err(ChainError::InvalidInput("not an EVM address".into()));
-        };
-        self.ensure_chain_id().await?;
-        match token {
-            None => {
-                let wei = self.provider.get_balance(owner).await.map_err(|e| self.rpc_error(e))?;
-                Ok(Balance {
-                    amount: Amount::new(wei, self.config.native_decimals).expect("native decimals are small"),
-                    symbol: self.config.native_symbol.clone(),
-                    token: None,
-                })
-            }
-            Some(token) => {
-                let token = match Address::parse(ChainKind::Evm, token) {
-                    Ok(Address::Evm(a)) => a,
-                    _ => {
-                        return Err(ChainError::InvalidInput(format!(
-                            "token {:?} is not an EVM address",
-                            sanitize::for_message(token)
-                        )));
-                    }
-                };
-                let meta = self.token_meta(token).await?;
-                let contract = IERC20::new(token, &self.provider);
-                let units = contract
-                    .balanceOf(owner)
-                    .call()
-                    .await
-                    .map_err(|e| self.contract_error(token, e))?;
-                Ok(Balance {
-                    amount: Amount::new(units, meta.decimals)
-                        .map_err(|_| ChainError::NotAToken(token.to_checksum(None)))?,
-                    symbol: meta.symbol,
-                    token: Some(token.to_checksum(None)),
-                })
-            }
-        }
-    }
-
     /// Decimals and symbol, read from the contract once and cached.
     async fn token_meta(&self, token: EvmAddress) -> Result<TokenMeta, ChainError> {
         if let Some(meta) = self.tokens.lock().expect("token cache").get(&token) {
@@ -180,24 +136,7 @@ impl EvmChain {
             .map(|_| ())
     }
 
-    pub async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError> {
-        self.ensure_chain_id().await?;
-        match token {
-            None => Ok(AssetMeta {
-                decimals: self.config.native_decimals,
-                symbol: self.config.native_symbol.clone(),
-            }),
-            Some(token) => {
-                let meta = self.token_meta(evm_address(token)?).await?;
-                Ok(AssetMeta {
-                    decimals: meta.decimals,
-                    symbol: meta.symbol,
-                })
-            }
-        }
-    }
-
-    pub async fn pending_nonce(&self, from: &Address) -> Result<u64, ChainError> {
+    async fn pending_nonce(&self, from: &Address) -> Result<u64, ChainError> {
         self.ensure_chain_id().await?;
         self.provider
             .get_transaction_count(evm_address(from)?)
@@ -206,7 +145,7 @@ impl EvmChain {
             .map_err(|e| self.rpc_error(e))
     }
 
-    pub async fn mined_nonce(&self, from: &Address) -> Result<u64, ChainError> {
+    async fn mined_nonce(&self, from: &Address) -> Result<u64, ChainError> {
         self.ensure_chain_id().await?;
         self.provider
             .get_transaction_count(evm_address(from)?)
@@ -228,60 +167,6 @@ impl EvmChain {
                 U256::ZERO,
                 IERC20::transferCall { to, value: base_units }.abi_encode(),
             ),
-        })
-    }
-
-    pub async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError> {
-        self.ensure_chain_id().await?;
-        let (from, to) = (evm_address(&request.from)?, evm_address(&request.to)?);
-        let (target, value, input) = Self::call_of(to, request.token.as_ref(), request.base_units)?;
-        let call = TransactionRequest::default()
-            .from(from)
-            .to(target)
-            .value(value)
-            .input(input.into());
-        let gas = self
-            .provider
-            .estimate_gas(call)
-            .await
-            .map_err(|e| self.estimate_error(e))?;
-        let fees = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| self.rpc_error(e))?;
-        let quote = FeeQuote {
-            // Headroom over the estimate: state can move between estimate and inclusion.
-            gas_limit: gas.saturating_mul(6) / 5,
-            max_fee_per_gas: fees.max_fee_per_gas,
-            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
-        };
-        self.check_caps(&quote)?;
-        Ok(quote)
-    }
-
-    pub async fn fee_market(&self) -> Result<FeeMarket, ChainError> {
-        self.ensure_chain_id().await?;
-        let history = self
-            .provider
-            .get_fee_history(10, alloy::eips::BlockNumberOrTag::Latest, &[20.0])
-            .await
-            .map_err(|e| self.rpc_error(e))?;
-        let next_base_fee = history
-            .next_block_base_fee()
-            .or_else(|| history.latest_block_base_fee())
-            .ok_or_else(|| ChainError::Unreachable {
-                chain: self.config.name.to_string(),
-                detail: "the node reports no base fee".into(),
-            })?;
-        let estimate = alloy::providers::utils::Eip1559Estimator::default().estimate(
-            history.latest_block_base_fee().unwrap_or(next_base_fee),
-            &history.reward.unwrap_or_default(),
-        );
-        Ok(FeeMarket {
-            next_base_fee,
-            max_fee_per_gas: estimate.max_fee_per_gas,
-            max_priority_fee_per_gas: estimate.max_priority_fee_per_gas,
         })
     }
 
@@ -325,71 +210,6 @@ impl EvmChain {
             )));
         }
         Ok(())
-    }
-
-    pub fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
-        let to = evm_address(&plan.to)?;
-        let (target, value, input) = Self::call_of(to, plan.token.as_ref(), plan.base_units)?;
-        // Held to the caps again: a stored quote signs only within today's configuration.
-        self.check_caps(&plan.fee)?;
-        let tx = TxEip1559 {
-            chain_id: self.config.chain_id.expect("EVM chains have a chain id"),
-            nonce: plan.nonce,
-            gas_limit: plan.fee.gas_limit,
-            max_fee_per_gas: plan.fee.max_fee_per_gas,
-            max_priority_fee_per_gas: plan.fee.max_priority_fee_per_gas,
-            to: TxKind::Call(target),
-            value,
-            access_list: Default::default(),
-            input: input.into(),
-        };
-        let signing_hash = tx.signature_hash().0;
-        Ok(UnsignedTx { evm: tx, signing_hash })
-    }
-
-    pub async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError> {
-        match self.provider.send_raw_transaction(&tx.raw).await {
-            Ok(_) => Ok(()),
-            Err(RpcError::ErrorResp(payload)) => {
-                let reason = sanitize::chain_string(&payload.message, 160);
-                let lower = reason.to_ascii_lowercase();
-                // Re-broadcasting what the node already has is success, not an error.
-                if lower.contains("already known") || lower.contains("already imported") {
-                    return Ok(());
-                }
-                let chain = self.config.name.to_string();
-                if DEFINITIVE_REFUSALS.iter().any(|r| lower.contains(r)) {
-                    Err(ChainError::Rejected { chain, reason })
-                } else {
-                    Err(ChainError::NotAccepted { chain, reason })
-                }
-            }
-            Err(e) => Err(self.rpc_error(e)),
-        }
-    }
-
-    pub async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
-        let hash = hash
-            .parse()
-            .map_err(|_| ChainError::InvalidInput("malformed transaction hash".into()))?;
-        let Some(receipt) = self
-            .provider
-            .get_transaction_receipt(hash)
-            .await
-            .map_err(|e| self.rpc_error(e))?
-        else {
-            return Ok(TxStatus::Pending);
-        };
-        let Some(block) = receipt.block_number else {
-            return Ok(TxStatus::Pending);
-        };
-        let head = self.provider.get_block_number().await.map_err(|e| self.rpc_error(e))?;
-        Ok(TxStatus::Mined {
-            success: receipt.status(),
-            block,
-            confirmations: head.saturating_sub(block) + 1,
-            fee_paid: Some(U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price)),
-        })
     }
 
     /// A failed gas estimate is usually the node telling us the transfer would revert
@@ -446,6 +266,230 @@ impl EvmChain {
     }
 }
 
+impl Chain for EvmChain {
+    fn config(&self) -> &ChainConfig {
+        &self.config
+    }
+
+    async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError> {
+        let Address::Evm(owner) = *owner else {
+            return Err(ChainError::InvalidInput("not an EVM address".into()));
+        };
+        self.ensure_chain_id().await?;
+        match token {
+            None => {
+                let wei = self.provider.get_balance(owner).await.map_err(|e| self.rpc_error(e))?;
+                Ok(Balance {
+                    amount: Amount::new(wei, self.config.native_decimals).expect("native decimals are small"),
+                    symbol: self.config.native_symbol.clone(),
+                    token: None,
+                })
+            }
+            Some(token) => {
+                let token = match Address::parse(ChainKind::Evm, token) {
+                    Ok(Address::Evm(a)) => a,
+                    _ => {
+                        return Err(ChainError::InvalidInput(format!(
+                            "token {:?} is not an EVM address",
+                            sanitize::for_message(token)
+                        )));
+                    }
+                };
+                let meta = self.token_meta(token).await?;
+                let contract = IERC20::new(token, &self.provider);
+                let units = contract
+                    .balanceOf(owner)
+                    .call()
+                    .await
+                    .map_err(|e| self.contract_error(token, e))?;
+                Ok(Balance {
+                    amount: Amount::new(units, meta.decimals)
+                        .map_err(|_| ChainError::NotAToken(token.to_checksum(None)))?,
+                    symbol: meta.symbol,
+                    token: Some(token.to_checksum(None)),
+                })
+            }
+        }
+    }
+
+    async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError> {
+        self.ensure_chain_id().await?;
+        match token {
+            None => Ok(AssetMeta {
+                decimals: self.config.native_decimals,
+                symbol: self.config.native_symbol.clone(),
+            }),
+            Some(token) => {
+                let meta = self.token_meta(evm_address(token)?).await?;
+                Ok(AssetMeta {
+                    decimals: meta.decimals,
+                    symbol: meta.symbol,
+                })
+            }
+        }
+    }
+
+    async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError> {
+        self.ensure_chain_id().await?;
+        let (from, to) = (evm_address(&request.from)?, evm_address(&request.to)?);
+        let (target, value, input) = Self::call_of(to, request.token.as_ref(), request.base_units)?;
+        let call = TransactionRequest::default()
+            .from(from)
+            .to(target)
+            .value(value)
+            .input(input.into());
+        let gas = self
+            .provider
+            .estimate_gas(call)
+            .await
+            .map_err(|e| self.estimate_error(e))?;
+        let fees = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| self.rpc_error(e))?;
+        let quote = FeeQuote {
+            // Headroom over the estimate: state can move between estimate and inclusion.
+            gas_limit: gas.saturating_mul(6) / 5,
+            max_fee_per_gas: fees.max_fee_per_gas,
+            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+        };
+        self.check_caps(&quote)?;
+        Ok(quote)
+    }
+
+    async fn fee_market(&self) -> Result<FeeMarket, ChainError> {
+        self.ensure_chain_id().await?;
+        let history = self
+            .provider
+            .get_fee_history(10, alloy::eips::BlockNumberOrTag::Latest, &[20.0])
+            .await
+            .map_err(|e| self.rpc_error(e))?;
+        let next_base_fee = history
+            .next_block_base_fee()
+            .or_else(|| history.latest_block_base_fee())
+            .ok_or_else(|| ChainError::Unreachable {
+                chain: self.config.name.to_string(),
+                detail: "the node reports no base fee".into(),
+            })?;
+        let estimate = alloy::providers::utils::Eip1559Estimator::default().estimate(
+            history.latest_block_base_fee().unwrap_or(next_base_fee),
+            &history.reward.unwrap_or_default(),
+        );
+        Ok(FeeMarket {
+            next_base_fee,
+            max_fee_per_gas: estimate.max_fee_per_gas,
+            max_priority_fee_per_gas: estimate.max_priority_fee_per_gas,
+        })
+    }
+
+    async fn sequence(&self, from: &Address, floor: Option<Sequence>) -> Result<Sequence, ChainError> {
+        // The node's pending count, but never below what we signed and may still broadcast:
+        // after a crash the node does not know those bytes yet.
+        let pending = Sequence::AccountNonce(self.pending_nonce(from).await?);
+        Ok(Sequence::later(Some(pending), floor).unwrap_or(pending))
+    }
+
+    async fn sequence_status(&self, from: &Address, sequence: Sequence) -> Result<TxStatus, ChainError> {
+        let Sequence::AccountNonce(nonce) = sequence else {
+            return Err(ChainError::InvalidInput(
+                "an EVM transaction has an account nonce".into(),
+            ));
+        };
+        // Every nonce below the account's mined nonce is used.
+        Ok(if self.mined_nonce(from).await? > nonce {
+            TxStatus::Superseded
+        } else {
+            TxStatus::Pending
+        })
+    }
+
+    fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
+        let transfer = plan.approved();
+        let to = evm_address(transfer.to())?;
+        let (target, value, input) = Self::call_of(to, transfer.token(), transfer.base_units())?;
+        let fee = transfer.fee();
+        // Held to the caps again: a stored quote signs only within today's configuration.
+        self.check_caps(fee)?;
+        let Sequence::AccountNonce(nonce) = plan.sequence() else {
+            return Err(ChainError::InvalidInput(
+                "an EVM transaction needs an account nonce".into(),
+            ));
+        };
+        let tx = TxEip1559 {
+            chain_id: self.config.chain_id.expect("EVM chains have a chain id"),
+            nonce,
+            gas_limit: fee.gas_limit,
+            max_fee_per_gas: fee.max_fee_per_gas,
+            max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
+            to: TxKind::Call(target),
+            value,
+            access_list: Default::default(),
+            input: input.into(),
+        };
+        let payload = SigningPayload::Secp256k1Prehash(tx.signature_hash().0);
+        Ok(UnsignedTx::new(Unsigned::Evm(tx), payload))
+    }
+
+    /// Attaches the signature and encodes the EIP-2718 envelope.
+    fn finalize(&self, unsigned: UnsignedTx, signature: &Signature) -> Result<SignedTx, ChainError> {
+        let (Unsigned::Evm(tx), Signature::Secp256k1(sig)) = (unsigned.inner, signature) else {
+            return Err(ChainError::InvalidInput("not an EVM transaction and signature".into()));
+        };
+        let signature = alloy::primitives::Signature::from_scalars_and_parity(sig.r.into(), sig.s.into(), sig.y_parity);
+        let envelope = TxEnvelope::from(tx.into_signed(signature));
+        Ok(SignedTx {
+            raw: envelope.encoded_2718(),
+            hash: envelope.tx_hash().to_string(),
+        })
+    }
+
+    async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError> {
+        match self.provider.send_raw_transaction(&tx.raw).await {
+            Ok(_) => Ok(()),
+            Err(RpcError::ErrorResp(payload)) => {
+                let reason = sanitize::chain_string(&payload.message, 160);
+                let lower = reason.to_ascii_lowercase();
+                // Re-broadcasting what the node already has is success, not an error.
+                if lower.contains("already known") || lower.contains("already imported") {
+                    return Ok(());
+                }
+                let chain = self.config.name.to_string();
+                if DEFINITIVE_REFUSALS.iter().any(|r| lower.contains(r)) {
+                    Err(ChainError::Rejected { chain, reason })
+                } else {
+                    Err(ChainError::NotAccepted { chain, reason })
+                }
+            }
+            Err(e) => Err(self.rpc_error(e)),
+        }
+    }
+
+    async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
+        let hash = hash
+            .parse()
+            .map_err(|_| ChainError::InvalidInput("malformed transaction hash".into()))?;
+        let Some(receipt) = self
+            .provider
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| self.rpc_error(e))?
+        else {
+            return Ok(TxStatus::Pending);
+        };
+        let Some(block) = receipt.block_number else {
+            return Ok(TxStatus::Pending);
+        };
+        let head = self.provider.get_block_number().await.map_err(|e| self.rpc_error(e))?;
+        Ok(TxStatus::Mined {
+            success: receipt.status(),
+            block,
+            confirmations: head.saturating_sub(block) + 1,
+            fee_paid: Some(U256::from(receipt.gas_used) * U256::from(receipt.effective_gas_price)),
+        })
+    }
+}
+
 /// Whether an `eth_call` error response says the call ran and failed in the EVM: code 3
 /// (EIP-1474 "execution reverted", geth and anvil), revert data, or the wording nodes use for
 /// a halt (geth `invalid opcode`, anvil `EVM error InvalidFEOpcode`, Nethermind `VM execution
@@ -464,16 +508,6 @@ fn is_execution_failure(code: i64, message: &str, has_revert_data: bool) -> bool
     ];
     let message = message.to_ascii_lowercase();
     code == 3 || has_revert_data || HALTS.iter().any(|h| message.contains(h))
-}
-
-/// Attaches the signature and encodes the EIP-2718 envelope.
-pub(super) fn finalize(unsigned: UnsignedTx, sig: &EvmSignature) -> SignedTx {
-    let signature = alloy::primitives::Signature::from_scalars_and_parity(sig.r.into(), sig.s.into(), sig.y_parity);
-    let envelope = TxEnvelope::from(unsigned.evm.into_signed(signature));
-    SignedTx {
-        raw: envelope.encoded_2718(),
-        hash: envelope.tx_hash().to_string(),
-    }
 }
 
 fn evm_address(address: &Address) -> Result<EvmAddress, ChainError> {

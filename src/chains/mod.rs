@@ -3,9 +3,11 @@
 
 #[cfg(feature = "evm")]
 pub mod evm;
+#[cfg(feature = "fake-chain")]
+pub mod testing;
 
 use crate::config::Chain as ChainConfig;
-use crate::domain::{Address, Amount, ChainKind, ChainName, EvmSignature};
+use crate::domain::{Address, Amount, ChainKind, ChainName, Sequence, Signature, SigningPayload};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,29 +77,126 @@ pub struct FeeMarket {
     pub max_priority_fee_per_gas: u128,
 }
 
-/// A transfer the policy engine approved, with the nonce the nonce manager chose and the
-/// fees the policy counted.
+/// A transfer the policy engine allowed, with the fees it counted: the only thing a
+/// [`TransferPlan`] — and so anything an adapter prepares for signing — is made from.
+///
+/// Its fields are private and its constructor is `pub(crate)`: inside the crate only the
+/// transfer pipeline's stages make one (the decision, an approving re-check, the resume of an
+/// approved record — the tidy test holds that border), and outside it none can be made:
+///
+/// ```compile_fail
+/// use bursar::chains::{Approved, TransferPlan};
+/// use bursar::domain::Sequence;
+/// let approved = Approved::new(todo!(), todo!(), None, todo!(), todo!());
+/// let plan = TransferPlan::new(&approved, Sequence::AccountNonce(0));
+/// ```
 #[derive(Debug, Clone)]
-pub struct TransferPlan {
-    pub from: Address,
-    pub to: Address,
+pub struct Approved {
+    from: Address,
+    to: Address,
     /// `None` for the native asset.
-    pub token: Option<Address>,
-    pub base_units: alloy_primitives::U256,
-    pub nonce: u64,
-    pub fee: FeeQuote,
+    token: Option<Address>,
+    base_units: alloy_primitives::U256,
+    fee: FeeQuote,
 }
 
-/// An unsigned transaction, opaque outside its adapter except for the hash to sign.
+impl Approved {
+    pub(crate) fn new(
+        from: Address,
+        to: Address,
+        token: Option<Address>,
+        base_units: alloy_primitives::U256,
+        fee: FeeQuote,
+    ) -> Self {
+        Self {
+            from,
+            to,
+            token,
+            base_units,
+            fee,
+        }
+    }
+
+    /// The same transfer with other fees (a replacement of a stuck signed transfer).
+    pub fn with_fee(&self, fee: FeeQuote) -> Self {
+        Self { fee, ..self.clone() }
+    }
+
+    /// A zero-value transfer from the wallet to itself with `fee`: signed at the sequence of
+    /// this transfer, it makes this one unminable (the operator's on-chain cancel). It moves
+    /// no value, so it needs no decision of its own.
+    pub fn cancel_onchain(&self, fee: FeeQuote) -> Self {
+        Self {
+            from: self.from,
+            to: self.from,
+            token: None,
+            base_units: alloy_primitives::U256::ZERO,
+            fee,
+        }
+    }
+
+    pub fn from(&self) -> &Address {
+        &self.from
+    }
+    pub fn to(&self) -> &Address {
+        &self.to
+    }
+    pub fn token(&self) -> Option<&Address> {
+        self.token.as_ref()
+    }
+    pub fn base_units(&self) -> alloy_primitives::U256 {
+        self.base_units
+    }
+    pub fn fee(&self) -> &FeeQuote {
+        &self.fee
+    }
+}
+
+/// An approved transfer and the sequence its adapter chose for it: what `prepare` builds an
+/// unsigned transaction from.
+#[derive(Debug, Clone)]
+pub struct TransferPlan {
+    approved: Approved,
+    sequence: Sequence,
+}
+
+impl TransferPlan {
+    pub fn new(approved: &Approved, sequence: Sequence) -> Self {
+        Self {
+            approved: approved.clone(),
+            sequence,
+        }
+    }
+    pub fn approved(&self) -> &Approved {
+        &self.approved
+    }
+    pub fn sequence(&self) -> Sequence {
+        self.sequence
+    }
+}
+
+/// An unsigned transaction, opaque outside its adapter except for what the key must sign.
 pub struct UnsignedTx {
+    pub(crate) inner: Unsigned,
+    payload: SigningPayload,
+}
+
+/// The adapter's own unsigned transaction.
+pub(crate) enum Unsigned {
     #[cfg(feature = "evm")]
-    pub(crate) evm: alloy::consensus::TxEip1559,
-    signing_hash: [u8; 32],
+    Evm(alloy::consensus::TxEip1559),
+    #[cfg(feature = "fake-chain")]
+    Fake(testing::FakeTx),
 }
 
 impl UnsignedTx {
-    pub fn signing_hash(&self) -> &[u8; 32] {
-        &self.signing_hash
+    pub(crate) fn new(inner: Unsigned, payload: SigningPayload) -> Self {
+        Self { inner, payload }
+    }
+
+    /// What the wallet key signs ([`crate::keystore::Unlocked::sign`]).
+    pub fn payload(&self) -> &SigningPayload {
+        &self.payload
     }
 }
 
@@ -114,6 +213,12 @@ pub struct SignedTx {
 pub enum TxStatus {
     /// Not mined (in the mempool, dropped, or unknown to this node).
     Pending,
+    /// Its sequence was used by another transaction (EVM: the account's mined nonce is past
+    /// it): it can never be mined, unless it is that other transaction.
+    Superseded,
+    /// Its sequence expired unused (Solana: the blockhash is past its last valid height and
+    /// the signature is unknown): it can never be mined.
+    Expired,
     Mined {
         success: bool,
         block: u64,
@@ -133,11 +238,68 @@ pub struct Balance {
     pub token: Option<String>,
 }
 
+/// What a chain adapter implements: adding a chain is a file in `src/chains/` with a type
+/// that implements this trait and passes the shared suite in [`testing`], an arm in
+/// [`Adapter`] and in [`Chains::new`], and a config kind. Nothing in `service/`, `policy/` or
+/// `api/` changes: the pipeline only sees payloads, signatures, sequences and statuses.
+#[allow(async_fn_in_trait)] // dispatched statically through `Adapter`, never as `dyn`
+pub trait Chain {
+    fn config(&self) -> &ChainConfig;
+
+    async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError>;
+
+    async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError>;
+
+    /// Fees for a transfer, from the node, refused (`Rejected`) above the chain's fee caps or
+    /// when the node says the transfer would fail.
+    async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError>;
+
+    /// The fee market now (for replacing a stuck transaction).
+    async fn fee_market(&self) -> Result<FeeMarket, ChainError>;
+
+    /// The sequence the next transaction of `from` signs with, never below `floor` (the
+    /// pipeline's floor: after what it signed and may still broadcast).
+    async fn sequence(&self, from: &Address, floor: Option<Sequence>) -> Result<Sequence, ChainError>;
+
+    /// Whether `sequence` of `from` is still open (`Pending`), used by another transaction
+    /// (`Superseded`) or expired (`Expired`). Asked only when the chain refuses a signed
+    /// transaction's bytes and none of its versions is mined.
+    async fn sequence_status(&self, from: &Address, sequence: Sequence) -> Result<TxStatus, ChainError>;
+
+    /// Builds the unsigned transaction from the plan (its fees included): no network call,
+    /// nothing signed.
+    fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError>;
+
+    /// Attaches a signature over [`UnsignedTx::payload`] and encodes the transaction.
+    fn finalize(&self, unsigned: UnsignedTx, signature: &Signature) -> Result<SignedTx, ChainError>;
+
+    /// Sends the signed bytes. `Rejected` only when the answer proves they can never be
+    /// mined; any other refusal is `NotAccepted`.
+    async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError>;
+
+    /// `Pending` or `Mined` for one signed version.
+    async fn status(&self, hash: &str) -> Result<TxStatus, ChainError>;
+}
+
 pub enum Adapter {
     #[cfg(feature = "evm")]
     Evm(evm::EvmChain),
+    #[cfg(feature = "fake-chain")]
+    Fake(testing::FakeChain),
     /// A configured chain whose operations this build does not provide yet.
     Unavailable(ChainConfig),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $c:ident => $call:expr) => {
+        match $self {
+            #[cfg(feature = "evm")]
+            Adapter::Evm($c) => $call,
+            #[cfg(feature = "fake-chain")]
+            Adapter::Fake($c) => $call,
+            Adapter::Unavailable(c) => Err(unavailable(c)),
+        }
+    };
 }
 
 impl Adapter {
@@ -145,97 +307,50 @@ impl Adapter {
         match self {
             #[cfg(feature = "evm")]
             Adapter::Evm(c) => c.config(),
+            #[cfg(feature = "fake-chain")]
+            Adapter::Fake(c) => c.config(),
             Adapter::Unavailable(c) => c,
         }
     }
 
     pub async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.balance(owner, token).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.balance(owner, token).await)
     }
 
     pub async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.asset_meta(token).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.asset_meta(token).await)
     }
 
-    /// The next nonce the node would accept from `from`, counting its pending transactions.
-    pub async fn pending_nonce(&self, from: &Address) -> Result<u64, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.pending_nonce(from).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
-    }
-
-    /// The account's nonce at the latest block (how many of its transactions are mined):
-    /// every nonce below it is used.
-    pub async fn mined_nonce(&self, from: &Address) -> Result<u64, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.mined_nonce(from).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
-    }
-
-    /// Gas and fees for a transfer, from the node, refused (`Rejected`) above the chain's
-    /// fee caps or when the node says the transfer would fail.
     pub async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.quote_fee(request).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.quote_fee(request).await)
     }
 
-    /// The fee market now (for replacing a stuck transaction): no gas estimate.
     pub async fn fee_market(&self) -> Result<FeeMarket, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.fee_market().await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.fee_market().await)
     }
 
-    /// Builds the unsigned transaction from the plan (its fees included): no network call,
-    /// nothing signed.
+    pub async fn sequence(&self, from: &Address, floor: Option<Sequence>) -> Result<Sequence, ChainError> {
+        dispatch!(self, c => c.sequence(from, floor).await)
+    }
+
+    pub async fn sequence_status(&self, from: &Address, sequence: Sequence) -> Result<TxStatus, ChainError> {
+        dispatch!(self, c => c.sequence_status(from, sequence).await)
+    }
+
     pub fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.prepare(plan),
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.prepare(plan))
     }
 
-    /// Attaches a signature and encodes the transaction for broadcast.
-    pub fn finalize(&self, unsigned: UnsignedTx, signature: &EvmSignature) -> Result<SignedTx, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(_) => Ok(evm::finalize(unsigned, signature)),
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+    pub fn finalize(&self, unsigned: UnsignedTx, signature: &Signature) -> Result<SignedTx, ChainError> {
+        dispatch!(self, c => c.finalize(unsigned, signature))
     }
 
     pub async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.broadcast(tx).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.broadcast(tx).await)
     }
 
     pub async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
-        match self {
-            #[cfg(feature = "evm")]
-            Adapter::Evm(c) => c.status(hash).await,
-            Adapter::Unavailable(c) => Err(unavailable(c)),
-        }
+        dispatch!(self, c => c.status(hash).await)
     }
 }
 
@@ -255,6 +370,10 @@ impl Chains {
             .into_iter()
             .map(|cfg| {
                 let adapter = match cfg.kind {
+                    #[cfg(feature = "fake-chain")]
+                    _ if cfg.rpc_url.starts_with(testing::SCHEME) => {
+                        Adapter::Fake(testing::FakeChain::new(cfg.clone()))
+                    }
                     #[cfg(feature = "evm")]
                     ChainKind::Evm => Adapter::Evm(evm::EvmChain::new(cfg.clone())?),
                     _ => Adapter::Unavailable(cfg.clone()),

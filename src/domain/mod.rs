@@ -256,6 +256,65 @@ pub struct EvmSignature {
     pub y_parity: bool,
 }
 
+/// What a chain asks a wallet key to sign: the one input of the keystore's signing entry
+/// point. Each chain adapter builds it from its unsigned transaction; the service never looks
+/// inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningPayload {
+    /// A 32-byte prehash signed with secp256k1 ECDSA (EVM: the transaction's signing hash).
+    Secp256k1Prehash([u8; 32]),
+    /// A message signed with Ed25519 as is (Solana: the serialized transaction message).
+    Ed25519Message(Vec<u8>),
+}
+
+impl SigningPayload {
+    /// The key kind that can sign it.
+    pub fn kind(&self) -> ChainKind {
+        match self {
+            SigningPayload::Secp256k1Prehash(_) => ChainKind::Evm,
+            SigningPayload::Ed25519Message(_) => ChainKind::Solana,
+        }
+    }
+}
+
+/// What makes a signed transaction valid once and only once on its chain, chosen by the
+/// chain's adapter right before signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequence {
+    /// EVM: the account's nonce. Transactions of one account are mined in nonce order.
+    AccountNonce(u64),
+    /// Solana: a recent blockhash, valid up to a block height.
+    RecentBlockhash { hash: [u8; 32], last_valid_height: u64 },
+}
+
+impl Sequence {
+    /// The lowest sequence the account's next transaction may use, when the chain orders
+    /// them (EVM: this nonce + 1); `None` when it does not (Solana).
+    pub fn next(&self) -> Option<Sequence> {
+        match self {
+            Sequence::AccountNonce(n) => Some(Sequence::AccountNonce(n.saturating_add(1))),
+            Sequence::RecentBlockhash { .. } => None,
+        }
+    }
+
+    /// The later of two floors (for ordered sequences; otherwise the first that is there).
+    pub fn later(a: Option<Sequence>, b: Option<Sequence>) -> Option<Sequence> {
+        match (a, b) {
+            (Some(Sequence::AccountNonce(x)), Some(Sequence::AccountNonce(y))) => {
+                Some(Sequence::AccountNonce(x.max(y)))
+            }
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A signature over a [`SigningPayload`], of the payload's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    Secp256k1(EvmSignature),
+    Ed25519([u8; 64]),
+}
+
 /// An on-chain account address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Address {

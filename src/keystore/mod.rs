@@ -9,8 +9,8 @@
 
 mod kdf;
 
-pub use crate::domain::EvmSignature;
 use crate::domain::{Address, ChainKind, ChainName, WalletId};
+pub use crate::domain::{EvmSignature, Signature, SigningPayload};
 use crate::secret::{Key32, KeyBytes, Passphrase, ct_eq, random_bytes};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -283,30 +283,28 @@ impl Unlocked {
         Ok(to.seal_secret(purpose, &secret))
     }
 
-    /// Signs a 32-byte prehash (an EVM transaction's signing hash) with an EVM wallet key.
-    pub fn sign_evm_prehash(&self, key: WalletKeyRef<'_>, prehash: &[u8; 32]) -> Result<EvmSignature, KeystoreError> {
-        self.with_key(key, |secret| match secret {
-            OpenKey::Evm(k) => {
+    /// Signs what a chain adapter asked for, with the wallet's key: the only signing entry
+    /// point. Decrypt → re-derive and check the address → sign → zeroize, in one synchronous
+    /// call. A payload of the other key kind is refused.
+    pub fn sign(&self, key: WalletKeyRef<'_>, payload: &SigningPayload) -> Result<Signature, KeystoreError> {
+        self.with_key(key, |secret| match (secret, payload) {
+            (OpenKey::Evm(k), SigningPayload::Secp256k1Prehash(prehash)) => {
                 let (sig, recid) = k
                     .sign_prehash_recoverable(prehash)
                     .map_err(|_| KeystoreError::Corrupt)?;
                 let (r, s) = sig.split_bytes();
-                Ok(EvmSignature {
+                Ok(Signature::Secp256k1(EvmSignature {
                     r: r.into(),
                     s: s.into(),
                     y_parity: recid.is_y_odd(),
-                })
+                }))
             }
-            OpenKey::Solana(_) => Err(KeystoreError::KindMismatch(ChainKind::Solana)),
-        })
-    }
-
-    /// Signs a message (a serialized Solana transaction message) with a Solana wallet key.
-    pub fn sign_ed25519(&self, key: WalletKeyRef<'_>, message: &[u8]) -> Result<[u8; 64], KeystoreError> {
-        use ed25519_dalek::Signer;
-        self.with_key(key, |secret| match secret {
-            OpenKey::Solana(k) => Ok(k.sign(message).to_bytes()),
-            OpenKey::Evm(_) => Err(KeystoreError::KindMismatch(ChainKind::Evm)),
+            (OpenKey::Solana(k), SigningPayload::Ed25519Message(message)) => {
+                use ed25519_dalek::Signer;
+                Ok(Signature::Ed25519(k.sign(message).to_bytes()))
+            }
+            (OpenKey::Evm(_), _) => Err(KeystoreError::KindMismatch(ChainKind::Evm)),
+            (OpenKey::Solana(_), _) => Err(KeystoreError::KindMismatch(ChainKind::Solana)),
         })
     }
 

@@ -50,19 +50,35 @@ fn round_trip_unlock_and_sign_both_kinds() {
     let evm = fixture(ChainKind::Evm);
     let again = Unlocked::unlock(&evm.meta, &pw("correct horse battery")).unwrap();
     again.verify_wallet_key(evm.key_ref()).unwrap();
-    let sig = again.sign_evm_prehash(evm.key_ref(), &[7u8; 32]).unwrap();
+    let Signature::Secp256k1(sig) = again
+        .sign(evm.key_ref(), &SigningPayload::Secp256k1Prehash([7u8; 32]))
+        .unwrap()
+    else {
+        panic!("secp256k1 signature expected")
+    };
     // Recover the signer and compare with the wallet's address.
     let recovered = alloy_primitives::Signature::from_scalars_and_parity(sig.r.into(), sig.s.into(), sig.y_parity)
         .recover_address_from_prehash(&[7u8; 32].into())
         .unwrap();
     assert_eq!(Address::Evm(recovered), evm.address);
     assert!(matches!(
-        again.sign_ed25519(evm.key_ref(), b"m"),
+        again.sign(evm.key_ref(), &SigningPayload::Ed25519Message(b"m".to_vec())),
         Err(KeystoreError::KindMismatch(_))
     ));
 
     let sol = fixture(ChainKind::Solana);
-    let sig = sol.keys.sign_ed25519(sol.key_ref(), b"hello").unwrap();
+    let Signature::Ed25519(sig) = sol
+        .keys
+        .sign(sol.key_ref(), &SigningPayload::Ed25519Message(b"hello".to_vec()))
+        .unwrap()
+    else {
+        panic!("ed25519 signature expected")
+    };
+    assert!(matches!(
+        sol.keys
+            .sign(sol.key_ref(), &SigningPayload::Secp256k1Prehash([7u8; 32])),
+        Err(KeystoreError::KindMismatch(_))
+    ));
     let Address::Solana(pk) = sol.address else {
         panic!("solana address expected")
     };
@@ -159,7 +175,11 @@ fn address_swap_is_detected() {
         ..a.key_ref()
     };
     assert!(matches!(a.keys.verify_wallet_key(swapped), Err(KeystoreError::Corrupt)));
-    assert!(a.keys.sign_evm_prehash(swapped, &[1; 32]).is_err());
+    assert!(
+        a.keys
+            .sign(swapped, &SigningPayload::Secp256k1Prehash([1; 32]))
+            .is_err()
+    );
     // Another wallet's sealed key under this wallet's header: refused as well.
     let b_id = WalletId::new();
     let (_, b_sealed) = a.keys.generate_wallet_key(b_id, &a.chain, ChainKind::Evm);

@@ -7,8 +7,8 @@
 //! every in-flight transaction is reconciled from its stored raw bytes: never re-signed.
 
 use super::{Result, Service, ServiceError, SessionAuth, key_ref, now};
-use crate::chains::{Adapter, AssetMeta, ChainError, FeeQuote, FeeRequest, TransferPlan, TxStatus};
-use crate::domain::{Address, Amount, TxId, TxState, WalletId, sanitize};
+use crate::chains::{Adapter, Approved, AssetMeta, ChainError, FeeQuote, FeeRequest, TransferPlan, TxStatus};
+use crate::domain::{Address, Amount, Sequence, TxId, TxState, WalletId, sanitize};
 use crate::policy::{self, Asset, Decision, Intent, Outcome, ParseContext, Policy, Tier};
 use crate::store::records::{
     BudgetRecord, FeeRecord, IdempotencyRecord, PolicyRecord, RECORD_VERSION, Reservation, TxRecord, WalletRecord,
@@ -48,12 +48,13 @@ pub struct Spent {
 }
 
 /// Per-wallet serialisation: `decide` covers evaluation + reservation + every budget change
-/// (so parallel requests cannot overspend); `nonce` covers sign + broadcast (so parallel
-/// sends get sequential nonces) and caches the next nonce.
+/// (so parallel requests cannot overspend); `nonce` covers sequence choice, sign and
+/// broadcast (so parallel sends get sequential nonces) and caches the floor for the next
+/// sequence (after the last one signed; `None`: read it again from the records and chain).
 #[derive(Default)]
 pub(super) struct WalletLocks {
     pub(super) decide: tokio::sync::Mutex<()>,
-    pub(super) nonce: tokio::sync::Mutex<Option<u64>>,
+    pub(super) nonce: tokio::sync::Mutex<Option<Sequence>>,
     /// Signed transfers already warned about (re-broadcast refused while their nonce is
     /// open, or a replacement above the fee caps): once, not on every worker pass.
     refused: std::sync::Mutex<std::collections::HashSet<TxId>>,
@@ -437,6 +438,7 @@ impl Service {
                     _ => None,
                 },
                 nonce: None,
+                blockhash: None,
                 raw: None,
                 hash: None,
                 block: None,
@@ -705,42 +707,18 @@ impl Service {
                 Err(err) => return self.fail(tx, &locks, err.to_string()).await,
             },
         };
-        let from = wallet.address()?;
-        let to = Address::parse(wallet.kind, &tx.to).map_err(|e| invalid(e.to_string()))?;
-        let token = tx
-            .token
-            .as_deref()
-            .map(|t| Address::parse(wallet.kind, t))
-            .transpose()
-            .map_err(|e| invalid(e.to_string()))?;
-        // Never below a nonce we already signed for and may still broadcast: after a crash the
-        // chain does not know those bytes yet, and the cache is empty.
-        let outstanding = self
-            .active_txs()?
-            .into_iter()
-            .filter(|t| t.wallet_id == wallet_id)
-            .filter_map(|t| t.nonce.map(|n| n + 1))
-            .max();
+        let approved = approved(&wallet, &tx, fee)?;
+        if next_nonce.is_none() {
+            // Never below a sequence we already signed for and may still broadcast: after a
+            // crash the chain does not know those bytes yet, and the cache is empty.
+            *next_nonce = self.outstanding_floor(wallet_id)?;
+        }
         let prepared = async {
-            // Nonce from the chain as well as our cache: a crashed broadcast may have used one.
-            let chain_nonce = adapter.pending_nonce(&from).await?;
-            let nonce = [Some(chain_nonce), *next_nonce, outstanding]
-                .into_iter()
-                .flatten()
-                .max()
-                .unwrap_or(chain_nonce);
-            let plan = TransferPlan {
-                from,
-                to,
-                token,
-                base_units: tx.base_units,
-                nonce,
-                fee,
-            };
-            Ok::<_, ChainError>((nonce, adapter.prepare(&plan)?))
+            let sequence = adapter.sequence(approved.from(), *next_nonce).await?;
+            Ok::<_, ChainError>((sequence, adapter.prepare(&TransferPlan::new(&approved, sequence))?))
         }
         .await;
-        let (nonce, unsigned) = match prepared {
+        let (sequence, unsigned) = match prepared {
             Ok(p) => p,
             Err(err) => return self.fail(tx, &locks, err.to_string()).await,
         };
@@ -757,12 +735,10 @@ impl Service {
             tx = current;
             crate::faults::hit("before_sign");
             // Decrypt → sign → zeroize in one synchronous call; no key crosses an await.
-            let signature = self
-                .keys()
-                .sign_evm_prehash(key_ref(&wallet)?, unsigned.signing_hash())?;
+            let signature = self.keys().sign(key_ref(&wallet)?, unsigned.payload())?;
             let signed = adapter.finalize(unsigned, &signature)?;
             tx.status = TxState::Signed;
-            tx.nonce = Some(nonce);
+            tx.set_sequence(sequence);
             tx.raw = Some(hex::encode(&signed.raw));
             tx.hash = Some(signed.hash.clone());
             tx.updated_at = now();
@@ -770,7 +746,7 @@ impl Service {
             let mut batch = Batch::new();
             let event = AuditEvent::new("tx_signed", "system")
                 .wallet(wallet_id)
-                .detail(serde_json::json!({ "tx": id.to_string(), "nonce": nonce, "hash": signed.hash }));
+                .detail(serde_json::json!({ "tx": id.to_string(), "nonce": tx.nonce, "hash": signed.hash }));
             self.save_tx(&mut batch, &tx, event);
             // The outbox: durable (and audited) before the signature leaves the process.
             self.store.commit(batch)?;
@@ -783,7 +759,7 @@ impl Service {
         }
         match broadcast {
             Ok(()) => {
-                *next_nonce = Some(nonce + 1);
+                *next_nonce = sequence.next();
                 // Fresh under the decide lock: the worker may have seen it mined and
                 // confirmed it while the broadcast answer was on its way.
                 let _decide = locks.decide.lock().await;
@@ -806,18 +782,31 @@ impl Service {
                 Ok(tx)
             }
             Err(ChainError::Rejected { reason, .. }) => {
-                // A definitive refusal: it can never be mined as signed; the nonce is still
-                // free, the reservation goes back.
+                // A definitive refusal: it can never be mined as signed; the sequence is
+                // still free, the reservation goes back.
                 *next_nonce = None;
                 self.fail(tx, &locks, format!("rejected by the chain: {reason}")).await
             }
             Err(err) => {
                 // Unknown outcome: it stays SIGNED; the worker re-broadcasts the same bytes.
-                *next_nonce = Some(nonce + 1);
+                *next_nonce = sequence.next();
                 tracing::warn!(tx = %id, error = %err, "broadcast outcome unknown; will retry the same signed transaction");
                 Ok(tx)
             }
         }
+    }
+
+    /// The floor for the wallet's next sequence from its own records: after every sequence
+    /// it signed and may still broadcast (SIGNED or SUBMITTED). Read through the status index
+    /// when the cache is empty (at start, after a refusal), not on every send.
+    fn outstanding_floor(&self, wallet: WalletId) -> Result<Option<Sequence>> {
+        let mut floor = None;
+        for state in [TxState::Signed, TxState::Submitted] {
+            for tx in self.store.oldest_txs_in(wallet, state, i64::MAX, usize::MAX)? {
+                floor = Sequence::later(floor, tx.sequence().and_then(|s| s.next()));
+            }
+        }
+        Ok(floor)
     }
 
     /// Re-checks a DELAY or APPROVAL transfer at execution time. Returns the record when it
@@ -1086,7 +1075,7 @@ impl Service {
         let signed = {
             let _decide = locks.decide.lock().await;
             let mut tx = self.tx(wallet.id, id)?;
-            let (Some(old), Some(nonce), Some(old_hash)) = (tx.fee, tx.nonce, tx.hash.clone()) else {
+            let (Some(old), Some(sequence), Some(old_hash)) = (tx.fee, tx.sequence(), tx.hash.clone()) else {
                 return Ok(tx);
             };
             if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
@@ -1104,30 +1093,14 @@ impl Service {
                     .max(market.next_base_fee.saturating_add(priority)),
                 max_priority_fee_per_gas: priority,
             };
-            let from = wallet.address()?;
-            let plan = match kind {
-                Replacement::SpeedUp => TransferPlan {
-                    from,
-                    to: Address::parse(wallet.kind, &tx.to).map_err(|e| invalid(e.to_string()))?,
-                    token: tx
-                        .token
-                        .as_deref()
-                        .map(|t| Address::parse(wallet.kind, t))
-                        .transpose()
-                        .map_err(|e| invalid(e.to_string()))?,
-                    base_units: tx.base_units,
-                    nonce,
-                    fee,
+            let same = approved(wallet, &tx, fee_quote(old))?;
+            let plan = TransferPlan::new(
+                &match kind {
+                    Replacement::SpeedUp => same.with_fee(fee),
+                    Replacement::CancelOnChain => same.cancel_onchain(fee),
                 },
-                Replacement::CancelOnChain => TransferPlan {
-                    from,
-                    to: from,
-                    token: None,
-                    base_units: U256::ZERO,
-                    nonce,
-                    fee,
-                },
-            };
+                sequence,
+            );
             // Above the caps: not signed; it keeps waiting (the operator can raise the caps).
             let unsigned = match adapter.prepare(&plan) {
                 Ok(u) => u,
@@ -1143,9 +1116,7 @@ impl Service {
                 Replacement::CancelOnChain => Ok(()),
                 Replacement::SpeedUp => Err(e),
             })?;
-            let signature = self
-                .keys()
-                .sign_evm_prehash(key_ref(wallet)?, unsigned.signing_hash())?;
+            let signature = self.keys().sign(key_ref(wallet)?, unsigned.payload())?;
             let signed = adapter.finalize(unsigned, &signature)?;
             crate::faults::hit("replacement_signed");
             let mut batch = Batch::new();
@@ -1189,7 +1160,7 @@ impl Service {
             .wallet(wallet.id)
             .detail(serde_json::json!({
                 "tx": id.to_string(),
-                "nonce": nonce,
+                "nonce": tx.nonce,
                 "replaces": old_hash,
                 "hash": signed.hash,
                 "maxFeePerGas": fee.max_fee_per_gas.to_string(),
@@ -1389,20 +1360,21 @@ impl Service {
         wallet: &WalletRecord,
         tx: TxRecord,
         locks: &WalletLocks,
-        next_nonce: &mut Option<u64>,
+        next_nonce: &mut Option<Sequence>,
         reason: String,
     ) -> Result<TxRecord> {
-        let (Some(nonce), Some(hash)) = (tx.nonce, tx.hash.clone()) else {
+        let (Some(sequence), Some(hash)) = (tx.sequence(), tx.hash.clone()) else {
             return Ok(tx);
         };
-        let mined_nonce = adapter.mined_nonce(&wallet.address()?).await?;
+        let state = adapter.sequence_status(&wallet.address()?, sequence).await?;
         // Any of its signed versions (a replacement, or the one it replaced) may be the one.
         if mined_version(adapter, &tx).await?.is_some() {
             return Ok(tx);
         }
-        if mined_nonce <= nonce {
+        let nonce = tx.nonce;
+        if !matches!(state, TxStatus::Superseded | TxStatus::Expired) {
             if locks.refused.lock().expect("refused").insert(tx.id) {
-                tracing::warn!(tx = %tx.id, nonce, reason = %reason, "re-broadcast refused while its nonce is open; the transfer keeps waiting (it may still be mined)");
+                tracing::warn!(tx = %tx.id, ?nonce, reason = %reason, "re-broadcast refused while its nonce is open; the transfer keeps waiting (it may still be mined)");
             }
             return Ok(tx);
         }
@@ -1433,7 +1405,12 @@ impl Service {
             return Ok(tx);
         }
         *next_nonce = None;
-        let error = format!("dropped: nonce {nonce} was used by another transaction ({reason})");
+        let error = match (state, nonce) {
+            (TxStatus::Superseded, Some(nonce)) => {
+                format!("dropped: nonce {nonce} was used by another transaction ({reason})")
+            }
+            _ => format!("dropped: its blockhash expired before it was included ({reason})"),
+        };
         self.fail_locked(tx, error)
     }
 
@@ -1615,6 +1592,27 @@ async fn mined_version(adapter: &Adapter, tx: &TxRecord) -> Result<Option<(Strin
         }
     }
     Ok(None)
+}
+
+/// The transfer a REQUESTED (decided, or re-checked and allowed) or signed record stands for,
+/// with `fee`: the pipeline's only way to an [`Approved`], so nothing is prepared for signing
+/// that a committed decision did not allow.
+fn approved(wallet: &WalletRecord, tx: &TxRecord, fee: FeeQuote) -> Result<Approved> {
+    if !matches!(tx.status, TxState::Requested | TxState::Signed | TxState::Submitted) {
+        return Err(ServiceError::Conflict(format!(
+            "transaction is {}; nothing to sign",
+            tx.status
+        )));
+    }
+    let parse = |a: &str| Address::parse(wallet.kind, a).map_err(|e| invalid(e.to_string()));
+    let token = tx.token.as_deref().map(parse).transpose()?;
+    Ok(Approved::new(
+        wallet.address()?,
+        parse(&tx.to)?,
+        token,
+        tx.base_units,
+        fee,
+    ))
 }
 
 /// The stored signed bytes of `tx` (the outbox).

@@ -2,7 +2,7 @@
 //! with `#[serde(default)]`, never rename; bump `v` and migrate on read when a change is
 //! not additive.
 
-use crate::domain::{Address, ChainKind, ChainName, PolicyId, SessionId, TxId, TxState, WalletId};
+use crate::domain::{Address, ChainKind, ChainName, PolicyId, Sequence, SessionId, TxId, TxState, WalletId};
 use crate::keystore::Sealed;
 use alloy_primitives::U256;
 use serde::{Deserialize, Serialize};
@@ -164,8 +164,12 @@ pub struct TxRecord {
     pub executes_at: Option<i64>,
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// EVM: the account nonce its signed versions use.
     #[serde(default)]
     pub nonce: Option<u64>,
+    /// Solana: the recent blockhash its signed versions use (hex) and its last valid height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blockhash: Option<(String, u64)>,
     /// The signed transaction, persisted before broadcast (hex).
     #[serde(default)]
     pub raw: Option<String>,
@@ -198,6 +202,33 @@ pub struct TxRecord {
     /// signed: if it is the one mined, the transfer ends FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_hash: Option<String>,
+}
+
+impl TxRecord {
+    /// The sequence its signed versions use, once signed.
+    pub fn sequence(&self) -> Option<Sequence> {
+        if let Some(n) = self.nonce {
+            return Some(Sequence::AccountNonce(n));
+        }
+        let (hash, last_valid_height) = self.blockhash.as_ref()?;
+        let hash = hex::decode(hash).ok()?.try_into().ok()?;
+        Some(Sequence::RecentBlockhash {
+            hash,
+            last_valid_height: *last_valid_height,
+        })
+    }
+
+    pub fn set_sequence(&mut self, sequence: Sequence) {
+        match sequence {
+            Sequence::AccountNonce(n) => self.nonce = Some(n),
+            Sequence::RecentBlockhash {
+                hash,
+                last_valid_height,
+            } => {
+                self.blockhash = Some((hex::encode(hash), last_valid_height));
+            }
+        }
+    }
 }
 
 /// A fee quote as stored with its transfer (wei per gas as decimal strings).

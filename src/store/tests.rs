@@ -276,6 +276,7 @@ fn tx_record(wallet: WalletId, status: TxState) -> records::TxRecord {
         executes_at: None,
         expires_at: None,
         nonce: None,
+        blockhash: None,
         raw: None,
         hash: None,
         block: None,

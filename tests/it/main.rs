@@ -3,6 +3,8 @@
 
 mod harness;
 
+#[cfg(feature = "fake-chain")]
+mod adapter;
 mod approval_page;
 mod audit;
 mod balance;
