@@ -60,6 +60,12 @@ fn write_private(path: &Path, text: &str) {
 }
 
 fn init(root: &Path, anvil_url: &str, kdf: (u32, u32, u32)) -> (PathBuf, String, u16) {
+    let chain = format!("[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{anvil_url}\"\nchain_id = 31337\n");
+    init_with(root, &chain, kdf)
+}
+
+/// A data dir with `chain` (TOML) as its only extra configuration, initialised.
+fn init_with(root: &Path, chain: &str, kdf: (u32, u32, u32)) -> (PathBuf, String, u16) {
     let port = free_port();
     let data = root.join(format!("data-{port}"));
     std::fs::DirBuilder::new().mode(0o700).create(&data).unwrap();
@@ -67,7 +73,7 @@ fn init(root: &Path, anvil_url: &str, kdf: (u32, u32, u32)) -> (PathBuf, String,
     write_private(
         &data.join("config.toml"),
         &format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\n[keystore]\nargon2_memory_kib = {}\nargon2_iterations = {}\nargon2_parallelism = {}\n[log]\nlevel = \"warn\"\n[autostop]\nburst_requests = 0\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{anvil_url}\"\nchain_id = 31337\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[keystore]\nargon2_memory_kib = {}\nargon2_iterations = {}\nargon2_parallelism = {}\n[log]\nlevel = \"warn\"\n[autostop]\nburst_requests = 0\n{chain}",
             kdf.0, kdf.1, kdf.2
         ),
     );
@@ -485,4 +491,101 @@ async fn main() {
         not_confirmed, 0,
         "MCP transfers that did not end CONFIRMED (printed above)"
     );
+    drop(daemon);
+
+    #[cfg(feature = "fake-chain")]
+    fake_chain_load(root.path(), &client, requests, concurrency).await;
+}
+
+/// CPU time (user + system) the process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // CLK_TCK = 100 on Linux
+}
+
+/// The daemon's own cost per INSTANT transfer, with the chain taken out: the in-memory fake
+/// chain (`rpc_url = "fake:…"`, mined at broadcast) in a build with the `fake-chain` feature
+/// (`cargo bench --bench e2e --features fake-chain`). 16 wallets, one session and one client
+/// each, every request answered once CONFIRMED; the daemon's CPU time is read from /proc
+/// before and after.
+#[cfg(feature = "fake-chain")]
+async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize, concurrency: usize) {
+    let chain = "[chains.fake]\nkind = \"evm\"\nrpc_url = \"fake:bench\"\nchain_id = 1337\n";
+    let (data, url, _) = init_with(root, chain, (256, 1, 1));
+    let (daemon, _) = start(&data, &url, client).await;
+    let pid = daemon.0.id();
+    let master = std::fs::read_to_string(data.join("recovery.key")).unwrap();
+    let post = |path: &str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{url}{path}"))
+            .header("x-master-password", &master)
+            .json(&body)
+            .send();
+        async move { request.await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let mut tokens = Vec::new();
+    for i in 0..concurrency {
+        let wallet = post(
+            "/v1/wallets",
+            serde_json::json!({"name": format!("w{i}"), "chain": "fake"}),
+        )
+        .await;
+        let wid = wallet["id"].as_str().unwrap().to_owned();
+        post(
+            "/v1/policies",
+            serde_json::json!({"walletId": wid, "type": "SPENDING_LIMIT", "rules": {"instant_max": "1"}}),
+        )
+        .await;
+        let session = post("/v1/sessions", serde_json::json!({"walletId": wid})).await;
+        tokens.push(session["token"].as_str().unwrap().to_owned());
+    }
+    let sends = (requests * 2).max(concurrency * 4);
+    for (label, clients) in [("1 wallet", 1), ("wallets", concurrency)] {
+        let n = if clients == 1 { sends / 4 } else { sends };
+        let cpu0 = cpu_time(pid);
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for (w, token) in tokens.iter().take(clients).enumerate() {
+            let (client, url, auth) = (client.clone(), url.clone(), format!("Bearer {token}"));
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in 0..n / clients {
+                    let body = serde_json::json!({
+                        "to": RECIPIENT, "amount": "0.0001", "idempotencyKey": format!("fake-{clients}-{w}-{i}"),
+                    });
+                    let t = Instant::now();
+                    let tx: serde_json::Value = client
+                        .post(format!("{url}/v1/transactions/send"))
+                        .header("authorization", &auth)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert_eq!(tx["status"], "CONFIRMED", "{tx}");
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let wall = t0.elapsed();
+        let cpu = cpu_time(pid) - cpu0;
+        all.sort();
+        report(&format!("fake chain: send INSTANT, {clients} {label}"), &all, wall);
+        println!(
+            "fake chain: daemon CPU per transfer ({clients} {label}): {:.3} ms ({} transfers, {:.2} s CPU)",
+            cpu.as_secs_f64() * 1e3 / all.len() as f64,
+            all.len(),
+            cpu.as_secs_f64()
+        );
+    }
 }

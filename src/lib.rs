@@ -4,6 +4,7 @@
 //! Modules in reading order: the vocabulary, secrets, the keystore and store underneath,
 //! sessions and chains beside them, the service that orchestrates them, and the edges.
 
+pub mod clock;
 pub mod domain;
 pub mod owner;
 pub mod policy;

@@ -217,7 +217,7 @@ impl HttpSource {
             .json()
             .await
             .map_err(|_| "price source sent malformed JSON".to_owned())?;
-        let now = crate::service::now();
+        let now = crate::clock::now();
         let mut cache = self.cache.write().expect("price cache");
         let mut accepted = self.accepted.lock().expect("accepted prices");
         let mut refused = self.refused.lock().expect("refused prices");

@@ -1,3 +1,5 @@
+//! Unit tests of the keystore: sealing, unlocking, signing, re-sealing, integrity.
+
 use super::*;
 
 const FAST: KdfParams = KdfParams {

@@ -285,9 +285,7 @@ fn jitter_fraction() -> f64 {
     f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX)
 }
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
+use crate::clock::now;
 
 impl BurstDetector {
     fn failure(&self, kind: AuthKind, at: Instant) -> Option<Event> {

@@ -1,3 +1,5 @@
+//! Unit tests of the notification queue, senders and burst detection.
+
 use super::*;
 use crate::config::Config;
 use crate::domain::{TxId, WalletId};

@@ -1,3 +1,5 @@
+//! Unit tests of the policy engine: parsing and evaluation, rule by rule.
+
 use alloy_primitives::U256;
 use serde_json::{Value, json};
 

@@ -246,9 +246,7 @@ fn master_failure_delay(recent_failures: usize, limit: usize) -> Duration {
     Duration::from_millis(n.saturating_mul(100).min(2_000))
 }
 
-pub fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp() + crate::faults::clock_offset()
-}
+pub use crate::clock::now;
 
 impl Service {
     /// `bursar init`: creates the keystore, the JWT secret and the daemon identity.
@@ -260,6 +258,11 @@ impl Service {
                 store_dir.display()
             )));
         }
+        Self::initialise_store(&store, password, kdf)
+    }
+
+    /// [`Service::initialise`] on an open, empty store.
+    pub fn initialise_store(store: &Store, password: &Passphrase, kdf: KdfParams) -> Result<()> {
         let (unlocked, meta) = Unlocked::create(password, kdf)?;
         // Keyed from the first entry: the key is loaded before `init` is audited.
         let (audit_key, sealed_audit_key) = unlocked.new_audit_key(&AuditKeyRecord::purpose(1));
@@ -297,9 +300,23 @@ impl Service {
     /// `bursar start`: opens the store, unlocks (one KDF run), verifies every wallet key.
     pub fn open(store_dir: &Path, config: Config, password: &Passphrase) -> Result<Self> {
         let store = Store::open(store_dir)?;
-        let meta: KeystoreMeta = store
-            .get(keys::KEYSTORE)?
-            .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
+        let recovery_key = crate::config::RecoveryKey::in_dir(store_dir.parent().unwrap_or(store_dir));
+        Self::from_parts(store, config, password, recovery_key).map_err(|e| match e {
+            ServiceError::NotInitialised(_) => ServiceError::NotInitialised(store_dir.display().to_string()),
+            other => other,
+        })
+    }
+
+    /// A service from its parts: an initialised store (sled, or in memory for unit tests),
+    /// the configuration (its chains, `fake:` ones included) and the master password.
+    pub fn from_parts(
+        store: Store,
+        config: Config,
+        password: &Passphrase,
+        recovery_key: crate::config::RecoveryKey,
+    ) -> Result<Self> {
+        let not_initialised = || ServiceError::NotInitialised("the store".into());
+        let meta: KeystoreMeta = store.get(keys::KEYSTORE)?.ok_or_else(not_initialised)?;
         let mut unlocked = match Unlocked::unlock(&meta, password) {
             Ok(u) => u,
             Err(err) => {
@@ -315,12 +332,8 @@ impl Service {
         if let Some(indexed) = store.build_tx_index()? {
             tracing::info!(transfers = indexed, "built the transfer status index");
         }
-        let daemon: DaemonRecord = store
-            .get(keys::DAEMON)?
-            .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
-        let sealed_jwt = store
-            .get(keys::JWT_SECRET)?
-            .ok_or_else(|| ServiceError::NotInitialised(store_dir.display().to_string()))?;
+        let daemon: DaemonRecord = store.get(keys::DAEMON)?.ok_or_else(not_initialised)?;
+        let sealed_jwt = store.get(keys::JWT_SECRET)?.ok_or_else(not_initialised)?;
         let jwt = unlocked.open_secret(JWT_PURPOSE, &sealed_jwt)?;
         // A store whose keys do not all open and match their addresses has been tampered
         // with or damaged: refuse to run on it rather than fail at the first signature.
@@ -350,7 +363,7 @@ impl Service {
             started: Instant::now(),
             shutdown: tokio::sync::Notify::new(),
             notifier,
-            recovery_key: crate::config::RecoveryKey::in_dir(store_dir.parent().unwrap_or(store_dir)),
+            recovery_key,
         })
     }
 
@@ -807,11 +820,12 @@ impl Service {
     }
 
     /// The notification a transfer's new state calls for, if any: a NOTIFY-tier transfer
-    /// submitted, a DELAY started, an approval waiting.
+    /// sent (submitted, or already confirmed when its broadcast is recorded), a DELAY started,
+    /// an approval waiting.
     pub(crate) fn notify_transfer(&self, wallet: &WalletRecord, tx: &TxRecord) {
         let notify_tier = tx.tier.as_deref() == Some(crate::policy::Tier::Notify.as_str());
         let wanted = match tx.status {
-            TxState::Submitted => notify_tier,
+            TxState::Submitted | TxState::Confirmed => notify_tier,
             TxState::Delayed | TxState::PendingApproval => true,
             _ => false,
         };
@@ -835,7 +849,7 @@ impl Service {
         }
         .sanitised();
         let event = match tx.status {
-            TxState::Submitted => Event::TransferNotify { transfer },
+            TxState::Submitted | TxState::Confirmed => Event::TransferNotify { transfer },
             TxState::Delayed => Event::TransferDelayed {
                 transfer,
                 executes_at: tx.executes_at.unwrap_or(tx.created_at),

@@ -33,7 +33,15 @@ pub trait Kv: Send + Sync + 'static {
     fn scan_range(&self, start: &[u8], end: &[u8], order: Order, limit: usize) -> Result<Entries, StoreError>;
     /// How many keys `[start, end)` holds, counting no further than `limit`.
     fn count_range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<usize, StoreError>;
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// Applies `ops` atomically: visible to readers at once, durable after the next `flush`.
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// Makes everything applied so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// `apply` then `flush`.
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        self.apply(ops)?;
+        self.flush()
+    }
 }
 
 /// sled 0.34: one tree, `apply_batch` for atomicity, `flush` for durability.
@@ -110,7 +118,7 @@ impl Kv for SledKv {
         Ok(n)
     }
 
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for op in ops {
             match op {
@@ -118,7 +126,10 @@ impl Kv for SledKv {
                 Op::Delete(k) => batch.remove(k.as_slice()),
             }
         }
-        self.db.apply_batch(batch).map_err(io)?;
+        self.db.apply_batch(batch).map_err(io)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
         // Applied, but not yet durable: a failure here leaves the batch visible to readers.
         if crate::faults::fail_once("flush_fails_once") {
             return Err(StoreError::Io("test fault: flush failed".into()));
@@ -174,7 +185,7 @@ impl Kv for MemKv {
         Ok(map.range(start.to_vec()..end.to_vec()).take(limit).count())
     }
 
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
         let mut map = self.0.lock().expect("mem store");
         for op in ops {
             match op {
@@ -182,6 +193,10 @@ impl Kv for MemKv {
                 Op::Delete(k) => map.remove(k),
             };
         }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -110,6 +110,13 @@ pub mod keys {
 pub struct Store {
     kv: Arc<dyn Kv>,
     chain: Mutex<Chain>,
+    /// Group commit: batches are applied in order under the chain lock and numbered; a
+    /// commit returns once a flush that started after its batch was applied has finished —
+    /// its own, or one that a concurrent commit ran meanwhile. Concurrent writers (several
+    /// wallets) share fsyncs instead of queueing one each behind the chain lock.
+    applied: std::sync::atomic::AtomicU64,
+    /// The highest batch number a finished flush covers; held while flushing.
+    flushed: Mutex<u64>,
 }
 
 /// The writer's view of the audit chain.
@@ -179,6 +186,8 @@ impl Store {
                 key: None,
                 head_unknown: false,
             }),
+            applied: std::sync::atomic::AtomicU64::new(0),
+            flushed: Mutex::new(0),
         })
     }
 
@@ -228,6 +237,25 @@ impl Store {
     /// are chained onto the log in the same commit: if the audit write fails, so does the
     /// change.
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let number = self.apply(batch)?;
+        let mut flushed = self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *flushed >= number {
+            return Ok(()); // a flush that began after this batch was applied covered it
+        }
+        let covers = self.applied.load(std::sync::atomic::Ordering::Acquire);
+        if let Err(err) = self.kv.flush() {
+            // Applied (readers see it, the head counts it) but maybe not durable: reported,
+            // and the next flush retries it with everything after it.
+            tracing::error!(error = %err, "store flush failed");
+            return Err(err);
+        }
+        *flushed = covers;
+        Ok(())
+    }
+
+    /// Applies `batch` under the chain lock (audit entries chained, sequence numbers in
+    /// order) and returns its batch number.
+    fn apply(&self, batch: Batch) -> Result<u64, StoreError> {
         let mut chain = self.chain();
         if chain.head_unknown {
             chain.head = read_head(self.kv.as_ref())?;
@@ -249,10 +277,10 @@ impl Store {
                 serde_json::to_vec(&next).expect("serialise"),
             ));
         }
-        if let Err(err) = self.kv.commit(&ops) {
-            // A failed commit may still have been applied (sled: the batch went in, the flush
-            // failed). Take the head from the store rather than assume either way, so the next
-            // append never reuses a sequence number (or overwrites the entry that holds it).
+        if let Err(err) = self.kv.apply(&ops) {
+            // A failed apply may still have gone in. Take the head from the store rather than
+            // assume either way, so the next append never reuses a sequence number (or
+            // overwrites the entry that holds it).
             match read_head(self.kv.as_ref()) {
                 Ok(stored) => chain.head = stored,
                 Err(_) => chain.head_unknown = true,
@@ -261,7 +289,7 @@ impl Store {
             return Err(err);
         }
         chain.head = next;
-        Ok(())
+        Ok(self.applied.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1)
     }
 
     /// Appends audit events alone (e.g. a failed authentication).

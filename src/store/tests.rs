@@ -1,3 +1,5 @@
+//! Unit tests of the store: commits, the audit chain, indexes and bounded reads.
+
 use super::*;
 use crate::domain::{TxId, TxState, WalletId};
 use crate::keystore::AuditKey;
