@@ -288,15 +288,28 @@ impl BursarMcp {
         ROUTER.get_or_init(Self::build_router).clone()
     }
 
+    /// Every schema is also made compact, since `tools/list` is part of every conversation's
+    /// context: no `$schema` (MCP's default dialect), no integer `format` annotations (the
+    /// `minimum`/`maximum` say it), and in output schemas no per-field descriptions (the tool
+    /// and object descriptions say what to do with the answer) and only the always-present
+    /// fields required (a nullable field is still typed). A transaction's schema names the
+    /// fields an agent acts on; the answer carries the REST transaction whole (the schema
+    /// allows the others: [`OPERATOR_FIELDS`]).
     fn build_router() -> ToolRouter<Self> {
         let mut router = Self::tool_router();
         for route in router.map.values_mut() {
-            if let Some(schema) = route.attr.output_schema.as_mut() {
-                let mut value = serde_json::Value::Object((**schema).clone());
+            let compacted = |schema: &serde_json::Map<String, serde_json::Value>, output: bool| {
+                let mut value = serde_json::Value::Object(schema.clone());
                 no_boolean_subschemas(&mut value);
-                if let serde_json::Value::Object(object) = value {
-                    *schema = Arc::new(object);
+                compact_schema(&mut value, output);
+                match value {
+                    serde_json::Value::Object(object) => Arc::new(object),
+                    _ => unreachable!("a schema object stays an object"),
                 }
+            };
+            route.attr.input_schema = compacted(&route.attr.input_schema, false);
+            if let Some(schema) = route.attr.output_schema.as_mut() {
+                *schema = compacted(schema, true);
             }
         }
         router
@@ -744,6 +757,71 @@ fn error_for(status: u16, bytes: &[u8]) -> ToolError {
             "{code}: {message}. This session token can no longer be used; ask the operator for a new session. Nothing was sent."
         )),
         _ => ToolError::Result(format!("{code}: {message}")),
+    }
+}
+
+/// Fields of a transaction that are in every tool answer but not in the tools' output schemas:
+/// the agent set them or has no use for them (the operator's replacement details, the
+/// policy trace that a denial's text already carries), and each costs context in every
+/// conversation.
+const OPERATOR_FIELDS: [&str; 11] = [
+    "walletId",
+    "chain",
+    "decimals",
+    "memo",
+    "idempotencyKey",
+    "trace",
+    "updatedAt",
+    "nonce",
+    "block",
+    "replacedHashes",
+    "cancelHash",
+];
+
+/// See [`BursarMcp::build_router`].
+fn compact_schema(schema: &mut serde_json::Value, output: bool) {
+    use serde_json::Value;
+    let Value::Object(object) = schema else {
+        return;
+    };
+    object.remove("$schema");
+    if object
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| f.starts_with("uint") || f.starts_with("int"))
+    {
+        object.remove("format");
+    }
+    if output && let Some(Value::Object(properties)) = object.get_mut("properties") {
+        let nullable: Vec<String> = properties
+            .iter()
+            .filter(|(_, p)| {
+                p.get("type")
+                    .and_then(Value::as_array)
+                    .is_some_and(|t| t.contains(&"null".into()))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for property in properties.values_mut() {
+            if let Value::Object(p) = property {
+                p.remove("description");
+            }
+        }
+        let transaction = properties.contains_key("idempotencyKey") && properties.contains_key("replacedHashes");
+        if transaction {
+            properties.retain(|name, _| !OPERATOR_FIELDS.contains(&name.as_str()));
+        }
+        if let Some(Value::Array(required)) = object.get_mut("required") {
+            let dropped = |n: &str| nullable.iter().any(|x| x == n) || (transaction && OPERATOR_FIELDS.contains(&n));
+            required.retain(|name| name.as_str().is_some_and(|n| !dropped(n)));
+        }
+    }
+    for child in object.values_mut() {
+        match child {
+            Value::Object(_) => compact_schema(child, output),
+            Value::Array(items) => items.iter_mut().for_each(|i| compact_schema(i, output)),
+            _ => {}
+        }
     }
 }
 

@@ -55,6 +55,19 @@ fn page(tool: &Value) -> String {
     )
 }
 
+/// `tools/list` is in the context of every conversation: at most 15 KB of JSON for all the
+/// tools, each with its input and output schema and its annotations.
+#[test]
+fn the_tool_list_stays_small() {
+    let tools = BursarMcp::tool_definitions();
+    let bytes = serde_json::to_vec(&json!({ "tools": tools })).unwrap().len();
+    assert!(bytes <= 15_000, "tools/list is {bytes} bytes");
+    for tool in &tools {
+        assert!(tool.output_schema.is_some(), "{} lost its output schema", tool.name);
+        assert!(tool.annotations.is_some(), "{} lost its annotations", tool.name);
+    }
+}
+
 #[test]
 fn generated_tool_schemas_and_pages_match_the_committed_files() {
     let tools = serde_json::to_value(BursarMcp::tool_definitions()).unwrap();
