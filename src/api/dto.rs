@@ -470,7 +470,9 @@ impl ApiJsonBody for SetMaster {
     const ECHO_ERRORS: bool = false;
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+/// A transfer request on the wire: the REST body, and what the MCP tools' arguments become
+/// (`From<TransferParams>`, `From<CheckParams>` in `api::mcp`), so both speak one contract.
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Transfer {
     /// Recipient address.

@@ -146,6 +146,31 @@ pub struct TransferParams {
     pub memo: Option<String>,
 }
 
+impl From<TransferParams> for dto::Transfer {
+    fn from(p: TransferParams) -> Self {
+        Self {
+            to: p.to,
+            amount: p.amount,
+            amount_base_units: p.amount_base_units,
+            token: p.token,
+            idempotency_key: Some(p.idempotency_key),
+            memo: p.memo,
+        }
+    }
+}
+
+impl From<CheckParams> for dto::Transfer {
+    fn from(p: CheckParams) -> Self {
+        Self {
+            to: p.to,
+            amount: p.amount,
+            amount_base_units: p.amount_base_units,
+            token: p.token,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckParams {
@@ -355,10 +380,7 @@ impl BursarMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<TransferParams>,
     ) -> Result<Json<TransferOutcome>, ToolError> {
-        let body = serde_json::json!({
-            "to": p.to, "amount": p.amount, "amountBaseUnits": p.amount_base_units, "token": p.token,
-            "idempotencyKey": p.idempotency_key, "memo": p.memo,
-        });
+        let body = serde_json::to_value(dto::Transfer::from(p)).expect("a transfer serialises");
         let Json(transaction): Json<dto::Transaction> =
             self.call(&ctx, "POST", "/v1/transactions/send", Some(body)).await?;
         Ok(Json(transaction.into()))
@@ -373,7 +395,7 @@ impl BursarMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<CheckParams>,
     ) -> Result<Json<dto::Check>, ToolError> {
-        let body = serde_json::json!({ "to": p.to, "amount": p.amount, "amountBaseUnits": p.amount_base_units, "token": p.token });
+        let body = serde_json::to_value(dto::Transfer::from(p)).expect("a transfer serialises");
         self.call(&ctx, "POST", "/v1/transactions/check", Some(body)).await
     }
 
