@@ -18,8 +18,10 @@ pub mod prices;
 pub mod session;
 
 pub mod faults;
+pub mod metrics;
 pub mod notify;
 pub mod service;
+pub mod tls;
 
 pub mod api;
 pub mod cli;

@@ -31,6 +31,9 @@ pub enum Auth {
     /// `X-Owner-Message` + `X-Owner-Signature`: present here, verified by the handler's use
     /// case against the exact action, wallet and transaction.
     Owner,
+    /// `[metrics] access`: a loopback peer, the scrape token, or the master password (or
+    /// nobody: `off`). Read-only counters that hold no secret and no address.
+    Metrics,
 }
 
 pub struct Route {
@@ -69,6 +72,7 @@ pub fn routes() -> Vec<Route> {
     use Auth::*;
     vec![
         route(Method::GET, "/health", Public, health),
+        route(Method::GET, "/metrics", Metrics, metrics),
         route(Method::POST, "/v1/wallets", Master, wallet_create),
         route(Method::GET, "/v1/wallets", Master, wallet_list),
         route(Method::GET, "/v1/wallets/{id}", Master, wallet_show),
@@ -223,6 +227,14 @@ type Owner = Extension<crate::service::OwnerProof>;
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus text format 0.0.4.
+async fn metrics(State(s): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let text = s.service.metrics()?;
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], text).into_response())
 }
 
 async fn wallet_create(
@@ -398,6 +410,10 @@ async fn tx_send(
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Transaction> {
     let tx: dto::Transaction = s.service.send(&a, &body.into_request()?).await?.into();
+    crate::metrics::decision(
+        false,
+        tx.tier.as_deref().filter(|_| tx.status != "DENIED").unwrap_or("DENIED"),
+    );
     if tx.status == crate::domain::TxState::Denied.as_str() {
         return Err(ApiError::policy_denied(tx));
     }
@@ -409,7 +425,9 @@ async fn tx_check(
     Extension(a): Session,
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Check> {
-    Ok(Json(s.service.check_transfer(&a, &body.into_request()?).await?.into()))
+    let check: dto::Check = s.service.check_transfer(&a, &body.into_request()?).await?.into();
+    crate::metrics::decision(true, check.tier.as_deref().unwrap_or("DENIED"));
+    Ok(Json(check))
 }
 
 async fn tx_list(

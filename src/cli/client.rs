@@ -43,11 +43,12 @@ pub fn daemon_url(flag: Option<String>) -> String {
 
 /// The HTTP client every CLI command (and `bursar mcp`) talks to the daemon with.
 pub fn http_client() -> CliResult<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .no_proxy()
-        .build()
-        .map_err(|e| anyhow!("building the HTTP client: {e}").into())
+    crate::tls::client(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .no_proxy()
+    })
+    .map_err(|e| anyhow!("building the HTTP client: {e}").into())
 }
 
 impl Client {

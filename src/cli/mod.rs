@@ -53,6 +53,19 @@ pub enum Command {
         /// Listen address [default: config server.bind, 127.0.0.1:3100]
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
+        /// First boot: initialise an uninitialised data directory before starting, with the
+        /// master password from BURSAR_MASTER_PASSWORD_FILE (or env) when one is given,
+        /// otherwise a random one written to <data>/recovery.key (0600). An initialised
+        /// directory is left as it is
+        #[arg(long, env = "BURSAR_AUTO_PROVISION", value_parser = clap::builder::FalseyValueParser::new())]
+        auto_provision: bool,
+    },
+    /// Exit 0 when the daemon answers /health, 1 otherwise (a container healthcheck: needs
+    /// no credential and no other tool)
+    Health {
+        /// Give up after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+        timeout: u64,
     },
     /// Ask the running daemon to shut down
     Stop,

@@ -235,6 +235,7 @@ impl Store {
         }
         let mut ops = batch.ops;
         let mut next = chain.head.clone();
+        let appended = batch.events.len();
         if !batch.events.is_empty() {
             let key = chain.key.as_ref().ok_or(StoreError::AuditKeyNotLoaded)?;
             for event in batch.events {
@@ -261,6 +262,7 @@ impl Store {
             return Err(err);
         }
         chain.head = next;
+        crate::metrics::audit_written(appended);
         Ok(())
     }
 

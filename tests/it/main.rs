@@ -23,6 +23,7 @@ mod mcp_renew;
 mod mcp_robust;
 mod mcp_rust;
 mod mcp_sse;
+mod metrics;
 mod notify;
 mod owner;
 mod prices;

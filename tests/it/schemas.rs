@@ -315,6 +315,13 @@ async fn live_rest_answers_match_the_openapi_document() {
     let get = |path: String| async move { d.master(Method::GET, &path, None).await };
 
     c.check("GET", "/health", &d.request(Method::GET, "/health", &[], None).await);
+    // The metrics themselves are text (tests/it/metrics.rs); their refusals are JSON.
+    c.check(
+        "GET",
+        "/metrics",
+        &d.request(Method::GET, "/metrics", &[("host", "evil.example")], None)
+            .await,
+    );
     let created = d
         .master(
             Method::POST,
