@@ -9,6 +9,7 @@ pub mod owner;
 pub mod policy;
 pub mod secret;
 
+pub mod backup;
 pub mod config;
 pub mod keystore;
 pub mod store;

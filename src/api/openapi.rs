@@ -47,6 +47,8 @@ enum Success {
     Html,
     /// Prometheus text (`/metrics`).
     Prometheus,
+    /// Bytes (`/v1/admin/backup`: the encrypted archive).
+    Binary,
 }
 
 fn subschema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
@@ -104,6 +106,11 @@ impl Doc {
 
     fn mcp(mut self) -> Self {
         self.success = Success::Mcp;
+        self
+    }
+
+    fn binary(mut self) -> Self {
+        self.success = Success::Binary;
         self
     }
 
@@ -249,6 +256,13 @@ pub fn docs() -> Vec<Doc> {
             .ok::<AuditVerification>(),
         op("admin_status", M::GET, "/v1/admin/status", "Daemon status").ok::<dto::Status>(),
         op("admin_shutdown", M::POST, "/v1/admin/shutdown", "Stop the daemon gracefully"),
+        op("admin_backup", M::POST, "/v1/admin/backup", "An encrypted backup of the whole store")
+            .describe(
+                "A consistent snapshot (writers wait while it is read), sealed with Argon2id (the configured cost) and \
+                 AES-256-GCM under the master password or the given passphrase. `bursar backup restore` reads it.",
+            )
+            .body::<dto::BackupRequest>()
+            .binary(),
         op("admin_set_master", M::PUT, "/v1/admin/master-password", "Change the master password")
             .describe("Re-seals every key and stored secret under the new password in one atomic commit.")
             .body::<dto::SetMaster>()
@@ -596,6 +610,8 @@ pub fn document() -> Result<Value, String> {
         }
         let mut operation = match doc.success {
             Success::Mcp => mcp_operation(&doc.method),
+            Success::Binary => json!({ "responses": { "200": { "description": "The encrypted archive.",
+                "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } } } }),
             Success::Prometheus => json!({ "responses": { "200": { "description": "The metrics.",
                 "content": { "text/plain; version=0.0.4": { "schema": { "type": "string" } } } } } }),
             Success::Html => json!({ "responses": { "200": { "description": "The page.",

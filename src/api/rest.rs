@@ -87,6 +87,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/admin/status", Master, admin_status),
         route(Method::POST, "/v1/admin/shutdown", Master, admin_shutdown),
         route(Method::PUT, "/v1/admin/master-password", Master, admin_set_master),
+        route(Method::POST, "/v1/admin/backup", Master, admin_backup),
         route(
             Method::POST,
             "/v1/admin/rotate-session-secret",
@@ -328,6 +329,46 @@ async fn admin_status(State(s): State<AppState>, Extension(m): Master) -> ApiRes
 async fn admin_shutdown(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::Ok> {
     s.service.request_shutdown(&m)?;
     Ok(Json(dto::Ok { ok: true }))
+}
+
+/// The encrypted archive of the whole store (`application/octet-stream`).
+async fn admin_backup(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<dto::BackupRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let passphrase = backup_passphrase(&headers, body)?;
+    let service = s.service.clone();
+    // One Argon2id run: keep it off the async workers.
+    let archive = tokio::task::spawn_blocking(move || service.backup(&m, &passphrase))
+        .await
+        .map_err(|_| internal())??;
+    let kind = (axum::http::header::CONTENT_TYPE, "application/octet-stream");
+    Ok(([kind], archive).into_response())
+}
+
+/// The body's passphrase (checked by the master-password rule), else the master password
+/// the request authenticated with.
+fn backup_passphrase(
+    headers: &axum::http::HeaderMap,
+    body: dto::BackupRequest,
+) -> Result<crate::secret::Passphrase, ApiError> {
+    match body.passphrase {
+        Some(p) => {
+            let p = crate::secret::Passphrase::from(p);
+            match crate::secret::check_new_master_password(&p) {
+                Ok(()) => Ok(p),
+                Err(rule) => Err(crate::service::ServiceError::InvalidInput(format!("passphrase: {rule}")).into()),
+            }
+        }
+        None => headers
+            .get("x-master-password")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| crate::secret::Passphrase::from(v.to_owned()))
+            .ok_or_else(internal),
+    }
 }
 
 async fn admin_set_master(

@@ -104,6 +104,13 @@ impl Client {
         self.call(method, path, Some(body), headers).await.map(|(body, _)| body)
     }
 
+    /// `send` for an answer that is not JSON (the backup archive): its bytes.
+    pub async fn send_for_bytes<B: Serialize>(&self, method: Method, path: &str, body: &B) -> CliResult<Vec<u8>> {
+        self.call_raw(method, path, Some(body), &[])
+            .await
+            .map(|(bytes, _)| bytes)
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -111,6 +118,20 @@ impl Client {
         body: Option<&B>,
         headers: &[(String, String)],
     ) -> CliResult<(T, reqwest::header::HeaderMap)> {
+        let (bytes, response_headers) = self.call_raw(method, path, body, headers).await?;
+        serde_json::from_slice(&bytes)
+            .map(|body| (body, response_headers))
+            .map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into())
+    }
+
+    /// One request; the answer's bytes and headers on success, the daemon's error otherwise.
+    async fn call_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(String, String)],
+    ) -> CliResult<(Vec<u8>, reqwest::header::HeaderMap)> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.header(k, v);
@@ -133,9 +154,7 @@ impl Client {
             .await
             .map_err(|e| anyhow!("reading the daemon's answer: {e}"))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map(|body| (body, response_headers))
-                .map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into());
+            return Ok((bytes.to_vec(), response_headers));
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| format!("{} ({})", b.error.message, b.error.code))

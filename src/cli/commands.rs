@@ -29,6 +29,7 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
             start(&data_dir, bind, out).await
         }
         Command::Health { timeout } => health(cli.url, timeout, out).await,
+        Command::Backup(cmd) => super::backup::run(cmd, &data_dir, cli.url, out).await,
         Command::Mcp => super::mcp::run(cli.url).await,
         Command::Doctor { fix } => super::doctor::run(&data_dir, fix, cli.url, out).await,
         Command::Stop => {
@@ -109,7 +110,7 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
     }
 }
 
-fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
+pub(super) fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
     let found = password::obtain(data_dir)?;
     if let Some(w) = &found.warning {
         eprintln!("warning: {w}");
@@ -560,7 +561,7 @@ fn stale_recovery_key(recovery: &config::RecoveryKey) -> CliError {
 }
 
 /// Maps a service error at startup to a message with the fix, and its exit code.
-fn service_error(err: ServiceError) -> CliError {
+pub(super) fn service_error(err: ServiceError) -> CliError {
     match err {
         ServiceError::Store(StoreError::Locked) => {
             anyhow!("store is locked by another process\nis `bursar start` already running? use the CLI against it")

@@ -5,11 +5,13 @@
 //! Authentication results are proof types: `MasterAuth` and `SessionAuth` can only be made
 //! here, and every privileged use case takes one, so "forgot to check auth" does not compile.
 
+mod backup;
 mod history;
 mod owner;
 mod policies;
 mod transfers;
 
+pub use backup::{RestoreOptions, RestoreReport, backup_offline, restore};
 pub use owner::{KillSwitchReport, OwnerMessage, OwnerProof};
 
 pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};

@@ -5,6 +5,7 @@ mod harness;
 
 mod approval_page;
 mod audit;
+mod backup;
 mod balance;
 mod browser;
 mod cli;

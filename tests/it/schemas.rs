@@ -528,6 +528,13 @@ async fn live_rest_answers_match_the_openapi_document() {
         &d.request(Method::GET, "/v1/admin/status", &[("host", "evil.example")], None)
             .await,
     );
+    // The archive itself is bytes (tests/it/backup.rs); a refused passphrase is JSON.
+    c.check(
+        "POST",
+        "/v1/admin/backup",
+        &d.master(Method::POST, "/v1/admin/backup", Some(json!({ "passphrase": "short" })))
+            .await,
+    );
     let revoked = d.master(Method::DELETE, &format!("/v1/sessions/{sid}"), None).await;
     c.check("DELETE", "/v1/sessions/{id}", &revoked);
     c.check(
