@@ -31,7 +31,7 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
         Command::Health { timeout } => health(cli.url, timeout, out).await,
         Command::Backup(cmd) => super::backup::run(cmd, &data_dir, cli.url, out).await,
         Command::Mcp => super::mcp::run(cli.url).await,
-        Command::Doctor { fix } => super::doctor::run(&data_dir, fix, cli.url, out).await,
+        Command::Doctor { fix, compose } => super::doctor::run(&data_dir, fix, &compose, cli.url, out).await,
         Command::Stop => {
             let client = master_client(&data_dir, cli.url)?;
             let _: dto::Ok = client.send(Method::POST, "/v1/admin/shutdown", &()).await?;

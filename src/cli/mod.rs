@@ -132,6 +132,10 @@ pub enum Command {
         /// Repair what can be repaired safely (file permissions)
         #[arg(long)]
         fix: bool,
+        /// A compose file to check (published ports, secrets in env); repeatable [default:
+        /// docker-compose*.yml / compose*.yml in the current directory]
+        #[arg(long, value_name = "FILE")]
+        compose: Vec<PathBuf>,
     },
 }
 

@@ -10,6 +10,7 @@ mod balance;
 mod browser;
 mod cli;
 mod crash;
+mod doctor;
 mod examples;
 mod fees;
 mod history;
