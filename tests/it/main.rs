@@ -30,6 +30,7 @@ mod notify;
 mod owner;
 mod prices;
 mod promises;
+mod rotation;
 mod routes;
 mod rpc_proxy;
 mod schemas;
