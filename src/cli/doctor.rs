@@ -429,9 +429,17 @@ fn check(check: &'static str, status: Level, detail: String) -> Check {
     }
 }
 
-/// Whether this process runs in a container (Docker's or Podman's marker file).
+/// Whether this process runs in a container: Docker's or Podman's marker file, the
+/// `container` variable Podman and systemd-nspawn set, or a container engine's cgroup.
 fn in_container() -> bool {
-    Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists()
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("container").is_some_and(|v| !v.is_empty())
+        || std::fs::read_to_string("/proc/1/cgroup").is_ok_and(|c| {
+            ["/docker/", "/docker-", "libpod", "kubepods", "containerd"]
+                .iter()
+                .any(|m| c.contains(m))
+        })
 }
 
 /// Names that say "a copy": editor and tool leftovers, backups.
