@@ -52,7 +52,42 @@ pub struct Config {
     pub owner: OwnerConfig,
     pub autostop: AutoStopConfig,
     pub notifications: NotificationsConfig,
+    pub metrics: MetricsConfig,
     pub chains: BTreeMap<String, ChainConfig>,
+}
+
+/// `GET /metrics` (Prometheus text format): who may read it.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `loopback`: a peer on 127.0.0.0/8 or ::1, no credential (default; in a container the
+    /// published port's peer is not loopback, so use `token` or `master` there); `token`:
+    /// `Authorization: Bearer <the token in token_file>` (a Prometheus `credentials_file`);
+    /// `master`: the `X-Master-Password` header; `off`: 404.
+    pub access: MetricsAccess,
+    /// The scrape token for `access = "token"`: a 0600 file (relative paths are in the data
+    /// dir), at least 16 characters; re-read on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    #[default]
+    Loopback,
+    Token,
+    Master,
+    Off,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            access: MetricsAccess::Loopback,
+            token_file: None,
+        }
+    }
 }
 
 /// Owner messages (approvals, owner connect/disconnect, owner kill switch).
@@ -680,9 +715,16 @@ const CHAIN_KEYS: [&str; 13] = [
     "replace_after_seconds",
 ];
 
+/// Keys without a default (absent from the serialised defaults) that still have a
+/// `BURSAR_<SECTION>_<KEY>` override.
+const OPTIONAL_KEYS: [(&str, &str); 2] = [("owner", "domain"), ("metrics", "token_file")];
+
 /// `BURSAR_*` variables that are not config overrides.
-const NON_CONFIG_VARS: [&str; 7] = [
+const NON_CONFIG_VARS: [&str; 10] = [
     "BURSAR_LOG",
+    "BURSAR_AUTO_PROVISION",
+    "BURSAR_BACKUP_PASSPHRASE",
+    "BURSAR_BACKUP_PASSPHRASE_FILE",
     "BURSAR_DATA_DIR",
     "BURSAR_URL",
     "BURSAR_MASTER_PASSWORD",
@@ -754,6 +796,12 @@ impl Config {
             .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
         if let Some(dir) = path.parent() {
             config.notifications.resolve_paths(dir);
+            if let Some(file) = config.metrics.token_file.as_mut()
+                && file.is_relative()
+                && !file.as_os_str().is_empty()
+            {
+                *file = dir.join(&*file);
+            }
         }
         config.validate()?;
         if !config.server.bind.ip().is_loopback() {
@@ -817,6 +865,11 @@ impl Config {
             ));
         }
         self.notifications.validate()?;
+        if self.metrics.access == MetricsAccess::Token && self.metrics.token_file.is_none() {
+            return Err(ConfigError::Invalid(
+                "[metrics] access = \"token\" needs token_file (a 0600 file holding the scrape token)".into(),
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("[log] format must be \"text\" or \"json\"".into()));
         }
@@ -956,6 +1009,9 @@ confirmations = 1
 /// `BURSAR_CHAINS_MY_NODE_RPC_URL` to (`chains`, Some(`my_node`), `rpc_url`).
 fn override_path(var: &str, defaults: &toml::Table) -> Option<(String, Option<String>, String)> {
     let rest = var.strip_prefix("BURSAR_")?.to_ascii_lowercase();
+    if let Some((section, key)) = OPTIONAL_KEYS.iter().find(|(s, k)| rest == format!("{s}_{k}")) {
+        return Some(((*section).to_owned(), None, (*key).to_owned()));
+    }
     if let Some(sender_key) = rest.strip_prefix("notifications_") {
         let found = NOTIFICATION_SENDER_KEYS.iter().find_map(|(sender, keys)| {
             let key = sender_key.strip_prefix(sender)?.strip_prefix('_')?;
@@ -1368,6 +1424,30 @@ mod tests {
             text,
             env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         )
+    }
+
+    #[test]
+    fn optional_keys_have_overrides_and_metrics_access_is_checked() {
+        let (cfg, warnings) = load(
+            "",
+            &[
+                ("BURSAR_OWNER_DOMAIN", "wallet.example:443"),
+                ("BURSAR_METRICS_ACCESS", "token"),
+                ("BURSAR_METRICS_TOKEN_FILE", "metrics.token"),
+                ("BURSAR_AUTO_PROVISION", "true"),
+                ("BURSAR_BACKUP_PASSPHRASE_FILE", "/run/secrets/backup"),
+            ],
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(cfg.owner_domain(), "wallet.example:443");
+        assert_eq!(cfg.metrics.access, MetricsAccess::Token);
+        // Relative to the data dir, like the notification secrets.
+        assert_eq!(cfg.metrics.token_file.as_deref(), Some(Path::new("metrics.token")));
+        let err = load("[metrics]\naccess = \"token\"", &[]).unwrap_err().to_string();
+        assert!(err.contains("token_file"), "{err}");
+        let err = load("[metrics]\naccess = \"public\"", &[]).unwrap_err().to_string();
+        assert!(err.contains("access"), "{err}");
     }
 
     #[test]

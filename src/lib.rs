@@ -10,6 +10,7 @@ pub mod owner;
 pub mod policy;
 pub mod secret;
 
+pub mod backup;
 pub mod config;
 pub mod keystore;
 pub mod store;
@@ -19,8 +20,10 @@ pub mod prices;
 pub mod session;
 
 pub mod faults;
+pub mod metrics;
 pub mod notify;
 pub mod service;
+pub mod tls;
 
 pub mod api;
 pub mod cli;

@@ -103,10 +103,8 @@ impl Prices {
             base_url: h.base_url.trim_end_matches('/').to_owned(),
             ids: h.ids.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect(),
             refresh: Duration::from_secs(h.refresh_seconds.max(1)),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client"),
+            client: crate::tls::client(|| reqwest::Client::builder().timeout(Duration::from_secs(10)))
+                .expect("an HTTP client builds with the bundled roots"),
             cache: RwLock::new(HashMap::new()),
             sanity,
             accepted: Default::default(),

@@ -290,6 +290,17 @@ impl From<WalletBalance> for BalanceDto {
     }
 }
 
+/// `POST /v1/admin/backup`.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Seal the archive under this passphrase instead of the master password (the one in
+    /// `X-Master-Password`): 12-1024 characters of printable ASCII.
+    #[serde(default)]
+    #[schemars(length(min = 12, max = 1024), regex(pattern = "^[!-~]([ -~]*[!-~])?$"))]
+    pub passphrase: Option<String>,
+}
+
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetMaster {
@@ -467,6 +478,9 @@ pub trait ApiJsonBody {
 impl ApiJsonBody for CreateWallet {}
 impl ApiJsonBody for CreateSession {}
 impl ApiJsonBody for SetMaster {
+    const ECHO_ERRORS: bool = false;
+}
+impl ApiJsonBody for BackupRequest {
     const ECHO_ERRORS: bool = false;
 }
 

@@ -45,6 +45,10 @@ enum Success {
     Mcp,
     /// An HTML page (the owner's approval page).
     Html,
+    /// Prometheus text (`/metrics`).
+    Prometheus,
+    /// Bytes (`/v1/admin/backup`: the encrypted archive).
+    Binary,
 }
 
 fn subschema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
@@ -102,6 +106,16 @@ impl Doc {
 
     fn mcp(mut self) -> Self {
         self.success = Success::Mcp;
+        self
+    }
+
+    fn binary(mut self) -> Self {
+        self.success = Success::Binary;
+        self
+    }
+
+    fn prometheus(mut self) -> Self {
+        self.success = Success::Prometheus;
         self
     }
 
@@ -198,6 +212,14 @@ pub fn docs() -> Vec<Doc> {
     use Method as M;
     vec![
         op("health", M::GET, "/health", "Liveness").ok::<Health>(),
+        op("metrics", M::GET, "/metrics", "Operational metrics (Prometheus text format)")
+            .describe(
+                "Transfers by state, policy decisions by tier, RPC calls, latency and errors per chain, failed \
+                 authentications, audit writes, notification queues. No secret, no address. Who may read it is \
+                 `[metrics] access`: loopback peers (default), the scrape token, the master password, or nobody (404).",
+            )
+            .prometheus()
+            .errors(&[404]),
         op("wallet_create", M::POST, "/v1/wallets", "Create a wallet")
             .describe("One wallet is one new key on one configured chain. The key never leaves the daemon.")
             .body::<dto::CreateWallet>()
@@ -234,6 +256,13 @@ pub fn docs() -> Vec<Doc> {
             .ok::<AuditVerification>(),
         op("admin_status", M::GET, "/v1/admin/status", "Daemon status").ok::<dto::Status>(),
         op("admin_shutdown", M::POST, "/v1/admin/shutdown", "Stop the daemon gracefully"),
+        op("admin_backup", M::POST, "/v1/admin/backup", "An encrypted backup of the whole store")
+            .describe(
+                "A consistent snapshot (writers wait while it is read), sealed with Argon2id (the configured cost) and \
+                 AES-256-GCM under the master password or the given passphrase. `bursar backup restore` reads it.",
+            )
+            .body::<dto::BackupRequest>()
+            .binary(),
         op("admin_set_master", M::PUT, "/v1/admin/master-password", "Change the master password")
             .describe("Re-seals every key and stored secret under the new password in one atomic commit.")
             .body::<dto::SetMaster>()
@@ -361,6 +390,9 @@ pub fn security(auth: Auth) -> Value {
             { "ownerMessage": [], "ownerSignature": [] }
         ]),
         Auth::Owner => json!([{ "ownerMessage": [], "ownerSignature": [] }]),
+        // Loopback peers need none; otherwise the scrape token or the master password, as
+        // `[metrics] access` says.
+        Auth::Metrics => json!([{}, { "metricsToken": [] }, { "master": [] }]),
     }
 }
 
@@ -578,6 +610,10 @@ pub fn document() -> Result<Value, String> {
         }
         let mut operation = match doc.success {
             Success::Mcp => mcp_operation(&doc.method),
+            Success::Binary => json!({ "responses": { "200": { "description": "The encrypted archive.",
+                "content": { "application/octet-stream": { "schema": { "type": "string", "contentMediaType": "application/octet-stream" } } } } } }),
+            Success::Prometheus => json!({ "responses": { "200": { "description": "The metrics.",
+                "content": { "text/plain; version=0.0.4": { "schema": { "type": "string" } } } } } }),
             Success::Html => json!({ "responses": { "200": { "description": "The page.",
                 "content": { "text/html": { "schema": { "type": "string" } } } } } }),
             Success::Json { status, schema } => {
@@ -678,6 +714,8 @@ pub fn document() -> Result<Value, String> {
             "securitySchemes": {
                 "master": { "type": "apiKey", "in": "header", "name": "X-Master-Password",
                     "description": "The operator's master password (checked by HMAC in constant time; failures are rate limited)." },
+                "metricsToken": { "type": "http", "scheme": "bearer",
+                    "description": "The scrape token from `[metrics] token_file` (only `GET /metrics`, with `[metrics] access = \"token\"`)." },
                 "session": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                     "description": "An agent session token (HS256 JWT) bound to one wallet; revocable, expiring." },
                 "ownerMessage": { "type": "apiKey", "in": "header", "name": "X-Owner-Message",

@@ -31,6 +31,9 @@ pub enum Auth {
     /// `X-Owner-Message` + `X-Owner-Signature`: present here, verified by the handler's use
     /// case against the exact action, wallet and transaction.
     Owner,
+    /// `[metrics] access`: a loopback peer, the scrape token, or the master password (or
+    /// nobody: `off`). Read-only counters that hold no secret and no address.
+    Metrics,
 }
 
 pub struct Route {
@@ -69,6 +72,7 @@ pub fn routes() -> Vec<Route> {
     use Auth::*;
     vec![
         route(Method::GET, "/health", Public, health),
+        route(Method::GET, "/metrics", Metrics, metrics),
         route(Method::POST, "/v1/wallets", Master, wallet_create),
         route(Method::GET, "/v1/wallets", Master, wallet_list),
         route(Method::GET, "/v1/wallets/{id}", Master, wallet_show),
@@ -83,6 +87,7 @@ pub fn routes() -> Vec<Route> {
         route(Method::GET, "/v1/admin/status", Master, admin_status),
         route(Method::POST, "/v1/admin/shutdown", Master, admin_shutdown),
         route(Method::PUT, "/v1/admin/master-password", Master, admin_set_master),
+        route(Method::POST, "/v1/admin/backup", Master, admin_backup),
         route(
             Method::POST,
             "/v1/admin/rotate-session-secret",
@@ -225,6 +230,14 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Prometheus text format 0.0.4.
+async fn metrics(State(s): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let text = s.service.metrics()?;
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(axum::http::header::CONTENT_TYPE, kind)], text).into_response())
+}
+
 async fn wallet_create(
     State(s): State<AppState>,
     Extension(m): Master,
@@ -318,6 +331,46 @@ async fn admin_shutdown(State(s): State<AppState>, Extension(m): Master) -> ApiR
     Ok(Json(dto::Ok { ok: true }))
 }
 
+/// The encrypted archive of the whole store (`application/octet-stream`).
+async fn admin_backup(
+    State(s): State<AppState>,
+    Extension(m): Master,
+    headers: axum::http::HeaderMap,
+    ApiJson(body): ApiJson<dto::BackupRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let passphrase = backup_passphrase(&headers, body)?;
+    let service = s.service.clone();
+    // One Argon2id run: keep it off the async workers.
+    let archive = tokio::task::spawn_blocking(move || service.backup(&m, &passphrase))
+        .await
+        .map_err(|_| internal())??;
+    let kind = (axum::http::header::CONTENT_TYPE, "application/octet-stream");
+    Ok(([kind], archive).into_response())
+}
+
+/// The body's passphrase (checked by the master-password rule), else the master password
+/// the request authenticated with.
+fn backup_passphrase(
+    headers: &axum::http::HeaderMap,
+    body: dto::BackupRequest,
+) -> Result<crate::secret::Passphrase, ApiError> {
+    match body.passphrase {
+        Some(p) => {
+            let p = crate::secret::Passphrase::from(p);
+            match crate::secret::check_new_master_password(&p) {
+                Ok(()) => Ok(p),
+                Err(rule) => Err(crate::service::ServiceError::InvalidInput(format!("passphrase: {rule}")).into()),
+            }
+        }
+        None => headers
+            .get("x-master-password")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| crate::secret::Passphrase::from(v.to_owned()))
+            .ok_or_else(internal),
+    }
+}
+
 async fn admin_set_master(
     State(s): State<AppState>,
     Extension(m): Master,
@@ -398,6 +451,10 @@ async fn tx_send(
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Transaction> {
     let tx: dto::Transaction = s.service.send(&a, &body.into_request()?).await?.into();
+    crate::metrics::decision(
+        false,
+        tx.tier.as_deref().filter(|_| tx.status != "DENIED").unwrap_or("DENIED"),
+    );
     if tx.status == crate::domain::TxState::Denied.as_str() {
         return Err(ApiError::policy_denied(tx));
     }
@@ -409,7 +466,9 @@ async fn tx_check(
     Extension(a): Session,
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Check> {
-    Ok(Json(s.service.check_transfer(&a, &body.into_request()?).await?.into()))
+    let check: dto::Check = s.service.check_transfer(&a, &body.into_request()?).await?.into();
+    crate::metrics::decision(true, check.tier.as_deref().unwrap_or("DENIED"));
+    Ok(Json(check))
 }
 
 async fn tx_list(

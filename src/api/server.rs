@@ -227,6 +227,9 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
                 .route_layer(from_fn_with_state(state.clone(), require_session_or_master)),
             Auth::SessionMasterOrOwner => r.handler.route_layer(from_fn_with_state(state.clone(), require_any)),
             Auth::Owner => r.handler.route_layer(axum::middleware::from_fn(require_owner)),
+            Auth::Metrics => r
+                .handler
+                .route_layer(from_fn_with_state(state.clone(), require_metrics)),
         };
         // Outermost, so auth counts towards the deadline too.
         let handler = if r.streams {
@@ -359,6 +362,53 @@ async fn require_session(State(state): State<AppState>, mut req: Request, next: 
     }
 }
 
+/// `GET /metrics`, as `[metrics] access` says: a loopback peer, the scrape token, the master
+/// password, or nobody.
+async fn require_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use crate::config::MetricsAccess;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match state.service.config().metrics.access {
+        MetricsAccess::Master => return require_master(State(state), req, next).await,
+        MetricsAccess::Token => {
+            let presented = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !presented.is_some_and(|t| state.service.check_metrics_token(t.trim().as_bytes())) {
+                return ApiError::from(ServiceError::Unauthenticated(
+                    "Authorization: Bearer <metrics token> missing or wrong",
+                ))
+                .into_response();
+            }
+        }
+        access => {
+            if let Some(refused) = metrics_gate(access, peer) {
+                return refused.into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// The peer rule of `[metrics] access` for `loopback` and `off` (an in-process call has no
+/// peer and is refused).
+fn metrics_gate(access: crate::config::MetricsAccess, peer: Option<std::net::IpAddr>) -> Option<ApiError> {
+    use crate::config::MetricsAccess;
+    match access {
+        MetricsAccess::Off => Some(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")),
+        MetricsAccess::Loopback if !peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            "metrics are served to loopback peers only ([metrics] access = \"loopback\"); use access = \"token\" behind a port mapping",
+        )),
+        _ => None,
+    }
+}
+
 /// A session token if one is presented, otherwise the master password.
 async fn require_session_or_master(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.headers().contains_key(header::AUTHORIZATION) {
@@ -449,6 +499,7 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
         async move { service.refresh_prices().await }
     });
     tokio::spawn(service.clone().run_retention());
+    tokio::spawn(reload_on_sighup(service.clone()));
     let (app, state) = build(service.clone(), addr);
     let cfg = &service.config().server;
     let limits = listen::Limits {
@@ -475,12 +526,55 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
     Ok(())
 }
 
+/// SIGHUP: re-read the secrets that live in files named by the config (notification
+/// senders, the metrics token) without a restart. A file that cannot be read leaves the
+/// current secrets in place (logged and audited, never the secret).
+async fn reload_on_sighup(service: Arc<Service>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for SIGHUP; secrets reload only at restart");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match service.reload_secrets() {
+            Ok(reloaded) => tracing::info!(secrets = ?reloaded, "SIGHUP: secrets re-read"),
+            Err(err) => tracing::error!(error = %err, "SIGHUP: secrets not re-read; the current ones stay"),
+        }
+    }
+}
+
 /// How long a stopping daemon waits for queued notifications (a dead sink costs no more).
 const NOTIFICATION_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
     use super::HostGuard;
+
+    #[test]
+    fn metrics_go_to_loopback_peers_only_unless_configured_otherwise() {
+        use crate::config::MetricsAccess::{Loopback, Master, Off, Token};
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        for peer in [ip("127.0.0.1"), ip("127.8.9.10"), ip("::1"), ip("::ffff:127.0.0.1")] {
+            assert!(super::metrics_gate(Loopback, peer).is_none(), "{peer:?}");
+        }
+        // A container's published port, the LAN, an in-process call: refused.
+        for peer in [
+            ip("10.88.0.1"),
+            ip("192.168.1.5"),
+            ip("::ffff:10.0.0.1"),
+            ip("fe80::1"),
+            None,
+        ] {
+            let refused = super::metrics_gate(Loopback, peer).expect("refused");
+            assert_eq!(refused.status.as_u16(), 403, "{peer:?}");
+        }
+        assert_eq!(super::metrics_gate(Off, ip("127.0.0.1")).unwrap().status.as_u16(), 404);
+        // Token and master are checked by their credential, from any peer.
+        assert!(super::metrics_gate(Token, ip("10.88.0.1")).is_none());
+        assert!(super::metrics_gate(Master, None).is_none());
+    }
 
     /// (value, accepted) for `Host` and `Origin` against a guard bound on port 3100 with one
     /// extra host on any port, one on a fixed port, and one extra origin.

@@ -43,11 +43,12 @@ pub fn daemon_url(flag: Option<String>) -> String {
 
 /// The HTTP client every CLI command (and `bursar mcp`) talks to the daemon with.
 pub fn http_client() -> CliResult<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .no_proxy()
-        .build()
-        .map_err(|e| anyhow!("building the HTTP client: {e}").into())
+    crate::tls::client(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .no_proxy()
+    })
+    .map_err(|e| anyhow!("building the HTTP client: {e}").into())
 }
 
 impl Client {
@@ -103,6 +104,13 @@ impl Client {
         self.call(method, path, Some(body), headers).await.map(|(body, _)| body)
     }
 
+    /// `send` for an answer that is not JSON (the backup archive): its bytes.
+    pub async fn send_for_bytes<B: Serialize>(&self, method: Method, path: &str, body: &B) -> CliResult<Vec<u8>> {
+        self.call_raw(method, path, Some(body), &[])
+            .await
+            .map(|(bytes, _)| bytes)
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -110,6 +118,20 @@ impl Client {
         body: Option<&B>,
         headers: &[(String, String)],
     ) -> CliResult<(T, reqwest::header::HeaderMap)> {
+        let (bytes, response_headers) = self.call_raw(method, path, body, headers).await?;
+        serde_json::from_slice(&bytes)
+            .map(|body| (body, response_headers))
+            .map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into())
+    }
+
+    /// One request; the answer's bytes and headers on success, the daemon's error otherwise.
+    async fn call_raw<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        headers: &[(String, String)],
+    ) -> CliResult<(Vec<u8>, reqwest::header::HeaderMap)> {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         for (k, v) in headers {
             req = req.header(k, v);
@@ -132,9 +154,7 @@ impl Client {
             .await
             .map_err(|e| anyhow!("reading the daemon's answer: {e}"))?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map(|body| (body, response_headers))
-                .map_err(|e| anyhow!("unexpected answer from the daemon: {e}").into());
+            return Ok((bytes.to_vec(), response_headers));
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| format!("{} ({})", b.error.message, b.error.code))

@@ -22,9 +22,16 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
     let data_dir = config::data_dir(cli.data_dir.clone());
     match cli.command {
         Command::Init { auto_provision } => init(&data_dir, auto_provision, out),
-        Command::Start { bind } => start(&data_dir, bind, out).await,
+        Command::Start { bind, auto_provision } => {
+            if auto_provision && !data_dir.join(STORE_DIR).exists() {
+                first_boot(&data_dir, out)?;
+            }
+            start(&data_dir, bind, out).await
+        }
+        Command::Health { timeout } => health(cli.url, timeout, out).await,
+        Command::Backup(cmd) => super::backup::run(cmd, &data_dir, cli.url, out).await,
         Command::Mcp => super::mcp::run(cli.url).await,
-        Command::Doctor { fix } => super::doctor::run(&data_dir, fix, cli.url, out).await,
+        Command::Doctor { fix, compose } => super::doctor::run(&data_dir, fix, &compose, cli.url, out).await,
         Command::Stop => {
             let client = master_client(&data_dir, cli.url)?;
             let _: dto::Ok = client.send(Method::POST, "/v1/admin/shutdown", &()).await?;
@@ -103,7 +110,7 @@ pub async fn run(cli: Cli, out: &Output) -> CliResult {
     }
 }
 
-fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
+pub(super) fn master_client(data_dir: &Path, url: Option<String>) -> CliResult<Client> {
     let found = password::obtain(data_dir)?;
     if let Some(w) = &found.warning {
         eprintln!("warning: {w}");
@@ -554,7 +561,7 @@ fn stale_recovery_key(recovery: &config::RecoveryKey) -> CliError {
 }
 
 /// Maps a service error at startup to a message with the fix, and its exit code.
-fn service_error(err: ServiceError) -> CliError {
+pub(super) fn service_error(err: ServiceError) -> CliError {
     match err {
         ServiceError::Store(StoreError::Locked) => {
             anyhow!("store is locked by another process\nis `bursar start` already running? use the CLI against it")
@@ -562,6 +569,42 @@ fn service_error(err: ServiceError) -> CliError {
         }
         ServiceError::WrongPassword => denied(anyhow!("wrong master password")),
         other => CliError::from(anyhow!(other.to_string())),
+    }
+}
+
+/// `start --auto-provision` on a data directory with no store: `init`, with the master
+/// password from `BURSAR_MASTER_PASSWORD_FILE` (or env) when given, else a random one in
+/// `recovery.key`.
+fn first_boot(data_dir: &Path, out: &Output) -> CliResult {
+    let given = config::secret_from_env(password::MASTER_VAR)?.is_some();
+    out.note(&format!(
+        "first boot: initialising {} ({})",
+        data_dir.display(),
+        if given {
+            "master password from BURSAR_MASTER_PASSWORD_FILE"
+        } else {
+            "random master password in recovery.key"
+        }
+    ));
+    init(data_dir, !given, out)
+}
+
+/// `bursar health`: `GET /health` within `timeout` seconds; no credential.
+async fn health(url: Option<String>, timeout: u64, out: &Output) -> CliResult {
+    let client = Client::new(url, Credential::None)?;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(timeout.max(1)),
+        client.get::<serde_json::Value>("/health"),
+    )
+    .await;
+    match answer {
+        Ok(Ok(health)) if health["status"] == "ok" => {
+            out.emit(&health, |_| format!("healthy: {}", client.base()));
+            Ok(())
+        }
+        Ok(Ok(other)) => Err(anyhow!("{} answered /health with {other}", client.base()).into()),
+        Ok(Err(err)) => Err(CliError::from(anyhow!("not healthy: {:#}", err.error))),
+        Err(_) => Err(anyhow!("not healthy: {} did not answer within {timeout} s", client.base()).into()),
     }
 }
 

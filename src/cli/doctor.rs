@@ -2,7 +2,11 @@
 //! and secret files, `recovery.key` (stale after `set-master`, or readable while agent
 //! sessions exist), secrets in env, a non-loopback bind, weak KDF parameters, an old JWT
 //! secret, the audit chain (its MACs when a master password is at hand: `_FILE`, env or
-//! recovery.key; doctor never prompts). `--fix` repairs what is safe to repair (permissions).
+//! recovery.key; doctor never prompts); and for deployments: copies of secrets and backups
+//! lying in the data dir, a container engine socket this user can drive, a running bursar
+//! of this data dir with a secret in its environment, compose files that publish beyond
+//! loopback or pass a secret as a plain variable. `--fix` repairs what is safe to repair
+//! (permissions). Exit 1 on any failure; `--json` prints every check.
 
 use super::client::{Client, Credential};
 use super::{CliResult, Output};
@@ -13,7 +17,7 @@ use crate::store::{Store, StoreError, keys};
 use anyhow::anyhow;
 use serde::Serialize;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -34,7 +38,14 @@ struct Check {
 
 const JWT_SECRET_MAX_AGE_DAYS: i64 = 90;
 
-pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) -> CliResult {
+/// Secrets that have a `_FILE` form and must not sit in an environment.
+const SECRET_VARS: [&str; 3] = [
+    "BURSAR_MASTER_PASSWORD",
+    "BURSAR_SESSION_TOKEN",
+    "BURSAR_BACKUP_PASSPHRASE",
+];
+
+pub async fn run(data_dir: &Path, fix: bool, compose: &[PathBuf], url: Option<String>, out: &Output) -> CliResult {
     let mut checks = Vec::new();
     let mut add = |check, status, detail: String, fixed| {
         checks.push(Check {
@@ -126,7 +137,22 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
         );
     }
 
-    for var in ["BURSAR_MASTER_PASSWORD", "BURSAR_SESSION_TOKEN"] {
+    if data_dir.exists() {
+        checks.extend(stray_files(data_dir, fix)?);
+    }
+    checks.extend(engine_sockets());
+    checks.extend(running_daemons(data_dir));
+    checks.extend(compose_files(compose));
+
+    let mut add = |check, status, detail: String, fixed| {
+        checks.push(Check {
+            check,
+            status,
+            detail,
+            fixed,
+        })
+    };
+    for var in SECRET_VARS {
         if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
             add(
                 "secrets_in_env",
@@ -142,6 +168,13 @@ pub async fn run(data_dir: &Path, fix: bool, url: Option<String>, out: &Output) 
             let bind = cfg.server.bind;
             if bind.ip().is_loopback() {
                 add("bind", Level::Ok, format!("binds {bind} (loopback)"), false);
+            } else if in_container() {
+                add(
+                    "bind",
+                    Level::Ok,
+                    format!("binds {bind} inside a container: publish the port on the host's 127.0.0.1 only"),
+                    false,
+                );
             } else {
                 add(
                     "bind",
@@ -385,4 +418,453 @@ fn stale_recovery_key(recovery: &Path) -> (Level, String) {
             recovery.display()
         ),
     )
+}
+
+fn check(check: &'static str, status: Level, detail: String) -> Check {
+    Check {
+        check,
+        status,
+        detail,
+        fixed: false,
+    }
+}
+
+/// Whether this process runs in a container: Docker's or Podman's marker file, the
+/// `container` variable Podman and systemd-nspawn set, or a container engine's cgroup.
+fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("container").is_some_and(|v| !v.is_empty())
+        || std::fs::read_to_string("/proc/1/cgroup").is_ok_and(|c| {
+            ["/docker/", "/docker-", "libpod", "kubepods", "containerd"]
+                .iter()
+                .any(|m| c.contains(m))
+        })
+}
+
+/// Names that say "a copy": editor and tool leftovers, backups.
+fn looks_like_a_copy(name: &str) -> bool {
+    const SUFFIXES: [&str; 9] = [
+        ".bak", ".tmp", ".old", ".orig", ".save", ".swp", "~", ".backup", ".copy",
+    ];
+    SUFFIXES.iter().any(|s| name.ends_with(s)) || name.contains(".tmp-") || name.starts_with("recovery.key.")
+}
+
+/// Files in the data dir beside bursar's own: copies of secrets (`recovery.key.bak`,
+/// `config.toml~`, `*.tmp`), backup archives (a backup beside the store protects nothing),
+/// leftovers of an interrupted restore, and any file group or others can read. `--fix`
+/// makes loose files 0600; copies are still reported (move them offline or delete them).
+fn stray_files(data_dir: &Path, fix: bool) -> CliResult<Vec<Check>> {
+    let own = [
+        config::CONFIG_FILE,
+        RECOVERY_KEY_FILE,
+        config::RECOVERY_KEY_STAGED_FILE,
+        STORE_DIR,
+    ];
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(data_dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if own.contains(&name.as_str()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if name.starts_with("store.") {
+                out.push(check(
+                    "stray_files",
+                    Level::Warn,
+                    format!(
+                        "{} was left by an interrupted `bursar backup restore` (a whole store): run the restore again, or delete it",
+                        path.display()
+                    ),
+                ));
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            continue;
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        let backup = std::fs::File::open(&path)
+            .and_then(|mut f| {
+                use std::io::Read;
+                let mut head = [0u8; 16];
+                f.read_exact(&mut head).map(|()| head)
+            })
+            .is_ok_and(|head| head == *crate::backup::MAGIC);
+        let copy = backup || looks_like_a_copy(&name);
+        let what = if backup {
+            "a backup archive"
+        } else if copy {
+            "a copy (of a secret or the config)"
+        } else {
+            "a file"
+        };
+        if mode & 0o077 != 0 {
+            if fix {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                let (status, advice) = if copy {
+                    (Level::Warn, "; move it offline or delete it")
+                } else {
+                    (Level::Ok, "")
+                };
+                out.push(Check {
+                    check: "stray_files",
+                    status,
+                    detail: format!("{} ({what}) was {mode:04o}, now 0600{advice}", path.display()),
+                    fixed: true,
+                });
+            } else {
+                out.push(check(
+                    "stray_files",
+                    Level::Fail,
+                    format!(
+                        "{} ({what}) is {mode:04o}: others on this host can read it; run `chmod 600 {}` or `bursar doctor --fix`{}",
+                        path.display(),
+                        path.display(),
+                        if copy { ", then move it offline or delete it" } else { "" }
+                    ),
+                ));
+            }
+        } else if copy {
+            out.push(check(
+                "stray_files",
+                Level::Warn,
+                format!(
+                    "{} is {what} in the data dir: whoever copies the data dir gets it too; move it offline or delete it",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A container engine's API socket this user can write to: whoever can drive the engine can
+/// start a container that mounts this data dir (or the whole host) and read it.
+fn engine_sockets() -> Vec<Check> {
+    let mut candidates: Vec<PathBuf> = [
+        "/var/run/docker.sock",
+        "/run/docker.sock",
+        "/run/podman/podman.sock",
+        "/run/containerd/containerd.sock",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR") {
+        let runtime = PathBuf::from(runtime);
+        candidates.push(runtime.join("docker.sock"));
+        candidates.push(runtime.join("podman/podman.sock"));
+    }
+    if let Some(path) = std::env::var("DOCKER_HOST")
+        .ok()
+        .as_deref()
+        .and_then(|h| h.strip_prefix("unix://"))
+    {
+        candidates.insert(0, PathBuf::from(path));
+    }
+    let mut out = Vec::new();
+    for path in candidates {
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        if !path.exists() {
+            continue;
+        }
+        // SAFETY: access(2) reads a NUL-terminated path and touches no memory of ours.
+        let writable = unsafe { libc::access(c_path.as_ptr(), libc::R_OK | libc::W_OK) } == 0;
+        if writable {
+            out.push(check(
+                "engine_socket",
+                Level::Fail,
+                format!(
+                    "{} (a container engine's API) is writable by this user: anything running as this user can start a container that mounts the data dir or the host; run bursar as a user outside the docker group, and never mount the socket into its container",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push(check(
+            "engine_socket",
+            Level::Ok,
+            "no container engine socket is writable by this user".into(),
+        ));
+    }
+    out
+}
+
+/// Running `bursar` processes of this data dir whose environment holds a secret (as
+/// `/proc/<pid>/environ` shows it to this user): visible to `docker inspect` and to anyone
+/// who can read that file.
+fn running_daemons(data_dir: &Path) -> Vec<Check> {
+    let ours = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let me = std::process::id();
+    let mut seen = 0;
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in procs.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let proc = entry.path();
+        let is_bursar = std::fs::read_link(proc.join("exe"))
+            .ok()
+            .and_then(|exe| exe.file_name().map(|n| n.to_string_lossy().starts_with("bursar")))
+            .unwrap_or(false);
+        if !is_bursar {
+            continue;
+        }
+        let (Ok(environ), Ok(cmdline)) = (std::fs::read(proc.join("environ")), std::fs::read(proc.join("cmdline")))
+        else {
+            continue;
+        };
+        let env: Vec<(&[u8], &[u8])> = environ
+            .split(|b| *b == 0)
+            .filter_map(|kv| {
+                let eq = kv.iter().position(|b| *b == b'=')?;
+                Some((&kv[..eq], &kv[eq + 1..]))
+            })
+            .collect();
+        let var = |name: &str| env.iter().find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| *v);
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // Its data dir, as `config::data_dir` would resolve it in that process.
+        let dir = args
+            .iter()
+            .position(|a| a == "--data-dir")
+            .and_then(|i| args.get(i + 1).map(PathBuf::from))
+            .or_else(|| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix("--data-dir=").map(PathBuf::from))
+            })
+            .or_else(|| {
+                var("BURSAR_DATA_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| PathBuf::from(String::from_utf8_lossy(v).into_owned()))
+            })
+            .or_else(|| var("HOME").map(|h| PathBuf::from(String::from_utf8_lossy(h).into_owned()).join(".bursar")));
+        let Some(dir) = dir else { continue };
+        if std::fs::canonicalize(&dir).unwrap_or(dir) != ours {
+            continue;
+        }
+        seen += 1;
+        let command = args
+            .iter()
+            .skip(1)
+            .find(|a| !a.starts_with('-'))
+            .cloned()
+            .unwrap_or_default();
+        for name in SECRET_VARS {
+            if var(name).is_some_and(|v| !v.is_empty()) {
+                out.push(check(
+                    "process_env",
+                    Level::Fail,
+                    format!(
+                        "`bursar {command}` (pid {pid}) has {name} in its environment, readable in /proc/{pid}/environ and `docker inspect`: restart it with {name}_FILE"
+                    ),
+                ));
+            }
+        }
+    }
+    if seen > 0 && out.is_empty() {
+        out.push(check(
+            "process_env",
+            Level::Ok,
+            format!("{seen} running bursar process(es) of this data dir hold no secret in their environment"),
+        ));
+    }
+    out
+}
+
+/// Compose files: every published port on 127.0.0.1 / [::1] only, no host networking, and
+/// secrets as `_FILE` variables only. Read line by line (the short and long port syntaxes).
+fn compose_files(explicit: &[PathBuf]) -> Vec<Check> {
+    let files: Vec<PathBuf> = if explicit.is_empty() {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(".")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                (name.starts_with("docker-compose") || name.starts_with("compose"))
+                    && (name.ends_with(".yml") || name.ends_with(".yaml"))
+            })
+            .collect();
+        found.sort();
+        found
+    } else {
+        explicit.to_vec()
+    };
+    let mut out = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(err) => {
+                out.push(check("compose", Level::Fail, format!("{}: {err}", file.display())));
+                continue;
+            }
+        };
+        let problems = compose_problems(&text);
+        if problems.is_empty() {
+            out.push(check(
+                "compose",
+                Level::Ok,
+                format!("{}: ports on loopback only, secrets as files", file.display()),
+            ));
+        }
+        for problem in problems {
+            out.push(check("compose", Level::Fail, format!("{}: {problem}", file.display())));
+        }
+    }
+    out
+}
+
+/// What is wrong in one compose file's text.
+fn compose_problems(text: &str) -> Vec<String> {
+    let loopback = |host: &str| {
+        let host = host.trim_matches(|c| c == '[' || c == ']');
+        host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    };
+    let mut problems = Vec::new();
+    // (indent of the `ports:` key) while inside its list; the long syntax's open item.
+    let mut ports: Option<usize> = None;
+    let mut long_item: Option<(usize, Option<String>)> = None;
+    let finish_long = |item: Option<(usize, Option<String>)>, problems: &mut Vec<String>| {
+        if let Some((line, host_ip)) = item
+            && !host_ip.as_deref().is_some_and(loopback)
+        {
+            problems.push(format!(
+                "line {line}: a published port without host_ip: 127.0.0.1 listens on every interface"
+            ));
+        }
+    };
+    for (n, raw) in text.lines().enumerate() {
+        let line_no = n + 1;
+        let line = raw.split(" #").next().unwrap_or("").trim_end();
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let unquote = |s: &str| s.trim().trim_matches(|c| c == '"' || c == '\'').to_owned();
+        if let Some(key_indent) = ports {
+            if indent <= key_indent && !trimmed.starts_with('-') || indent < key_indent {
+                finish_long(long_item.take(), &mut problems);
+                ports = None;
+            } else if let Some(item) = trimmed.strip_prefix('-') {
+                finish_long(long_item.take(), &mut problems);
+                let item = item.trim();
+                if item.starts_with("target:") || item.starts_with("published:") || item.starts_with("host_ip:") {
+                    let host = item.strip_prefix("host_ip:").map(unquote);
+                    long_item = Some((line_no, host));
+                } else {
+                    let spec = unquote(item);
+                    let spec = spec.split('/').next().unwrap_or("");
+                    // host_ip:published:target, with IPv6 in brackets.
+                    let host = match spec.strip_prefix('[') {
+                        Some(rest) => rest.split(']').next().map(str::to_owned),
+                        None => {
+                            let parts: Vec<&str> = spec.split(':').collect();
+                            (parts.len() == 3).then(|| parts[0].to_owned())
+                        }
+                    };
+                    if !host.as_deref().is_some_and(loopback) {
+                        problems.push(format!(
+                            "line {line_no}: ports \"{spec}\" listens on every interface of the host; publish as \"127.0.0.1:{}\"",
+                            spec.rsplit(':').take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(":")
+                        ));
+                    }
+                }
+                continue;
+            } else if let Some((_, host)) = long_item.as_mut()
+                && let Some(value) = trimmed.strip_prefix("host_ip:")
+            {
+                *host = Some(unquote(value));
+                continue;
+            } else {
+                continue;
+            }
+        }
+        if trimmed == "ports:" {
+            ports = Some(indent);
+            continue;
+        }
+        if trimmed.starts_with("network_mode:") && unquote(&trimmed["network_mode:".len()..]) == "host" {
+            problems.push(format!(
+                "line {line_no}: network_mode: host puts the daemon's 0.0.0.0 on every interface of the host"
+            ));
+        }
+        // `NAME: value` or `- NAME=value` in an environment block.
+        let entry = trimmed.trim_start_matches('-').trim_start();
+        for name in SECRET_VARS {
+            let plain = entry
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('='));
+            if plain {
+                problems.push(format!(
+                    "line {line_no}: {name} as a plain variable shows in `docker inspect` and /proc/*/environ; mount a secret and set {name}_FILE"
+                ));
+            }
+        }
+    }
+    finish_long(long_item.take(), &mut problems);
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compose_ports_beyond_loopback_and_plain_secrets_are_found() {
+        let bad = "services:\n  bursar:\n    ports:\n      - \"3100:3100\"\n      - 0.0.0.0:3101:3100\n      - \"127.0.0.1:3102:3100\"\n      - \"[::1]:3103:3100/tcp\"\n      - target: 3100\n        published: 3104\n      - target: 3100\n        host_ip: 127.0.0.1\n        published: 3105\n    environment:\n      BURSAR_MASTER_PASSWORD: hunter2hunter2\n      BURSAR_MASTER_PASSWORD_FILE: /run/secrets/x\n      - BURSAR_SESSION_TOKEN=abc\n    network_mode: host\n";
+        let problems = compose_problems(bad);
+        let lines: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            ["line 4", "line 5", "line 8", "line 14", "line 16", "line 17"],
+            "{problems:#?}"
+        );
+        assert!(problems[0].contains("127.0.0.1:3100:3100"), "{}", problems[0]);
+        assert!(
+            !problems.iter().any(|p| p.contains("hunter2")),
+            "a finding quotes a value"
+        );
+        let repo = include_str!("../../docker-compose.yml");
+        assert_eq!(compose_problems(repo), Vec::<String>::new());
+        let overlay = include_str!("../../docker-compose.secrets.yml");
+        assert_eq!(compose_problems(overlay), Vec::<String>::new());
+    }
+
+    #[test]
+    fn copies_are_recognised_by_name() {
+        for copy in [
+            "recovery.key.bak",
+            "config.toml~",
+            "x.tmp",
+            ".b.tmp-12",
+            "recovery.key.old",
+            "a.backup",
+        ] {
+            assert!(looks_like_a_copy(copy), "{copy}");
+        }
+        for own in ["metrics.token", "webhook.secret", "telegram.token"] {
+            assert!(!looks_like_a_copy(own), "{own}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! Exit codes: 0 ok, 1 failure, 2 usage, 3 denied (authentication or policy).
 
 mod agent;
+mod backup;
 mod client;
 mod commands;
 mod doctor;
@@ -53,6 +54,19 @@ pub enum Command {
         /// Listen address [default: config server.bind, 127.0.0.1:3100]
         #[arg(long, value_name = "ADDR")]
         bind: Option<SocketAddr>,
+        /// First boot: initialise an uninitialised data directory before starting, with the
+        /// master password from BURSAR_MASTER_PASSWORD_FILE (or env) when one is given,
+        /// otherwise a random one written to <data>/recovery.key (0600). An initialised
+        /// directory is left as it is
+        #[arg(long, env = "BURSAR_AUTO_PROVISION", value_parser = clap::builder::FalseyValueParser::new())]
+        auto_provision: bool,
+    },
+    /// Exit 0 when the daemon answers /health, 1 otherwise (a container healthcheck: needs
+    /// no credential and no other tool)
+    Health {
+        /// Give up after this many seconds
+        #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+        timeout: u64,
     },
     /// Ask the running daemon to shut down
     Stop,
@@ -110,11 +124,50 @@ pub enum Command {
     /// MCP server on stdio for agent hosts (Claude Desktop): forwards to the daemon with the
     /// session token from BURSAR_SESSION_TOKEN_FILE; stdout carries only JSON-RPC
     Mcp,
+    /// Encrypted backups of the whole store (wallets, policies, owners, transfers, audit chain)
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Check the installation against the security checklist
     Doctor {
         /// Repair what can be repaired safely (file permissions)
         #[arg(long)]
         fix: bool,
+        /// A compose file to check (published ports, secrets in env); repeatable [default:
+        /// docker-compose*.yml / compose*.yml in the current directory]
+        #[arg(long, value_name = "FILE")]
+        compose: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Write an encrypted archive of the whole store to FILE (0600). With a running daemon it
+    /// is taken through the daemon (master password; a consistent snapshot while it serves);
+    /// otherwise from the stopped store. Sealed under the master password, or the passphrase
+    /// from --passphrase-file / BURSAR_BACKUP_PASSPHRASE_FILE
+    Create {
+        file: PathBuf,
+        /// Seal under the passphrase in this file instead of the master password
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: Option<PathBuf>,
+        /// Replace FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the store with an archive's (the daemon must be stopped). The archive must open
+    /// and its audit chain verify (its MACs too when the master password is at hand) before
+    /// anything is replaced
+    Restore {
+        file: PathBuf,
+        /// The passphrase the archive was sealed under, if not the master password
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: Option<PathBuf>,
+        /// Replace an existing store (its wallets, sessions and history are lost)
+        #[arg(long)]
+        force: bool,
+        /// Leave the archive's agent sessions out: every token issued before stops working
+        #[arg(long)]
+        drop_sessions: bool,
     },
 }
 

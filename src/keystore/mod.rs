@@ -359,6 +359,50 @@ impl Unlocked {
     }
 }
 
+/// A sealed backup archive's parameters: how its key is derived from the passphrase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveKey {
+    pub kdf: KdfParams,
+    #[serde(with = "hex::serde")]
+    pub salt: [u8; 16],
+}
+
+/// Seals a backup archive under `passphrase`: Argon2id with `kdf` and a fresh salt (one run),
+/// then AES-256-GCM with a fresh nonce under a key for this purpose only, `aad` bound (the
+/// archive's header). The same primitives and bounds as the keystore itself.
+pub fn seal_archive(
+    passphrase: &Passphrase,
+    kdf: KdfParams,
+    aad: impl Fn(&ArchiveKey) -> Vec<u8>,
+    plaintext: &[u8],
+) -> Result<(ArchiveKey, Sealed), KeystoreError> {
+    kdf.check_bounds()?;
+    let key = ArchiveKey {
+        kdf,
+        salt: random_bytes::<16>(),
+    };
+    let aead_key = archive_key(passphrase, &key)?;
+    Ok((key.clone(), seal(&aead_key, &aad(&key), plaintext)))
+}
+
+/// Opens what [`seal_archive`] sealed. A wrong passphrase and a changed byte (header or body)
+/// are the same error: the tag does not verify.
+pub fn open_archive(
+    passphrase: &Passphrase,
+    key: &ArchiveKey,
+    aad: &[u8],
+    sealed: &Sealed,
+) -> Result<KeyBytes, KeystoreError> {
+    key.kdf.check_bounds()?;
+    let aead_key = archive_key(passphrase, key)?;
+    open(&aead_key, aad, sealed)
+}
+
+fn archive_key(passphrase: &Passphrase, key: &ArchiveKey) -> Result<Key32, KeystoreError> {
+    let root = key.kdf.derive(passphrase.expose_secret().as_bytes(), &key.salt)?;
+    Ok(prf(&root, b"bursar/v1/backup-archive"))
+}
+
 /// A decrypted key, typed by chain family. Both inner types zeroize on drop.
 enum OpenKey {
     Evm(k256::ecdsa::SigningKey),

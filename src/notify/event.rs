@@ -110,6 +110,16 @@ pub enum AuthKind {
     Owner,
 }
 
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Master => "master",
+            AuthKind::Session => "session",
+            AuthKind::Owner => "owner",
+        }
+    }
+}
+
 impl Event {
     /// The snake_case name: the webhook `type` and the audit `event`.
     pub fn kind(&self) -> &'static str {

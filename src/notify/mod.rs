@@ -56,7 +56,10 @@ struct Shared {
 }
 
 struct Queue {
-    sender: Sender,
+    kind: &'static str,
+    /// Replaced whole when the secrets are re-read (SIGHUP); a delivery in progress keeps
+    /// the one it started with.
+    sender: std::sync::RwLock<Arc<Sender>>,
     tx: mpsc::Sender<Arc<Envelope>>,
     rx: Mutex<Option<mpsc::Receiver<Arc<Envelope>>>>,
 }
@@ -91,7 +94,7 @@ impl std::fmt::Debug for Notifier {
         let senders: Vec<&str> = self
             .shared
             .iter()
-            .flat_map(|s| s.queues.iter().map(|q| q.sender.kind()))
+            .flat_map(|s| s.queues.iter().map(|q| q.kind))
             .collect();
         write!(f, "Notifier({senders:?})")
     }
@@ -111,20 +114,22 @@ impl Notifier {
             return Ok(Self { shared: None, bursts });
         }
         let timeout = Duration::from_millis(cfg.timeout_ms);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect would resend the signed body (and a Referer) somewhere unconfigured.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("bursar/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|_| ConfigError::Invalid("[notifications] cannot build the HTTP client".into()))?;
+        let client = crate::tls::client(|| {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                // A redirect would resend the signed body (and a Referer) somewhere unconfigured.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("bursar/", env!("CARGO_PKG_VERSION")))
+        })
+        .map_err(|_| ConfigError::Invalid("[notifications] cannot build the HTTP client".into()))?;
         let queues = senders
             .into_iter()
             .map(|sender| {
                 let (tx, rx) = mpsc::channel(cfg.queue_capacity);
                 Queue {
-                    sender,
+                    kind: sender.kind(),
+                    sender: std::sync::RwLock::new(Arc::new(sender)),
                     tx,
                     rx: Mutex::new(Some(rx)),
                 }
@@ -151,6 +156,43 @@ impl Notifier {
         self.shared.is_some()
     }
 
+    /// Per sender: events waiting in its queue and the queue's capacity (for `/metrics`).
+    pub fn queue_depths(&self) -> Vec<(&'static str, usize, usize)> {
+        self.shared
+            .iter()
+            .flat_map(|s| s.queues.iter())
+            .map(|q| {
+                let cap = q.tx.max_capacity();
+                (q.kind, cap - q.tx.capacity(), cap)
+            })
+            .collect()
+    }
+
+    /// Re-reads every sender's secret file (SIGHUP): the next delivery uses the new secret.
+    /// All or nothing: if one file cannot be read (missing, empty, loose permissions, not
+    /// shaped like its secret), every sender keeps its current secret and the error says
+    /// which. Returns the kinds of the senders re-read.
+    pub fn reload_secrets(&self, cfg: &NotificationsConfig) -> Result<Vec<&'static str>, ConfigError> {
+        let Some(shared) = &self.shared else {
+            return Ok(Vec::new());
+        };
+        let mut fresh = Sender::from_config(cfg)?;
+        let mut reloaded = Vec::new();
+        for queue in &shared.queues {
+            if let Some(i) = fresh.iter().position(|s| s.kind() == queue.kind) {
+                let sender = Arc::new(fresh.swap_remove(i));
+                *queue.sender.write().unwrap_or_else(|p| p.into_inner()) = sender;
+                reloaded.push(queue.kind);
+            }
+        }
+        Ok(reloaded)
+    }
+
+    /// Events dropped because a queue was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
+    }
+
     /// Queues `event` for every sender. Never blocks: a full queue drops it with a warning.
     pub fn notify(&self, event: Event) {
         let Some(shared) = &self.shared else { return };
@@ -166,7 +208,7 @@ impl Notifier {
                 shared.pending.fetch_sub(1, Ordering::SeqCst);
                 let dropped = shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
-                    sender = queue.sender.kind(),
+                    sender = queue.kind,
                     event = envelope.event.kind(),
                     dropped_total = dropped,
                     "notification queue full; event dropped"
@@ -219,9 +261,10 @@ impl Notifier {
 }
 
 async fn run_queue(shared: Arc<Shared>, idx: usize, mut rx: mpsc::Receiver<Arc<Envelope>>, record: Recorder) {
-    let sender = &shared.queues[idx].sender;
+    let queue = &shared.queues[idx];
     while let Some(envelope) = rx.recv().await {
-        let (attempts, result) = deliver(sender, &shared.client, shared.retry, &envelope).await;
+        let sender = queue.sender.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let (attempts, result) = deliver(&sender, &shared.client, shared.retry, &envelope).await;
         let (kind, event) = (sender.kind(), envelope.event.kind());
         let mut detail = serde_json::json!({
             "sender": kind, "event": event, "deliveryId": envelope.id, "attempts": attempts,

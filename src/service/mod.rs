@@ -5,11 +5,13 @@
 //! Authentication results are proof types: `MasterAuth` and `SessionAuth` can only be made
 //! here, and every privileged use case takes one, so "forgot to check auth" does not compile.
 
+mod backup;
 mod history;
 mod owner;
 mod policies;
 mod transfers;
 
+pub use backup::{RestoreOptions, RestoreReport, backup_offline, restore};
 pub use owner::{KillSwitchReport, OwnerMessage, OwnerProof};
 
 pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};
@@ -195,6 +197,8 @@ pub struct Service {
     notifier: Notifier,
     /// `<data>/recovery.key`, which `set_master` rewrites or deletes in the same step.
     recovery_key: crate::config::RecoveryKey,
+    /// `[metrics] access = "token"`: the scrape token, re-read on SIGHUP.
+    metrics_token: RwLock<Option<Passphrase>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -348,7 +352,9 @@ impl Service {
         let chains = Chains::new(config.chains().map_err(ServiceError::Config)?)?;
         let prices = crate::prices::Prices::new(&config.prices);
         let notifier = Notifier::new(&config.notifications).map_err(ServiceError::Config)?;
+        let metrics_token = read_metrics_token(&config).map_err(ServiceError::Config)?;
         Ok(Self {
+            metrics_token: RwLock::new(metrics_token),
             sessions: RwLock::new(Arc::new(SessionKeys::new(&jwt, &daemon.daemon_id))),
             config,
             store,
@@ -793,6 +799,64 @@ impl Service {
         })
     }
 
+    /// `GET /metrics`: the counters and what the store and the notifier hold right now.
+    /// Transfers are counted per state from the status index (keys only, no record read).
+    /// The caller has passed the `[metrics] access` rule (the route's `Auth::Metrics`).
+    pub fn metrics(&self) -> Result<String> {
+        let now = now();
+        let wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
+        let sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;
+        let mut transfers = Vec::with_capacity(TxState::ALL.len());
+        for state in TxState::ALL {
+            let mut n = 0;
+            for w in &wallets {
+                n += self.store.count_txs_in(w.id, &[state], usize::MAX)?;
+            }
+            transfers.push((state.as_str(), n as u64));
+        }
+        let gauges = crate::metrics::Gauges {
+            transfers,
+            wallets: wallets.len() as u64,
+            frozen_wallets: wallets.iter().filter(|w| w.frozen.is_some()).count() as u64,
+            active_sessions: sessions
+                .iter()
+                .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
+                .count() as u64,
+            audit_entries: self.store.audit_len(),
+            notification_queues: self.notifier.queue_depths(),
+            notifications_dropped: self.notifier.dropped(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+        };
+        Ok(crate::metrics::render(&gauges))
+    }
+
+    /// Whether `presented` is the metrics scrape token (constant time).
+    pub fn check_metrics_token(&self, presented: &[u8]) -> bool {
+        let token = self.metrics_token.read().expect("metrics token lock");
+        token
+            .as_ref()
+            .is_some_and(|t| crate::secret::ct_eq(t.expose_secret().as_bytes(), presented))
+    }
+
+    /// SIGHUP: re-reads the secrets kept in files named by the config — the notification
+    /// senders' and the metrics token — so a rotated file takes effect without a restart.
+    /// All or nothing: when one cannot be read, every current secret stays (the error says
+    /// which file). Audited (`secrets_reloaded`, the kinds only). Returns the kinds re-read.
+    pub fn reload_secrets(&self) -> Result<Vec<&'static str>> {
+        let token = read_metrics_token(&self.config).map_err(ServiceError::Config)?;
+        let mut reloaded = self
+            .notifier
+            .reload_secrets(&self.config.notifications)
+            .map_err(ServiceError::Config)?;
+        if let Some(token) = token {
+            *self.metrics_token.write().expect("metrics token lock") = Some(token);
+            reloaded.push("metrics_token");
+        }
+        self.store
+            .audit(AuditEvent::new("secrets_reloaded", "system").detail(serde_json::json!({ "secrets": reloaded })))?;
+        Ok(reloaded)
+    }
+
     /// Asks the server to stop gracefully (`bursar stop`).
     pub fn request_shutdown(&self, _: &MasterAuth) -> Result<()> {
         self.store.audit(AuditEvent::new("shutdown_requested", "master"))?;
@@ -816,6 +880,7 @@ impl Service {
 
     /// Counts a failed authentication; a burst of them becomes one `AuthFailureBurst` event.
     pub fn notify_auth_failure(&self, kind: AuthKind) {
+        crate::metrics::auth_failure(kind.as_str());
         self.notifier.auth_failure(kind);
     }
 
@@ -890,6 +955,22 @@ impl Service {
     pub async fn drain_notifications(&self, grace: Duration) {
         self.notifier.drain(grace).await;
     }
+}
+
+/// The scrape token when `[metrics] access = "token"`: a private file, at least 16 characters.
+fn read_metrics_token(config: &Config) -> std::result::Result<Option<Passphrase>, ConfigError> {
+    let metrics = &config.metrics;
+    let (crate::config::MetricsAccess::Token, Some(file)) = (metrics.access, &metrics.token_file) else {
+        return Ok(None);
+    };
+    let token = crate::config::read_private_secret_file(file)?;
+    if token.expose_secret().trim().len() < 16 {
+        return Err(ConfigError::Invalid(format!(
+            "[metrics] token_file {} holds fewer than 16 characters; use a random token (e.g. 32 hex bytes)",
+            file.display()
+        )));
+    }
+    Ok(Some(Passphrase::from(token.expose_secret().trim().to_owned())))
 }
 
 /// Hands the store its audit key. A store from before keyed chains is switched here, once,

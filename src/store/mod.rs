@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Page};
-pub use kv::{Kv, MemKv, Op, Order, SledKv};
+pub use kv::{Entries, Kv, MemKv, Op, Order, SledKv};
 pub use txs::MAX_PAGE;
 
 #[derive(Debug, thiserror::Error)]
@@ -263,6 +263,7 @@ impl Store {
         }
         let mut ops = batch.ops;
         let mut next = chain.head.clone();
+        let appended = batch.events.len();
         if !batch.events.is_empty() {
             let key = chain.key.as_ref().ok_or(StoreError::AuditKeyNotLoaded)?;
             for event in batch.events {
@@ -289,7 +290,27 @@ impl Store {
             return Err(err);
         }
         chain.head = next;
+        crate::metrics::audit_written(appended);
         Ok(self.applied.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1)
+    }
+
+    /// Every key and value, as of one instant between commits: writers wait while it reads
+    /// (every commit takes the same lock), so a backup never holds half a change.
+    pub fn snapshot(&self) -> Result<kv::Entries, StoreError> {
+        let _chain = self.chain();
+        self.kv.scan_prefix(b"")
+    }
+
+    /// A new store in `dir` (which must not hold one) with exactly `entries`, in one atomic,
+    /// flushed commit: a backup's restore.
+    pub fn create_from(dir: &Path, entries: kv::Entries) -> Result<Self, StoreError> {
+        let kv = SledKv::open(dir)?;
+        if !kv.scan_range(b"", &[0xff; 8], Order::Ascending, 1)?.is_empty() {
+            return Err(StoreError::Io(format!("{} already holds a store", dir.display())));
+        }
+        let ops: Vec<Op> = entries.into_iter().map(|(k, v)| Op::Put(k, v)).collect();
+        kv.commit(&ops)?;
+        Self::with_kv(Arc::new(kv))
     }
 
     /// Appends audit events alone (e.g. a failed authentication).

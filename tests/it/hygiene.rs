@@ -172,6 +172,8 @@ fn expose_secret_call_sites_are_known() {
         // `bursar mcp`: the bearer of a renewal and the unverified claims that schedule it.
         "src/cli/mcp.rs",
         "src/cli/password.rs",
+        // `backup create` through the daemon: a separate backup passphrase in the request body.
+        "src/cli/backup.rs",
         "src/notify/sender.rs",
         "src/cli/owner.rs",
         // `recovery.key.new`: the new master password staged by a set-master that keeps it.

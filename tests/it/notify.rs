@@ -424,3 +424,98 @@ async fn a_dead_or_slow_sink_does_not_delay_transfers_and_ends_as_notification_f
     );
     println!("a_dead_or_slow_sink…: {:?}", started.elapsed());
 }
+
+/// `sha256=<hex>` of `<timestamp>.<body>` under `secret`, as the webhook signs.
+fn webhook_signature(secret: &str, hit: &Hit) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{}.", hit.headers["x-bursar-timestamp"]).as_bytes());
+    mac.update(&hit.raw);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_secrets_rotate_on_sighup_without_a_restart() {
+    let anvil = Anvil::start().await;
+    let sink = Sink::start(Duration::ZERO).await;
+    let config = notifications_config("max_attempts = 1", &format!("{}/hook", sink.url), Some(&sink.url), true);
+    let daemon = daemon(&anvil, config, &format!("{}{SLACK_PATH}", sink.url)).await;
+    daemon.create_wallet("anvil").await;
+    let kill_switch = |on: bool| {
+        let body = json!({ "on": on, "reason": "rotation drill" });
+        daemon.master(Method::POST, "/v1/admin/kill-switch", Some(body))
+    };
+    let kill_switch_hook =
+        |on: bool| move |h: &Hit| h.path == "/hook" && h.body["type"] == "kill_switch" && h.body["data"]["on"] == on;
+
+    assert_eq!(kill_switch(true).await.0, 200);
+    let before = sink
+        .wait_for("the first kill-switch webhook", kill_switch_hook(true))
+        .await;
+    assert_eq!(
+        before.headers["x-bursar-signature"],
+        webhook_signature(WEBHOOK_SECRET, &before)
+    );
+    sink.wait_for("the first Telegram message", |h| {
+        h.path == format!("/bot{BOT_TOKEN}/sendMessage")
+    })
+    .await;
+    sink.wait_for("the first Slack message", |h| h.path == SLACK_PATH).await;
+
+    // Rotate all three files, then SIGHUP: no restart.
+    let (new_secret, new_bot, new_slack) = (
+        "whsec-rotated-fedcba9876543210",
+        "987654321:AAH-rotated-telegram-token",
+        "/services/T0000/B0000/rotated-slack-path",
+    );
+    let data = daemon.data_dir();
+    write_private(&data.join("webhook.secret"), new_secret);
+    write_private(&data.join("telegram.token"), new_bot);
+    write_private(&data.join("slack.url"), &format!("{}{new_slack}", sink.url));
+    let pid = daemon.pid().unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.logs().contains("SIGHUP: secrets re-read") {
+        assert!(Instant::now() < deadline, "no reload logged: {}", daemon.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let hits_before = sink.hits(|_| true).len();
+    assert_eq!(kill_switch(false).await.0, 200);
+    let after = sink
+        .wait_for("the second kill-switch webhook", kill_switch_hook(false))
+        .await;
+    // The new secret signs; the old one no longer verifies.
+    assert_eq!(
+        after.headers["x-bursar-signature"],
+        webhook_signature(new_secret, &after)
+    );
+    assert_ne!(
+        after.headers["x-bursar-signature"],
+        webhook_signature(WEBHOOK_SECRET, &after)
+    );
+    sink.wait_for("a Telegram message with the new token", |h| {
+        h.path == format!("/bot{new_bot}/sendMessage")
+    })
+    .await;
+    sink.wait_for("a Slack message at the new URL", |h| h.path == new_slack)
+        .await;
+    let late: Vec<_> = sink.hits(|_| true).into_iter().skip(hits_before).collect();
+    assert!(
+        late.iter().all(|h| !h.path.contains(BOT_TOKEN) && h.path != SLACK_PATH),
+        "an old credential was used after the rotation: {:?}",
+        late.iter().map(|h| &h.path).collect::<Vec<_>>()
+    );
+    assert_eq!(daemon.pid(), Some(pid), "the daemon restarted");
+    let (_, audit) = daemon
+        .master(Method::GET, "/v1/audit?kind=secrets_reloaded", None)
+        .await;
+    assert_eq!(
+        audit[0]["detail"]["secrets"],
+        json!(["webhook", "telegram", "slack"]),
+        "{audit}"
+    );
+    for secret in [new_secret, new_bot, new_slack, WEBHOOK_SECRET, BOT_TOKEN, SLACK_PATH] {
+        assert!(!daemon.logs().contains(secret), "{secret} in the log");
+        assert!(!audit.to_string().contains(secret), "{secret} in the audit log");
+    }
+}

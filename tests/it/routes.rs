@@ -160,7 +160,9 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
         };
         let path = r.path.replace("{id}", id);
         let cases: &[(&str, Vec<(String, String)>)] = match r.auth {
-            Auth::Public => continue,
+            // Loopback peers need no credential by default; every access mode is proven in
+            // tests/it/metrics.rs.
+            Auth::Public | Auth::Metrics => continue,
             Auth::Master => &bad_masters,
             Auth::Session => &bad_sessions,
             Auth::SessionOrMaster => &bad_either,
@@ -198,7 +200,7 @@ async fn every_route_rejects_missing_wrong_bad_expired_and_revoked_credentials()
             }
             // Proven end to end in tests/it/owner.rs with a real owner key.
             Auth::Owner => continue,
-            Auth::Public => unreachable!(),
+            Auth::Public | Auth::Metrics => unreachable!(),
         };
         let headers: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (status, body) = daemon.request(method(&r.method), &path, &headers, None).await;

@@ -328,6 +328,13 @@ async fn live_rest_answers_match_the_openapi_document() {
     let get = |path: String| async move { d.master(Method::GET, &path, None).await };
 
     c.check("GET", "/health", &d.request(Method::GET, "/health", &[], None).await);
+    // The metrics themselves are text (tests/it/metrics.rs); their refusals are JSON.
+    c.check(
+        "GET",
+        "/metrics",
+        &d.request(Method::GET, "/metrics", &[("host", "evil.example")], None)
+            .await,
+    );
     let created = d
         .master(
             Method::POST,
@@ -532,6 +539,13 @@ async fn live_rest_answers_match_the_openapi_document() {
         "GET",
         "/v1/admin/status",
         &d.request(Method::GET, "/v1/admin/status", &[("host", "evil.example")], None)
+            .await,
+    );
+    // The archive itself is bytes (tests/it/backup.rs); a refused passphrase is JSON.
+    c.check(
+        "POST",
+        "/v1/admin/backup",
+        &d.master(Method::POST, "/v1/admin/backup", Some(json!({ "passphrase": "short" })))
             .await,
     );
     let revoked = d.master(Method::DELETE, &format!("/v1/sessions/{sid}"), None).await;
