@@ -61,6 +61,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden(_) => (S::FORBIDDEN, "FORBIDDEN"),
             ServiceError::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND"),
             ServiceError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
+            ServiceError::InvalidField { field, reason } => {
+                let name = rest_field(*field);
+                let mut error = Self::new(S::BAD_REQUEST, "INVALID_INPUT", format!("{name}: {reason}"));
+                error.details = Some(serde_json::json!({ "field": name, "reason": reason }));
+                return error;
+            }
             ServiceError::Conflict(_) => (S::CONFLICT, "CONFLICT"),
             ServiceError::OwnerRejected(_) => (S::UNAUTHORIZED, "OWNER_REJECTED"),
             ServiceError::Frozen(_) => (S::LOCKED, "WALLET_FROZEN"),
@@ -92,5 +98,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody::new(self.code, self.message, self.details);
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// A request field by its name in the REST API (the body's camelCase).
+pub fn rest_field(field: crate::service::Field) -> &'static str {
+    use crate::service::Field;
+    match field {
+        Field::To => "to",
+        Field::Token => "token",
+        Field::Amount => "amount",
+        Field::AmountBaseUnits => "amountBaseUnits",
+        Field::IdempotencyKey => "idempotencyKey",
     }
 }

@@ -753,16 +753,25 @@ fn unreachable_daemon(base: &str, err: &reqwest::Error) -> String {
     }
 }
 
+/// The tool argument for a REST body field (`dto::Transfer` ↔ `TransferParams`).
+fn tool_argument(rest_field: &str) -> &str {
+    match rest_field {
+        "amountBaseUnits" => "amount_base_units",
+        "idempotencyKey" => "idempotency_key",
+        other => other,
+    }
+}
+
 /// A REST error as the model should see it.
 fn error_for(status: u16, bytes: &[u8]) -> ToolError {
     let body: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
     let code = body["error"]["code"].as_str().unwrap_or("ERROR");
-    // The service names REST fields; the model knows the tools' argument names.
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or("request failed")
-        .replace("amountBaseUnits", "amount_base_units")
-        .replace("idempotencyKey", "idempotency_key");
+    // A refused field is named as the model knows it: the tool's argument.
+    let details = &body["error"]["details"];
+    let message = match (details["field"].as_str(), details["reason"].as_str()) {
+        (Some(field), Some(reason)) => format!("{}: {reason}", tool_argument(field)),
+        _ => body["error"]["message"].as_str().unwrap_or("request failed").to_owned(),
+    };
     let message = message.as_str();
     match (status, code) {
         // The agent sent something malformed: a protocol error naming the field.

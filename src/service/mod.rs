@@ -54,6 +54,9 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     InvalidInput(String),
+    /// One field of a request refused, and why; each edge names the field its own way.
+    #[error("{field:?}: {reason}")]
+    InvalidField { field: Field, reason: String },
     #[error("{0}")]
     Conflict(String),
     #[error("owner signature rejected: {0}")]
@@ -175,6 +178,17 @@ pub struct DaemonStatus {
     pub audit_entries: u64,
     pub kdf: KdfParams,
     pub master_changed_at: Option<i64>,
+}
+
+/// A field of a transfer request, typed so that no edge has to rewrite another's message:
+/// REST calls it `amountBaseUnits`, an MCP tool argument `amount_base_units`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    To,
+    Token,
+    Amount,
+    AmountBaseUnits,
+    IdempotencyKey,
 }
 
 pub struct Service {

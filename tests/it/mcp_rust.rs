@@ -305,7 +305,7 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
         (
             "check_policy",
             json!({ "to": RECIPIENT, "amount": "1", "amount_base_units": "1" }),
-            "or amount_base_units",
+            "amount: give exactly one amount",
         ),
         (
             "check_policy",

@@ -521,19 +521,46 @@ async fn policy_and_transfer_inputs_are_validated() {
         );
     }
 
+    // Each with the field the service refused, typed in `details.field` (None: refused by
+    // the body's schema before the service).
     let bad_sends = [
-        json!({ "to": RECIPIENT, "amount": "0.1" }),
-        json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "" }),
-        json!({ "to": RECIPIENT, "amount": "0.1", "amountBaseUnits": "1", "idempotencyKey": "k" }),
-        json!({ "to": RECIPIENT, "idempotencyKey": "k" }),
-        json!({ "to": "0x123", "amount": "0.1", "idempotencyKey": "k" }),
-        json!({ "to": RECIPIENT, "amount": "-1", "idempotencyKey": "k" }),
-        json!({ "to": RECIPIENT, "amount": "0", "idempotencyKey": "k" }),
-        json!({ "to": RECIPIENT, "amount": "1e18", "idempotencyKey": "k" }),
-        json!({ "to": RECIPIENT, "amount": 1, "idempotencyKey": "k" }),
-        json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "k", "gas": "0x1" }),
+        (json!({ "to": RECIPIENT, "amount": "0.1" }), Some("idempotencyKey")),
+        (
+            json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "" }),
+            Some("idempotencyKey"),
+        ),
+        (
+            json!({ "to": RECIPIENT, "amount": "0.1", "amountBaseUnits": "1", "idempotencyKey": "k" }),
+            Some("amount"),
+        ),
+        (json!({ "to": RECIPIENT, "idempotencyKey": "k" }), Some("amount")),
+        (
+            json!({ "to": "0x123", "amount": "0.1", "idempotencyKey": "k" }),
+            Some("to"),
+        ),
+        (
+            json!({ "to": RECIPIENT, "amount": "-1", "idempotencyKey": "k" }),
+            Some("amount"),
+        ),
+        (
+            json!({ "to": RECIPIENT, "amount": "0", "idempotencyKey": "k" }),
+            Some("amount"),
+        ),
+        (
+            json!({ "to": RECIPIENT, "amount": "1e18", "idempotencyKey": "k" }),
+            Some("amount"),
+        ),
+        (
+            json!({ "to": RECIPIENT, "amountBaseUnits": "1.5", "idempotencyKey": "k" }),
+            Some("amountBaseUnits"),
+        ),
+        (json!({ "to": RECIPIENT, "amount": 1, "idempotencyKey": "k" }), None),
+        (
+            json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "k", "gas": "0x1" }),
+            None,
+        ),
     ];
-    for body in bad_sends {
+    for (body, field) in bad_sends {
         let (status, res) = daemon
             .session(&token, Method::POST, "/v1/transactions/send", Some(body.clone()))
             .await;
@@ -542,6 +569,11 @@ async fn policy_and_transfer_inputs_are_validated() {
             (400, Some("INVALID_INPUT")),
             "{body}: {res}"
         );
+        if let Some(field) = field {
+            assert_eq!(res["error"]["details"]["field"], field, "{body}: {res}");
+            let message = res["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with(&format!("{field}: ")), "{body}: {res}");
+        }
     }
     // Nothing was sent or recorded by any of them.
     let (_, list) = daemon.session(&token, Method::GET, "/v1/transactions", None).await;

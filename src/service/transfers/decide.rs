@@ -8,25 +8,26 @@ impl Service {
     /// Decodes the request into the intent the daemon would sign.
     pub(super) async fn decode(&self, wallet: &WalletRecord, req: &TransferRequest) -> Result<(Intent, AssetMeta)> {
         let adapter = self.adapter(wallet)?;
-        let to = Address::parse(wallet.kind, &req.to).map_err(|e| invalid(format!("to: {e}")))?;
+        let to = Address::parse(wallet.kind, &req.to).map_err(|e| field(Field::To, e))?;
         let token = match req.token.as_deref().filter(|t| !t.is_empty() && *t != "native") {
-            Some(t) => Some(Address::parse(wallet.kind, t).map_err(|e| invalid(format!("token: {e}")))?),
+            Some(t) => Some(Address::parse(wallet.kind, t).map_err(|e| field(Field::Token, e))?),
             None => None,
         };
         let meta = adapter.asset_meta(token.as_ref()).await?;
         let amount = match (&req.amount, &req.amount_base_units) {
-            (Some(a), None) => Amount::parse_decimal(a, meta.decimals).map_err(|e| invalid(format!("amount: {e}")))?,
+            (Some(a), None) => Amount::parse_decimal(a, meta.decimals).map_err(|e| field(Field::Amount, e))?,
             (None, Some(b)) => {
-                Amount::parse_base_units(b, meta.decimals).map_err(|e| invalid(format!("amountBaseUnits: {e}")))?
+                Amount::parse_base_units(b, meta.decimals).map_err(|e| field(Field::AmountBaseUnits, e))?
             }
             _ => {
-                return Err(invalid(
-                    "give exactly one of amount (decimal, whole units) or amountBaseUnits (integer)",
+                return Err(field(
+                    Field::Amount,
+                    "give exactly one amount: in whole units (a decimal string) or in base units (an integer string)",
                 ));
             }
         };
         if amount.base_units.is_zero() {
-            return Err(invalid("amount must be greater than zero"));
+            return Err(field(Field::Amount, "must be greater than zero"));
         }
         let asset = token.map_or(Asset::Native, Asset::Token);
         Ok((
@@ -173,9 +174,10 @@ impl Service {
     pub async fn send(&self, auth: &SessionAuth, req: &TransferRequest) -> Result<TxRecord> {
         let key = req.idempotency_key.trim();
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
-            return Err(invalid(format!(
-                "idempotencyKey is required: 1-{MAX_IDEMPOTENCY_KEY} printable characters, reused on retry"
-            )));
+            return Err(field(
+                Field::IdempotencyKey,
+                format!("is required: 1-{MAX_IDEMPOTENCY_KEY} printable characters, reused on retry"),
+            ));
         }
         let memo = req
             .memo
@@ -478,4 +480,11 @@ pub(super) fn decided_event(tx: &TxRecord) -> AuditEvent {
         "trace": tx.trace,
         "error": tx.error,
     }))
+}
+
+fn field(field: Field, reason: impl std::fmt::Display) -> ServiceError {
+    ServiceError::InvalidField {
+        field,
+        reason: reason.to_string(),
+    }
 }

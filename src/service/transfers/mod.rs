@@ -17,7 +17,7 @@ mod tests;
 use execute::*;
 use ledger::*;
 
-use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, key_ref, now};
+use super::{Field, MasterAuth, Result, Service, ServiceError, SessionAuth, key_ref, now};
 use crate::chains::{Adapter, Approved, AssetMeta, ChainError, FeeQuote, FeeRequest, TransferPlan, TxStatus};
 use crate::domain::{Address, Amount, Sequence, TxId, TxState, WalletId, sanitize};
 use crate::policy::{self, Asset, Decision, Intent, Outcome, ParseContext, Policy, Tier};
