@@ -1,6 +1,5 @@
 //! Wire types (JSON, camelCase). Requests are parsed into domain types here, once.
 
-use super::error::ApiError;
 use crate::domain::{ChainName, WalletId, WalletName};
 use crate::service::{DaemonStatus, IssuedSession, NewSession, ServiceError, WalletBalance};
 use crate::store::records::{SessionRecord, WalletRecord};
@@ -793,14 +792,13 @@ pub struct ActionQuery {
 }
 
 impl ActionQuery {
-    pub fn parse(&self, default: crate::owner::Action) -> Result<crate::owner::Action, ApiError> {
+    pub fn parse(&self, default: crate::owner::Action) -> Result<crate::owner::Action, ServiceError> {
         match self.action.as_deref() {
             None => Ok(default),
             Some(a) => crate::owner::Action::parse(a).ok_or_else(|| {
-                ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    "INVALID_INPUT",
-                    "action must be one of approve, reject, connect, disconnect, kill-switch-on, kill-switch-off",
+                ServiceError::InvalidInput(
+                    "action must be one of approve, reject, connect, disconnect, kill-switch-on, kill-switch-off"
+                        .into(),
                 )
             }),
         }

@@ -196,6 +196,18 @@ fn plain_http_remote_host(base: &str) -> Option<String> {
     (!loopback).then(|| host.to_owned())
 }
 
+/// Ids and filters go into URLs: accept only the characters they can contain.
+pub(super) fn path_segment(s: &str) -> CliResult<&str> {
+    if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Ok(s)
+    } else {
+        Err(CliError {
+            code: 2,
+            error: anyhow!("invalid identifier {:?}", crate::domain::sanitize::for_message(s)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! One function per command: convert arguments, one call (service or REST), print.
 
 use super::agent::{self, TokenDir};
-use super::client::{Client, Credential};
+use super::client::{Client, Credential, path_segment};
 use super::{
     AuditCommand, Cli, CliError, CliResult, Command, Output, PolicyCommand, SessionCommand, TxCommand, WalletCommand,
     denied, password,
@@ -870,17 +870,5 @@ pub(super) fn keyed_summary(v: &serde_json::Value) -> String {
             format!(" (HMAC-SHA256 from entry {from}; entries 1-{legacy} are legacy SHA-256 links)")
         }
         (None, _) => " (legacy SHA-256 links: keyed at the daemon's next start)".into(),
-    }
-}
-
-/// Ids and filters go into URLs: accept only the characters they can contain.
-pub(super) fn path_segment(s: &str) -> CliResult<&str> {
-    if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        Ok(s)
-    } else {
-        Err(CliError {
-            code: 2,
-            error: anyhow!("invalid identifier {:?}", crate::domain::sanitize::for_message(s)),
-        })
     }
 }

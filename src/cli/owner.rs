@@ -3,8 +3,7 @@
 //! signer: the exact message goes to stdout (`--print-message` stops there) and the
 //! signature is read back from `--signature` or stdin.
 
-use super::client::Client;
-use super::commands::path_segment;
+use super::client::{Client, path_segment};
 use super::output::Output;
 use super::{CliError, CliResult};
 use crate::api::dto;
