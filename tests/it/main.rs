@@ -8,6 +8,7 @@ mod audit;
 mod balance;
 mod browser;
 mod cli;
+#[cfg(feature = "test-faults")]
 mod crash;
 mod examples;
 mod fees;
