@@ -25,6 +25,7 @@ mod mcp_robust;
 mod mcp_rust;
 mod mcp_sse;
 mod notify;
+mod operator;
 mod owner;
 mod prices;
 mod promises;
