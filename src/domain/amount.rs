@@ -173,6 +173,10 @@ mod tests {
             Ok("115792089237316195423570985008687907853269984665640564039457584007913129639935"),
         );
         check("1", 78, Err(AmountError::BadDecimals(78)));
+        // 77 decimals is the most a U256 can hold one whole unit of: accepted.
+        check("1", 77, Ok(&format!("1{}", "0".repeat(77))));
+        assert!(Amount::new(U256::from(1), 77).is_ok());
+        assert_eq!(Amount::new(U256::from(1), 78), Err(AmountError::BadDecimals(78)));
     }
 
     #[test]

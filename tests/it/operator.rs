@@ -461,7 +461,6 @@ fn mcp_session(daemon: &Daemon, token_file: &Path, data_dir: &Path, calls: &[Val
     }
     let held = open_under(child.id(), data_dir);
     assert!(held.is_empty(), "bursar mcp holds files of the data dir open: {held:?}");
-    drop(send);
     let _ = child.kill();
     let _ = child.wait();
     answers
@@ -480,7 +479,7 @@ async fn bursar_mcp_never_opens_the_store() {
     let data = daemon.data_dir();
     let address = json!({ "name": "get_address", "arguments": {} });
 
-    let answers = mcp_session(&daemon, &token_file, &data, &[address.clone()]);
+    let answers = mcp_session(&daemon, &token_file, &data, std::slice::from_ref(&address));
     let text = answers[0]["result"]["content"][0]["text"].as_str().unwrap_or_default();
     assert_eq!(answers[0]["result"]["isError"], false, "{}", answers[0]);
     assert!(text.contains(wallet["address"].as_str().unwrap()), "{}", answers[0]);
