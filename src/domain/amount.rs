@@ -188,6 +188,8 @@ mod tests {
         assert_eq!(f(0, 18), "0");
         assert_eq!(f(7, 0), "7");
         assert_eq!(f(1, 9), "0.000000001");
+        let amount = Amount::new(U256::from(1_234_500), 6).unwrap();
+        assert_eq!(amount.to_string(), "1.2345", "Display is the human form");
     }
 
     #[test]
