@@ -448,6 +448,19 @@ mod tests {
     }
 
     #[test]
+    fn only_approve_reject_and_cancel_name_a_transaction() {
+        let named: Vec<&str> = Action::ALL
+            .into_iter()
+            .filter(|a| a.needs_tx())
+            .map(Action::as_str)
+            .collect();
+        assert_eq!(named, ["approve", "reject", "cancel"]);
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+    }
+
+    #[test]
     fn evm_round_trip_is_siwe_and_verifies() {
         for action in Action::ALL {
             let c = claims(action, OWNER);
