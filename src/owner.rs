@@ -522,6 +522,10 @@ mod tests {
         ] {
             assert!(parse(ChainKind::Evm, &bad).is_err(), "accepted:\n{bad}");
         }
+        // The length bound: refused for its length past it, read (and refused otherwise) at it.
+        let too_long = |n: usize| matches!(parse(ChainKind::Solana, &"x".repeat(n)), Err(OwnerError::Malformed(m)) if m.starts_with("longer than"));
+        assert!(too_long(MAX_MESSAGE_BYTES + 1));
+        assert!(!too_long(MAX_MESSAGE_BYTES));
         // approve without a transaction cannot even be rendered
         let mut c = claims(Action::Approve, OWNER);
         c.tx = None;
