@@ -10,8 +10,9 @@
 /// Points in the transfer pipeline, in order.
 pub const POINTS: [&str; 4] = ["before_sign", "after_sign", "after_broadcast", "before_confirm"];
 
-/// Points in `set-master` keeping `recovery.key`: after the new password is staged in
-/// `recovery.key.new`, before the store commit; and after the commit, before the rename.
+/// Points in `set-master`: before the store commit (after the new password is staged in
+/// `recovery.key.new` when `recovery.key` is kept); and after the commit, before
+/// `recovery.key` is renamed over or deleted.
 pub const SET_MASTER_POINTS: [&str; 2] = ["set_master_before_commit", "set_master_after_commit"];
 
 #[cfg(feature = "test-faults")]

@@ -448,6 +448,19 @@ mod tests {
     }
 
     #[test]
+    fn only_approve_reject_and_cancel_name_a_transaction() {
+        let named: Vec<&str> = Action::ALL
+            .into_iter()
+            .filter(|a| a.needs_tx())
+            .map(Action::as_str)
+            .collect();
+        assert_eq!(named, ["approve", "reject", "cancel"]);
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+    }
+
+    #[test]
     fn evm_round_trip_is_siwe_and_verifies() {
         for action in Action::ALL {
             let c = claims(action, OWNER);
@@ -509,6 +522,10 @@ mod tests {
         ] {
             assert!(parse(ChainKind::Evm, &bad).is_err(), "accepted:\n{bad}");
         }
+        // The length bound: refused for its length past it, read (and refused otherwise) at it.
+        let too_long = |n: usize| matches!(parse(ChainKind::Solana, &"x".repeat(n)), Err(OwnerError::Malformed(m)) if m.starts_with("longer than"));
+        assert!(too_long(MAX_MESSAGE_BYTES + 1));
+        assert!(!too_long(MAX_MESSAGE_BYTES));
         // approve without a transaction cannot even be rendered
         let mut c = claims(Action::Approve, OWNER);
         c.tx = None;

@@ -194,6 +194,37 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_token_is_refused_before_any_crypto() {
+        // Correctly signed, but past the 2048-byte bound (a very long audience): refused on
+        // its shape alone.
+        let keys = SessionKeys::new(&[9u8; 32], &"d".repeat(1_000));
+        let minted = keys.mint(SessionId::new(), WalletId::new(), 1_000, 1_060);
+        assert!(minted.token.len() > 2048, "{}", minted.token.len());
+        assert_eq!(keys.decode(&minted.token).err(), Some(SessionError::Invalid));
+        let (keys, _, token) = setup(1_000);
+        assert!(keys.decode(&token).is_ok());
+        assert_eq!(keys.decode(&format!("{token}.x")).err(), Some(SessionError::Invalid));
+    }
+
+    #[test]
+    fn either_expiry_ends_the_token() {
+        let (keys, record, token) = setup(1_000);
+        // The record's expiry (moved earlier) ends it before the token's own `exp`...
+        let shortened = SessionRecord {
+            expires_at: 1_005,
+            ..record.clone()
+        };
+        assert_eq!(check(&keys, &shortened, &token, 1_006), Err(SessionError::Expired));
+        // ... and the token's `exp` ends it even when the record would allow more.
+        let lengthened = SessionRecord {
+            expires_at: 1_500,
+            ..record
+        };
+        assert_eq!(check(&keys, &lengthened, &token, 1_061), Err(SessionError::Expired));
+        assert_eq!(check(&keys, &lengthened, &token, 1_059), Ok(()));
+    }
+
+    #[test]
     fn debug_of_a_minted_token_hides_it() {
         let keys = SessionKeys::new(&[9u8; 32], "daemon-a");
         let minted = keys.mint(SessionId::new(), WalletId::new(), 1_000, 1_060);

@@ -485,7 +485,14 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
     if let Some(w) = &found.warning {
         tracing::warn!("{w}");
     }
+    // Bound before the unlock, so that port 0 (the OS picks a free port) is resolved before
+    // anything derives from the address: the owner-message domain and the links default to it.
     let bind = cfg.server.bind;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    cfg.server.bind = addr;
     let started = std::time::Instant::now();
     let service = unlock(data_dir, cfg, found).await?;
     // A store made by an older bursar (or sled under another umask) may hold 0644 files.
@@ -494,10 +501,6 @@ async fn start(data_dir: &Path, bind: Option<std::net::SocketAddr>, out: &Output
         Ok(n) => tracing::warn!(paths = n, "made the store's files 0600 and directories 0700"),
         Err(err) => return Err(anyhow!("securing the store's permissions: {err}").into()),
     }
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, unlock_ms = started.elapsed().as_millis() as u64, "bursar listening");
     out.emit(&serde_json::json!({ "listening": format!("http://{addr}") }), |v| {
         format!("bursar listening on {}", v["listening"].as_str().unwrap_or_default())

@@ -173,6 +173,10 @@ mod tests {
             Ok("115792089237316195423570985008687907853269984665640564039457584007913129639935"),
         );
         check("1", 78, Err(AmountError::BadDecimals(78)));
+        // 77 decimals is the most a U256 can hold one whole unit of: accepted.
+        check("1", 77, Ok(&format!("1{}", "0".repeat(77))));
+        assert!(Amount::new(U256::from(1), 77).is_ok());
+        assert_eq!(Amount::new(U256::from(1), 78), Err(AmountError::BadDecimals(78)));
     }
 
     #[test]
@@ -184,6 +188,8 @@ mod tests {
         assert_eq!(f(0, 18), "0");
         assert_eq!(f(7, 0), "7");
         assert_eq!(f(1, 9), "0.000000001");
+        let amount = Amount::new(U256::from(1_234_500), 6).unwrap();
+        assert_eq!(amount.to_string(), "1.2345", "Display is the human form");
     }
 
     #[test]

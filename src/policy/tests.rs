@@ -44,6 +44,8 @@ struct Tx {
     owner_registered: bool,
     /// The native asset's price (for a token transfer's fee), USD per ETH and its age.
     native_price: Option<(&'static str, i64)>,
+    /// The chain's native decimals as the daemon reports them (the policies are parsed at 18).
+    native_decimals: u8,
 }
 
 /// `amount` ETH to ALICE on anvil at WED_NOON, ETH at a fresh $2000, an owner registered.
@@ -65,6 +67,7 @@ fn send(amount: &str) -> Tx {
         requests: |_| 1,
         owner_registered: true,
         native_price: Some(("2000", 0)),
+        native_decimals: 18,
     }
 }
 
@@ -188,7 +191,7 @@ fn decide(policies: &[(&str, Value)], tx: &Tx) -> Result<Decision, PolicyError> 
             Asset::Native => price(tx.price),
             Asset::Token(_) => price(tx.native_price),
         },
-        native_decimals: 18,
+        native_decimals: tx.native_decimals,
         max_price_age_seconds: MAX_PRICE_AGE,
         counters: &counters,
         owner_registered: tx.owner_registered,
@@ -1222,6 +1225,33 @@ fn a_token_transfer_fee_counts_against_native_periods_and_usd() {
 }
 
 #[test]
+fn a_token_fee_is_not_compared_with_native_limits_written_at_other_decimals() {
+    let limits = [
+        usdc_allowed(),
+        (
+            "SPENDING_LIMIT",
+            json!({"instant_max_usd": "100", "daily_limit": "0.01"}),
+        ),
+    ];
+    // On a chain whose native asset has 9 decimals while the limit was written at 18, base
+    // units at two scales are not compared: a fee of 0.001 (at 9 decimals) on top of a spent
+    // counter already at the limit's number passes the native limit (USD still counts it).
+    let mut tx = send("0").token(USDC, "1").spent_eth("0.01", "0.01");
+    tx.intent.max_fee = Some(U256::from(1_000_000u64));
+    tx.native_decimals = 9;
+    let d = decide(&limits, &tx).unwrap();
+    assert_eq!(d.outcome, Outcome::Allowed(Tier::Instant), "{:?}", d.reasons);
+    let mut tx = send("0").token(USDC, "1");
+    tx.intent.max_fee = Some(U256::from(1_000_000u64));
+    tx.native_decimals = 9;
+    let t = trace(&limits, tx);
+    assert!(
+        t.contains("SPENDING_LIMIT.native PASS: native-unit limits do not apply to a token transfer"),
+        "{t}"
+    );
+}
+
+#[test]
 fn the_fee_is_in_the_trace() {
     let t = trace(
         &[("SPENDING_LIMIT", json!({"instant_max": "1"}))],
@@ -1229,4 +1259,58 @@ fn the_fee_is_in_the_trace() {
     );
     assert!(t.contains("FEE.max_fee PASS"), "{t}");
     assert!(t.contains("at most 0.000042 ETH"), "{t}");
+}
+
+#[test]
+fn dollars_and_zone_names_render_as_the_reasons_show_them() {
+    assert_eq!(dollars(usd("12.5")), "$12.50");
+    assert_eq!(dollars(usd("12")), "$12.00");
+    assert_eq!(dollars(usd("0.000001")), "$0.000001");
+    assert_eq!(zone_name(0), "UTC");
+    assert_eq!(zone_name(330), "UTC+05:30");
+    assert_eq!(zone_name(-480), "UTC-08:00");
+}
+
+#[test]
+fn method_signatures_are_checked_for_their_shape_before_hashing() {
+    let evm = ParseContext {
+        chain_kind: ChainKind::Evm,
+        native_decimals: 18,
+    };
+    let methods = |m: &str| parse("METHOD_WHITELIST", json!({ "methods": [m] }), &evm);
+    assert_eq!(
+        methods("transfer(address,uint256)"),
+        Ok(Rules::MethodWhitelist {
+            methods: vec![TRANSFER]
+        })
+    );
+    for ok in ["_f()", "a_b$c(uint256[],bytes32)", "f9()"] {
+        assert!(methods(ok).is_ok(), "{ok}");
+    }
+    for wrong in [
+        "1f()",
+        "tr-ansfer(address)",
+        "f-()",
+        "a b()",
+        "f(Address)",
+        "f(address",
+        "(address)",
+    ] {
+        assert!(methods(wrong).is_err(), "{wrong}");
+    }
+}
+
+#[test]
+fn equal_thresholds_and_the_widest_offset_are_accepted() {
+    let evm = ParseContext {
+        chain_kind: ChainKind::Evm,
+        native_decimals: 18,
+    };
+    let equal =
+        json!({"instant_max": "1", "notify_max": "1", "delay_max": "1", "instant_max_usd": "5", "notify_max_usd": "5"});
+    assert!(parse("SPENDING_LIMIT", equal, &evm).is_ok());
+    for zone in ["+14:00", "-14:00"] {
+        let rules = json!({"allowed_hours": [9], "timezone": zone});
+        assert!(parse("TIME_RESTRICTION", rules, &evm).is_ok(), "{zone}");
+    }
 }

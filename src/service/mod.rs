@@ -758,8 +758,8 @@ impl Service {
         if rewrite {
             file.stage(new_password)
                 .map_err(|e| StoreError::Io(format!("staging recovery.key: {e}")))?;
-            crate::faults::hit("set_master_before_commit");
         }
+        crate::faults::hit("set_master_before_commit");
         if let Err(err) = self.store.commit(batch) {
             if rewrite {
                 let _ = file.discard_staged();

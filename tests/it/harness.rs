@@ -4,10 +4,11 @@
 use alloy::primitives::{Address, U256};
 use alloy::sol_types::{SolCall, SolValue};
 use serde_json::{Value, json};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const ANVIL_KEY0_ADDR: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
@@ -20,13 +21,21 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A free loopback port: bind 0, read it, release it.
+/// A loopback port nothing listens on (bind 0, read it, release it): only for addresses that
+/// must refuse connections (a dead sink, a node that is down). Never for a server a test starts:
+/// the port is free only until someone else takes it. Servers bind port 0 themselves and say
+/// which port they got (see [`Anvil::start`], [`Daemon::spawn`]).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// `http://127.0.0.1:<port>` where nothing listens (see [`free_port`]).
+pub fn dead_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
 }
 
 pub fn http() -> reqwest::Client {
@@ -45,26 +54,63 @@ fn anvil_bin() -> PathBuf {
     if local.exists() { local } else { PathBuf::from("anvil") }
 }
 
-/// A real anvil node on a free port.
+/// A real anvil node on a port it picked itself (`--port 0`, read from its banner).
 pub struct Anvil {
     child: Child,
     pub url: String,
 }
 
+/// Reads `stdout` to its end on a thread (a child never blocks on a full pipe) and sends
+/// the first port that `find` sees in a line.
+fn watch_stdout(stdout: ChildStdout, find: fn(&str) -> Option<u16>) -> mpsc::Receiver<u16> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(port) = find(&line) {
+                sent = tx.send(port).is_ok();
+            }
+        }
+    });
+    rx
+}
+
+/// The port at the end of `<prefix>…:<port>` in `line`, if the line has `prefix`.
+fn port_after(line: &str, prefix: &str) -> Option<u16> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let digits: String = rest[rest.rfind(':')? + 1..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|p| *p != 0)
+}
+
 impl Anvil {
     pub async fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(anvil_bin())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
-            .stdout(Stdio::null())
+        let mut child = Command::new(anvil_bin())
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("anvil not found: run scripts/setup (installs it into .tools/) or set BURSAR_TEST_ANVIL");
+        // anvil 1.7 prints `Listening on 127.0.0.1:<port>` once bound (not with --silent).
+        let ports = watch_stdout(child.stdout.take().unwrap(), |l| port_after(l, "Listening on "));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let port = loop {
+            if let Ok(port) = ports.try_recv() {
+                break port;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("anvil exited before listening: {status}");
+            }
+            assert!(Instant::now() < deadline, "anvil never said where it listens");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         let anvil = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if anvil.try_rpc("eth_chainId", json!([])).await.is_ok() {
                 return anvil;
@@ -184,8 +230,14 @@ impl Default for Opts {
 /// A real `bursar` daemon on a temp data dir.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>` once the daemon has listened; before the first start, a port
+    /// nothing listens on (so a CLI command gets "cannot reach", never another daemon).
     pub url: String,
+    /// The port the daemon bound (it binds port 0 and prints the address it got); kept across
+    /// restarts.
     pub port: u16,
+    /// Whether `port` is the daemon's own (learned from a start) or the placeholder.
+    bound: bool,
     pub password: String,
     /// Extra environment for every command of this daemon (e.g. `BURSAR_MASTER_PASSWORD_FILE`).
     pub env: Vec<(String, String)>,
@@ -225,9 +277,11 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::DirBuilder::new().mode(0o700).create(&data).unwrap();
+        // The daemon binds port 0 and prints the address it got: no port is picked here and
+        // released for someone else to take before the daemon binds it.
         let port = free_port();
         let mut config = format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\nmaster_auth_failures_per_minute = {}\n\n[keystore]\nargon2_memory_kib = 256\nargon2_iterations = 1\nargon2_parallelism = 1\n\n[log]\nlevel = \"{}\"\n",
+            "[server]\nbind = \"127.0.0.1:0\"\nmaster_auth_failures_per_minute = {}\n\n[keystore]\nargon2_memory_kib = 256\nargon2_iterations = 1\nargon2_parallelism = 1\n\n[log]\nlevel = \"{}\"\n",
             opts.master_failures_per_minute, opts.log_level
         );
         let rpc = opts
@@ -248,6 +302,7 @@ impl Daemon {
             dir,
             url: format!("http://127.0.0.1:{port}"),
             port,
+            bound: false,
             password: String::new(),
             env: Vec::new(),
             child: None,
@@ -298,18 +353,59 @@ impl Daemon {
         self.try_spawn_args(&["start"]).await
     }
 
-    /// [`Daemon::try_spawn`] with other arguments, e.g. `start --bind 0.0.0.0:<port>`.
+    /// [`Daemon::try_spawn`] with other arguments, e.g. `start --bind 0.0.0.0:0`.
+    ///
+    /// The first start binds port 0 (`config.toml`, or the `--bind` given) and the port is read
+    /// from the daemon's `bursar listening on http://…` line; later starts ask for the same
+    /// port again (`BURSAR_SERVER_BIND`), so URLs a test holds keep working across restarts.
+    /// Should someone have taken it meanwhile, the daemon is started once more on port 0.
     pub async fn try_spawn_args(&mut self, args: &[&str]) -> Result<(), (Option<i32>, String)> {
+        let rebind =
+            self.bound && !args.contains(&"--bind") && !self.env.iter().any(|(k, _)| k == "BURSAR_SERVER_BIND");
+        let logged = self.logs().len();
+        let first = self.start_once(args, rebind.then_some(self.port)).await;
+        match first {
+            Err((_, log)) if rebind && log.get(logged..).is_some_and(|l| l.contains("cannot listen on")) => {
+                eprintln!(
+                    "port {} was taken while the daemon was down; starting on port 0",
+                    self.port
+                );
+                self.start_once(args, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_once(&mut self, args: &[&str], port: Option<u16>) -> Result<(), (Option<i32>, String)> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let child = self.cli(args).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let mut cmd = self.cli(args);
+        if let Some(port) = port {
+            cmd.env("BURSAR_SERVER_BIND", format!("127.0.0.1:{port}"));
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+        let ports = watch_stdout(child.stdout.take().unwrap(), |l| {
+            if l.contains("listening") {
+                port_after(l, "http://")
+            } else {
+                None
+            }
+        });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut listening = false;
         loop {
-            if let Ok(res) = http().get(format!("{}/health", self.url)).send().await
+            if !listening && let Ok(port) = ports.try_recv() {
+                self.port = port;
+                self.url = format!("http://127.0.0.1:{port}");
+                self.bound = true;
+                listening = true;
+            }
+            if listening
+                && let Ok(res) = http().get(format!("{}/health", self.url)).send().await
                 && res.status().is_success()
             {
                 return Ok(());

@@ -351,6 +351,7 @@ async fn the_kill_switch_does_not_wait_for_a_stuck_rpc_and_nothing_is_signed_aft
     );
 
     // The next nonce lookup — after the decision, inside the executor — never comes back.
+    let nonce_lookups = rpc.seen("eth_getTransactionCount");
     rpc.stall("eth_getTransactionCount");
     let send = {
         let (url, token) = (daemon.url.clone(), token.clone());
@@ -376,7 +377,14 @@ async fn the_kill_switch_does_not_wait_for_a_stuck_rpc_and_nothing_is_signed_aft
         assert!(Instant::now() < deadline, "the transfer was never recorded");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ... and its executor has reached the node, where it now waits.
+    while rpc.seen("eth_getTransactionCount") == nonce_lookups {
+        assert!(
+            Instant::now() < deadline,
+            "the executor never asked the node for a nonce"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let started = Instant::now();
     let (s, reports) = daemon

@@ -469,8 +469,8 @@ async fn a_contract_that_is_not_an_erc20_token_is_a_clear_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_domain_of_an_unspecified_bind_address_is_loopback() {
     let mut daemon = Daemon::init(Opts::default());
-    let bind = format!("0.0.0.0:{}", daemon.port);
-    daemon.try_spawn_args(&["start", "--bind", &bind]).await.unwrap();
+    // Port 0: the daemon reports the port it got, and the domain carries that port.
+    daemon.try_spawn_args(&["start", "--bind", "0.0.0.0:0"]).await.unwrap();
     let (status, nonce) = daemon.request(Method::GET, "/v1/nonce", &[], None).await;
     assert_eq!(status, 200, "{nonce}");
     assert_eq!(nonce["domain"], format!("127.0.0.1:{}", daemon.port));

@@ -11,6 +11,7 @@ mod backup;
 mod balance;
 mod browser;
 mod cli;
+#[cfg(feature = "test-faults")]
 mod crash;
 mod doctor;
 mod examples;
@@ -29,6 +30,7 @@ mod mcp_rust;
 mod mcp_sse;
 mod metrics;
 mod notify;
+mod operator;
 mod owner;
 mod prices;
 mod promises;

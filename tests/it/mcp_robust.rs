@@ -226,8 +226,19 @@ async fn a_client_that_disconnects_mid_transfer_never_leaves_it_half_done() {
         )
         .await;
     assert_eq!(status, 202);
+    let endpoint = sse.endpoint.clone();
     drop(sse);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The daemon has seen the stream close once its endpoint is gone.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ping = request(9, "ping", json!({})).to_string().into_bytes();
+    while crate::mcp_sse::post_raw(&daemon.url, &endpoint, &bearer(&token), ping.clone())
+        .await
+        .0
+        != 404
+    {
+        assert!(Instant::now() < deadline, "the closed stream is still registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The daemon keeps serving while those wait.
     let session = session_at(&daemon, &token, "2025-06-18").await;

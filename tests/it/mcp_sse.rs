@@ -395,3 +395,51 @@ async fn legacy_sse_streams_are_capped_freed_on_close_and_ended_at_shutdown() {
         assert!(stream.next_event().await.is_none(), "stream still open after shutdown");
     }
 }
+
+/// The daemon-wide cap: 64 open streams in all (8 sessions × their 8). The 65th, from a ninth
+/// session with none open, is refused; closing any stream lets it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_sse_streams_are_capped_at_64_in_all() {
+    crate::harness::raise_nofile_limit();
+    let daemon = Daemon::start(Opts::default()).await;
+    let wallet = daemon.create_wallet("anvil").await;
+    let wid = wallet["id"].as_str().unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..9 {
+        let s = daemon.create_session(wid, json!({})).await;
+        tokens.push(s["token"].as_str().unwrap().to_owned());
+    }
+    let mut open = Vec::new();
+    for token in &tokens[..8] {
+        for _ in 0..8 {
+            open.push(SseStream::bearer(&daemon.url, token).await);
+        }
+    }
+    assert_eq!(open.len(), 64);
+    let ninth = &tokens[8];
+    let refused = SseStream::open(&daemon.url, &bearer(ninth)).await.err().unwrap();
+    assert_eq!(refused.0, 429, "{refused:?}");
+    assert_eq!(refused.1["error"]["code"], "TOO_MANY_STREAMS", "{refused:?}");
+    // The daemon keeps serving everything else.
+    let (status, _) = daemon.session(ninth, Method::GET, "/v1/wallet/address", None).await;
+    assert_eq!(status, 200);
+
+    // Closing one stream (any session's) frees a slot for the ninth session.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let admitted = loop {
+        match SseStream::open(&daemon.url, &bearer(ninth)).await {
+            Ok(stream) => break stream,
+            Err((429, _)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream never freed its slot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    open.push(admitted);
+    let refused = SseStream::open(&daemon.url, &bearer(ninth)).await.err().unwrap();
+    assert_eq!(refused.0, 429, "full again: {refused:?}");
+}

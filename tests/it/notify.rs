@@ -297,7 +297,14 @@ async fn notify_delay_and_approval_events_reach_webhook_telegram_and_slack() {
         burst.body["data"],
         json!({ "kind": "master", "count": 3, "windowSeconds": 60 })
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One sender delivers in order: once an event queued after the failures has arrived, a
+    // second burst event would have arrived before it.
+    let barrier = send(&daemon, &token, "0.01", "after-the-burst").await;
+    sink.wait_for(
+        "the NOTIFY webhook queued after the burst",
+        webhook_of("transfer_notify", barrier["id"].as_str().unwrap()),
+    )
+    .await;
     let bursts = sink.hits(|h| h.path == "/hook" && h.body["type"] == "auth_failure_burst");
     assert_eq!(bursts.len(), 1);
 
@@ -518,4 +525,253 @@ async fn notification_secrets_rotate_on_sighup_without_a_restart() {
         assert!(!daemon.logs().contains(secret), "{secret} in the log");
         assert!(!audit.to_string().contains(secret), "{secret} in the audit log");
     }
+}
+
+/// The webhook's HMAC over `<timestamp>.<raw body>` verifies with the secret.
+fn assert_signed(hook: &Hit) {
+    let timestamp = &hook.headers["x-bursar-timestamp"];
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&hook.raw);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(hook.headers["x-bursar-signature"], expected, "{}", hook.body);
+}
+
+fn event_of(kind: &str) -> impl Fn(&Hit) -> bool {
+    let kind = kind.to_owned();
+    move |h| h.path == "/hook" && h.body["type"] == kind.as_str()
+}
+
+/// The brakes and the alarms reach the operator, signed: the kill switch for all wallets (one
+/// event per wallet, on and off), the owner's own kill switch, AutoStop, and bursts of failed
+/// session tokens and owner signatures — each once, each delivery audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_switch_auto_stop_and_auth_failure_bursts_are_delivered() {
+    use crate::owner::{Owner, guarded, post_signed};
+    let anvil = Anvil::start().await;
+    let sink = Sink::start(Duration::ZERO).await;
+    let retry =
+        "timeout_ms = 2000\nmax_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\nauth_failure_burst = 3";
+    let mut config = notifications_config(retry, &format!("{}/hook", sink.url), None, false);
+    config += "\n[autostop]\nconsecutive_failures = 3\nburst_requests = 0\n";
+    let daemon = daemon(&anvil, config, "http://127.0.0.1:1/unused").await;
+    let owner = Owner::new();
+    let (owned, _) = guarded(&anvil, &daemon, &owner, json!({})).await;
+    let (other, _) = daemon.wallet_and_token().await;
+    let other = other["id"].as_str().unwrap().to_owned();
+
+    // Failed session tokens: one burst event at the third.
+    for i in 0..3 {
+        let (status, _) = daemon
+            .session(&format!("not-a-token-{i}"), Method::GET, "/v1/wallet/address", None)
+            .await;
+        assert_eq!(status, 401);
+    }
+    let burst = sink
+        .wait_for("the session burst", |h| {
+            event_of("auth_failure_burst")(h) && h.body["data"]["kind"] == "session"
+        })
+        .await;
+    assert_signed(&burst);
+    assert_eq!(
+        burst.body["data"],
+        json!({ "kind": "session", "count": 3, "windowSeconds": 60 })
+    );
+
+    // Owner signatures from the wrong key over genuine messages: one burst event.
+    let stranger = Owner::new();
+    for _ in 0..3 {
+        let (_, m) = daemon
+            .master(
+                Method::GET,
+                &format!("/v1/wallets/{owned}/owner/message?action=connect"),
+                None,
+            )
+            .await;
+        let (status, body) = post_signed(
+            &daemon,
+            "/v1/owner/connect",
+            &stranger.headers(m["message"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let burst = sink
+        .wait_for("the owner burst", |h| {
+            event_of("auth_failure_burst")(h) && h.body["data"]["kind"] == "owner"
+        })
+        .await;
+    assert_eq!(
+        burst.body["data"],
+        json!({ "kind": "owner", "count": 3, "windowSeconds": 60 })
+    );
+
+    // The operator's kill switch for all wallets: one event per wallet, then one per lift.
+    let (status, reports) = daemon
+        .master(
+            Method::POST,
+            "/v1/admin/kill-switch",
+            Some(json!({ "on": true, "reason": "drill" })),
+        )
+        .await;
+    assert_eq!((status, reports.as_array().map(Vec::len)), (200, Some(2)), "{reports}");
+    let switched = |on: bool, wallet: &str| {
+        let wallet = wallet.to_owned();
+        move |h: &Hit| {
+            event_of("kill_switch")(h)
+                && h.body["data"]["on"] == on
+                && h.body["data"]["scope"]["walletId"] == wallet.as_str()
+        }
+    };
+    for wallet in [&owned, &other] {
+        let hit = sink.wait_for("a kill switch ON event", switched(true, wallet)).await;
+        assert_signed(&hit);
+        assert_eq!(hit.body["data"]["by"], "master", "{}", hit.body);
+        assert_eq!(hit.body["data"]["scope"]["kind"], "wallet", "{}", hit.body);
+        assert_eq!(hit.body["data"]["scope"]["walletName"], "test wallet", "{}", hit.body);
+    }
+    let (status, reports) = daemon
+        .master(Method::POST, "/v1/admin/kill-switch", Some(json!({ "on": false })))
+        .await;
+    assert_eq!(status, 200, "{reports}");
+    assert!(
+        reports.as_array().unwrap().iter().all(|r| r["frozen"].is_null()),
+        "{reports}"
+    );
+    for wallet in [&owned, &other] {
+        let hit = sink.wait_for("a kill switch OFF event", switched(false, wallet)).await;
+        assert_eq!(hit.body["data"]["by"], "master", "{}", hit.body);
+    }
+
+    // The owner pulls it on its own wallet.
+    let (_, m) = daemon
+        .master(
+            Method::GET,
+            &format!("/v1/wallets/{owned}/owner/message?action=kill-switch-on"),
+            None,
+        )
+        .await;
+    let (status, body) = post_signed(
+        &daemon,
+        "/v1/owner/kill-switch",
+        &owner.headers(m["message"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let hit = sink
+        .wait_for("the owner's kill switch event", |h| {
+            switched(true, &owned)(h) && h.body["data"]["by"] == "owner"
+        })
+        .await;
+    assert_signed(&hit);
+
+    // AutoStop: three denied sends in a row (no policy: default deny) stop the wallet.
+    let (stopped, token) = daemon.wallet_and_token().await;
+    let stopped = stopped["id"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        let (status, body) = daemon
+            .session(
+                &token,
+                Method::POST,
+                "/v1/transactions/send",
+                Some(json!({ "to": RECIPIENT, "amount": "0.01", "idempotencyKey": format!("deny-{i}") })),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let hit = sink
+        .wait_for("the auto_stop event", |h| {
+            event_of("auto_stop")(h) && h.body["data"]["walletId"] == stopped.as_str()
+        })
+        .await;
+    assert_signed(&hit);
+    assert_eq!(hit.body["data"]["walletName"], "test wallet");
+    assert!(
+        hit.body["data"]["reason"].as_str().unwrap().contains("consecutive"),
+        "{}",
+        hit.body
+    );
+
+    // A last event as a barrier (one sender delivers in order), then every count is exact.
+    for _ in 0..3 {
+        let (status, _) = daemon
+            .request(
+                Method::GET,
+                "/v1/wallets",
+                &[("x-master-password", "wrong-guess")],
+                None,
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    sink.wait_for("the master burst", |h| {
+        event_of("auth_failure_burst")(h) && h.body["data"]["kind"] == "master"
+    })
+    .await;
+    let count = |kind: &str| sink.hits(event_of(kind)).len();
+    assert_eq!(count("kill_switch"), 5, "2 on + 2 off + the owner's");
+    assert_eq!(count("auto_stop"), 1);
+    assert_eq!(count("auth_failure_burst"), 3, "one per kind");
+    let delivered = audit(&daemon, "notification_delivered").await;
+    for kind in ["kill_switch", "auto_stop", "auth_failure_burst"] {
+        let n = delivered.iter().filter(|e| e["detail"]["event"] == kind).count();
+        assert_eq!(n, count(kind), "{kind}: every delivery is audited");
+    }
+}
+
+/// A stopping daemon waits at most 2 s for queued deliveries: a delivery its sink answers in
+/// a second completes within the grace (and is audited), one whose sink would take 40 s is
+/// abandoned at the bound, and the daemon exits without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_daemon_gives_deliveries_two_seconds_and_no_more() {
+    let anvil = Anvil::start().await;
+    let quick = Sink::start(Duration::from_secs(1)).await;
+    let stuck = Sink::start(Duration::from_secs(40)).await;
+    // One attempt each, allowed 30 s: only the shutdown bound ends the stuck one.
+    let retry = "timeout_ms = 30000\nmax_attempts = 1\nauth_failure_burst = 3";
+    let config = notifications_config(retry, &format!("{}/hook", quick.url), None, true);
+    let mut daemon = daemon(&anvil, config, &format!("{}{SLACK_PATH}", stuck.url)).await;
+
+    // Three wrong master passwords queue one event for each sender; stop at once.
+    for _ in 0..3 {
+        let (status, _) = daemon
+            .request(
+                Method::GET,
+                "/v1/wallets",
+                &[("x-master-password", "wrong-guess")],
+                None,
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let t0 = Instant::now();
+    assert!(daemon.terminate().success());
+    let stop = t0.elapsed();
+    println!("SIGTERM → exit with a 1 s and a 40 s delivery pending: {stop:?}");
+    assert!(
+        stop < Duration::from_secs(5),
+        "shutdown waited for the stuck sink: {stop:?}"
+    );
+    assert_eq!(quick.hits(event_of("auth_failure_burst")).len(), 1);
+    assert_eq!(
+        stuck.hits(|h| h.path == SLACK_PATH).len(),
+        1,
+        "the stuck delivery was tried"
+    );
+    let logs = daemon.logs();
+    assert!(logs.contains("shutting down with notifications undelivered"), "{logs}");
+
+    // The quick delivery finished inside the grace: its outcome is in the audit log.
+    daemon.spawn().await;
+    let delivered = audit(&daemon, "notification_delivered").await;
+    assert!(
+        delivered
+            .iter()
+            .any(|e| e["detail"]["sender"] == "webhook" && e["detail"]["event"] == "auth_failure_burst"),
+        "{delivered:?}"
+    );
+    assert!(
+        !delivered.iter().any(|e| e["detail"]["sender"] == "slack"),
+        "{delivered:?}"
+    );
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 /// Serves `GET /simple/price` with whatever `answer` holds (`Value::Null` = HTTP 503).
 async fn stub(answer: Arc<Mutex<Value>>) -> String {
-    let port = free_port();
     let app = axum::Router::new().route(
         "/simple/price",
         axum::routing::get(move || {
@@ -24,9 +23,10 @@ async fn stub(answer: Arc<Mutex<Value>>) -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://127.0.0.1:{port}")
+    format!("http://{addr}")
 }
 
 /// A daemon with `extra` price config, a wallet with an owner (so APPROVAL is a tier, not a

@@ -630,7 +630,18 @@ async fn failed_and_dropped_sends_leave_no_nonce_gap() {
     );
     anvil.rpc("anvil_dropTransaction", json!([pending["hash"]])).await;
     // The worker notices it is unknown, re-broadcasts the same signed bytes, and it confirms.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while anvil
+        .rpc("eth_getTransactionByHash", json!([pending["hash"]]))
+        .await
+        .is_null()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped transaction was never re-broadcast"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     anvil.rpc("evm_setAutomine", json!([true])).await;
     anvil.rpc("evm_mine", json!([])).await;
     let done = wait_status(&daemon, &token, pending["id"].as_str().unwrap(), "CONFIRMED").await;
