@@ -84,7 +84,7 @@ pub struct FeeMarket {
 /// transfer pipeline's stages make one (the decision, an approving re-check, the resume of an
 /// approved record — the tidy test holds that border), and outside it none can be made:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0624
 /// use bursar::chains::{Approved, TransferPlan};
 /// use bursar::domain::Sequence;
 /// let approved = Approved::new(todo!(), todo!(), None, todo!(), todo!());
