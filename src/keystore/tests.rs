@@ -342,3 +342,54 @@ fn opens_with_tells_right_from_wrong_passwords() {
         Err(KeystoreError::KdfOutOfBounds(_))
     ));
 }
+
+#[test]
+fn a_wallet_key_never_opens_as_a_daemon_secret() {
+    // A purpose spelled like the wallet's own AAD fields still names another kind of value.
+    let f = fixture(ChainKind::Evm);
+    let lookalike = format!(
+        "{}\0{}\0{}\0{}",
+        f.wallet_id,
+        f.chain.as_str(),
+        f.address.kind().as_str(),
+        f.address
+    );
+    assert!(matches!(
+        f.keys.open_secret(&lookalike, &f.sealed),
+        Err(KeystoreError::Corrupt)
+    ));
+    assert!(f.keys.verify_wallet_key(f.key_ref()).is_ok());
+}
+
+#[test]
+fn sealed_values_are_bound_to_the_keystore_header_not_only_to_the_key() {
+    // The same KEK under another header (version, cost, salt) opens nothing sealed before.
+    let f = fixture(ChainKind::Evm);
+    let secret = f.keys.seal_secret("jwt", b"the session secret");
+    let copy = |edit: fn(&mut KeystoreMeta)| {
+        let mut meta = f.meta.clone();
+        edit(&mut meta);
+        Unlocked {
+            kek: SecretBox::new(Box::new(*f.keys.kek.expose_secret())),
+            auth_key: SecretBox::new(Box::new(*f.keys.auth_key.expose_secret())),
+            master_tag: f.keys.master_tag,
+            meta,
+            audit_keyed: f.keys.audit_keyed,
+        }
+    };
+    let same = copy(|_| {});
+    assert_eq!(&same.open_secret("jwt", &secret).unwrap()[..], b"the session secret");
+    assert!(same.verify_wallet_key(f.key_ref()).is_ok());
+    for edit in [
+        (|m: &mut KeystoreMeta| m.version += 1) as fn(&mut KeystoreMeta),
+        |m| m.kdf.t_cost += 1,
+        |m| m.salt[0] ^= 1,
+    ] {
+        let other = copy(edit);
+        assert!(matches!(other.open_secret("jwt", &secret), Err(KeystoreError::Corrupt)));
+        assert!(matches!(
+            other.verify_wallet_key(f.key_ref()),
+            Err(KeystoreError::Corrupt)
+        ));
+    }
+}
