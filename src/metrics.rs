@@ -238,7 +238,7 @@ pub fn render(g: &Gauges) -> String {
     family(
         "bursar_rpc_requests_total",
         "counter",
-        "JSON-RPC calls to chain nodes, per configured chain.",
+        "Chain operations (a balance, a fee quote, a broadcast, a receipt…: one or more JSON-RPC requests each), per configured chain.",
         &rpc.iter()
             .map(|(chain, r)| (format!("{{chain=\"{chain}\"}}"), r.requests.to_string()))
             .collect::<Vec<_>>(),
@@ -275,7 +275,7 @@ pub fn render(g: &Gauges) -> String {
     family(
         "bursar_rpc_duration_seconds",
         "histogram",
-        "Latency of JSON-RPC calls to chain nodes, per chain.",
+        "Latency of chain operations, per chain.",
         &latency,
     );
     out

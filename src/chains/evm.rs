@@ -21,62 +21,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::OnceCell;
 
-/// A tower layer over the RPC transport: times every call and counts its outcome per chain
-/// (`metrics`), so every call the adapter makes is measured in one place.
-#[derive(Clone)]
-struct Timed<S> {
-    inner: S,
-    chain: std::sync::Arc<str>,
-}
-
-impl Timed<()> {
-    fn layer(
-        chain: &str,
-    ) -> impl tower::Layer<
-        alloy::transports::http::Http<reqwest::Client>,
-        Service = Timed<alloy::transports::http::Http<reqwest::Client>>,
-    > {
-        let chain: std::sync::Arc<str> = chain.into();
-        tower::layer::layer_fn(move |inner| Timed {
-            inner,
-            chain: chain.clone(),
-        })
-    }
-}
-
-impl<S> tower::Service<alloy::rpc::json_rpc::RequestPacket> for Timed<S>
-where
-    S: tower::Service<
-            alloy::rpc::json_rpc::RequestPacket,
-            Response = alloy::rpc::json_rpc::ResponsePacket,
-            Error = alloy::transports::TransportError,
-            Future = alloy::transports::TransportFut<'static>,
-        >,
-{
-    type Response = alloy::rpc::json_rpc::ResponsePacket;
-    type Error = alloy::transports::TransportError;
-    type Future = alloy::transports::TransportFut<'static>;
-
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: alloy::rpc::json_rpc::RequestPacket) -> Self::Future {
-        let (chain, started) = (self.chain.clone(), std::time::Instant::now());
-        let call = self.inner.call(req);
-        Box::pin(async move {
-            let answer = call.await;
-            let outcome = match &answer {
-                Ok(packet) if packet.is_error() => crate::metrics::RpcOutcome::RpcError,
-                Ok(_) => crate::metrics::RpcOutcome::Ok,
-                Err(_) => crate::metrics::RpcOutcome::TransportError,
-            };
-            crate::metrics::rpc(&chain, started.elapsed(), outcome);
-            answer
-        })
-    }
-}
-
 alloy::sol! {
     #[sol(rpc)]
     interface IERC20 {
@@ -133,9 +77,7 @@ impl EvmChain {
             // reqwest's text names the cause (e.g. no TLS root certificates), never the URL.
             detail: format!("cannot set up the HTTP client: {e}"),
         })?;
-        let client = alloy::rpc::client::ClientBuilder::default()
-            .layer(Timed::layer(config.name.as_str()))
-            .http_with_client(http, url);
+        let client = alloy::rpc::client::RpcClient::new_http_with_client(http, url);
         Ok(Self {
             provider: RootProvider::new(client),
             config,

@@ -303,6 +303,25 @@ macro_rules! dispatch {
 }
 
 impl Adapter {
+    /// Runs one chain operation and records its latency and outcome for `/metrics` (per
+    /// operation, in one place for every adapter; an unavailable chain records nothing).
+    async fn timed<T>(&self, operation: impl Future<Output = Result<T, ChainError>>) -> Result<T, ChainError> {
+        let started = std::time::Instant::now();
+        let result = operation.await;
+        if !matches!(self, Adapter::Unavailable(_)) {
+            use crate::metrics::RpcOutcome;
+            let outcome = match &result {
+                Err(ChainError::Unreachable { .. } | ChainError::ChainIdMismatch { .. }) => RpcOutcome::TransportError,
+                Err(ChainError::Rejected { .. } | ChainError::NotAccepted { .. } | ChainError::NotAToken(_)) => {
+                    RpcOutcome::RpcError
+                }
+                _ => RpcOutcome::Ok,
+            };
+            crate::metrics::rpc(self.config().name.as_str(), started.elapsed(), outcome);
+        }
+        result
+    }
+
     pub fn config(&self) -> &ChainConfig {
         match self {
             #[cfg(feature = "evm")]
@@ -314,27 +333,32 @@ impl Adapter {
     }
 
     pub async fn balance(&self, owner: &Address, token: Option<&str>) -> Result<Balance, ChainError> {
-        dispatch!(self, c => c.balance(owner, token).await)
+        self.timed(async { dispatch!(self, c => c.balance(owner, token).await) })
+            .await
     }
 
     pub async fn asset_meta(&self, token: Option<&Address>) -> Result<AssetMeta, ChainError> {
-        dispatch!(self, c => c.asset_meta(token).await)
+        self.timed(async { dispatch!(self, c => c.asset_meta(token).await) })
+            .await
     }
 
     pub async fn quote_fee(&self, request: &FeeRequest) -> Result<FeeQuote, ChainError> {
-        dispatch!(self, c => c.quote_fee(request).await)
+        self.timed(async { dispatch!(self, c => c.quote_fee(request).await) })
+            .await
     }
 
     pub async fn fee_market(&self) -> Result<FeeMarket, ChainError> {
-        dispatch!(self, c => c.fee_market().await)
+        self.timed(async { dispatch!(self, c => c.fee_market().await) }).await
     }
 
     pub async fn sequence(&self, from: &Address, floor: Option<Sequence>) -> Result<Sequence, ChainError> {
-        dispatch!(self, c => c.sequence(from, floor).await)
+        self.timed(async { dispatch!(self, c => c.sequence(from, floor).await) })
+            .await
     }
 
     pub async fn sequence_status(&self, from: &Address, sequence: Sequence) -> Result<TxStatus, ChainError> {
-        dispatch!(self, c => c.sequence_status(from, sequence).await)
+        self.timed(async { dispatch!(self, c => c.sequence_status(from, sequence).await) })
+            .await
     }
 
     pub fn prepare(&self, plan: &TransferPlan) -> Result<UnsignedTx, ChainError> {
@@ -346,11 +370,11 @@ impl Adapter {
     }
 
     pub async fn broadcast(&self, tx: &SignedTx) -> Result<(), ChainError> {
-        dispatch!(self, c => c.broadcast(tx).await)
+        self.timed(async { dispatch!(self, c => c.broadcast(tx).await) }).await
     }
 
     pub async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
-        dispatch!(self, c => c.status(hash).await)
+        self.timed(async { dispatch!(self, c => c.status(hash).await) }).await
     }
 }
 
