@@ -331,8 +331,9 @@ async fn a_stuck_transfer_is_replaced_and_confirms_once() {
         audit_count(&daemon, "tx_replaced").await > 0
     })
     .await;
-    anvil.rpc("evm_mine", json!([])).await;
+    // The replacement is recorded (and audited) before it is broadcast: mine until it is in.
     eventually("CONFIRMED", || async {
+        anvil.rpc("evm_mine", json!([])).await;
         get_tx(&daemon, &token, &id).await["status"] == "CONFIRMED"
     })
     .await;
@@ -442,8 +443,9 @@ async fn a_crash_between_signing_and_recording_a_replacement_sends_once() {
         audit_count(&daemon, "tx_replaced").await > 0
     })
     .await;
-    anvil.rpc("evm_mine", json!([])).await;
+    // Recorded before broadcast: mine until the replacement is in.
     eventually("CONFIRMED", || async {
+        anvil.rpc("evm_mine", json!([])).await;
         get_tx(&daemon, &token, &id).await["status"] == "CONFIRMED"
     })
     .await;
