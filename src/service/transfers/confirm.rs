@@ -54,25 +54,11 @@ impl Service {
         let signed = stored_signed(&tx)?;
         match broadcast_checked(adapter, &signed).await {
             Ok(()) if tx.status == TxState::Signed => {
-                // Fresh under the decide lock: a concurrent confirmation may have finished it
-                // while the broadcast was on its way; a stale copy must never overwrite it.
-                let _decide = locks.decide.lock().await;
-                tx = self.tx(wallet_id, id)?;
-                if tx.status != TxState::Signed {
-                    return Ok(tx);
+                let (fresh, submitted) = self.mark_submitted(&locks, wallet_id, id, &signed.hash, true).await?;
+                if !submitted {
+                    return Ok(fresh);
                 }
-                tx.status = TxState::Submitted;
-                tx.updated_at = now();
-                let mut batch = Batch::new();
-                let detail = serde_json::json!({ "tx": id.to_string(), "hash": signed.hash, "rebroadcast": true });
-                self.save_tx(
-                    &mut batch,
-                    &tx,
-                    AuditEvent::new("tx_broadcast", "system")
-                        .wallet(wallet_id)
-                        .detail(detail),
-                );
-                self.store.commit(batch)?;
+                tx = fresh;
             }
             Ok(()) => {}
             Err(ChainError::Rejected { reason, .. } | ChainError::NotAccepted { reason, .. }) => {
@@ -84,6 +70,38 @@ impl Service {
             Err(err) => return Err(err.into()),
         }
         self.replace_if_stuck(adapter, wallet, tx, &locks).await
+    }
+
+    /// Marks a SIGNED transfer SUBMITTED after a broadcast the node accepted, on a fresh record
+    /// under the `decide` lock: a concurrent confirmation may have finished it while the answer
+    /// was on its way, and a stale copy must never overwrite it. Returns the fresh record and
+    /// whether it was marked (`false`: it had moved on, nothing written).
+    pub(super) async fn mark_submitted(
+        &self,
+        locks: &WalletLocks,
+        wallet_id: WalletId,
+        id: TxId,
+        hash: &str,
+        rebroadcast: bool,
+    ) -> Result<(TxRecord, bool)> {
+        let _decide = locks.decide.lock().await;
+        let mut tx = self.tx(wallet_id, id)?;
+        if tx.status != TxState::Signed {
+            return Ok((tx, false));
+        }
+        tx.status = TxState::Submitted;
+        tx.updated_at = now();
+        let mut detail = serde_json::json!({ "tx": id.to_string(), "hash": hash });
+        if rebroadcast {
+            detail["rebroadcast"] = true.into();
+        }
+        let mut batch = Batch::new();
+        let event = AuditEvent::new("tx_broadcast", "system")
+            .wallet(wallet_id)
+            .detail(detail);
+        self.save_tx(&mut batch, &tx, event);
+        self.store.commit(batch)?;
+        Ok((tx, true))
     }
 
     /// Replaces a signed transfer that waited past the chain's `replace_after_seconds`, or

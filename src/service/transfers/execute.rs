@@ -120,25 +120,10 @@ impl Service {
                     self.notify_transfer(&wallet, &tx);
                     return Ok(tx);
                 }
-                // Fresh under the decide lock: the worker may have seen it mined and
-                // confirmed it while the broadcast answer was on its way.
-                let _decide = locks.decide.lock().await;
-                tx = self.tx(wallet_id, id)?;
-                if tx.status != TxState::Signed {
-                    return Ok(tx);
+                let (tx, submitted) = self.mark_submitted(&locks, wallet_id, id, &signed.hash, false).await?;
+                if submitted {
+                    self.notify_transfer(&wallet, &tx);
                 }
-                tx.status = TxState::Submitted;
-                tx.updated_at = now();
-                let mut batch = Batch::new();
-                self.save_tx(
-                    &mut batch,
-                    &tx,
-                    AuditEvent::new("tx_broadcast", "system")
-                        .wallet(wallet_id)
-                        .detail(serde_json::json!({ "tx": id.to_string(), "hash": signed.hash })),
-                );
-                self.store.commit(batch)?;
-                self.notify_transfer(&wallet, &tx);
                 Ok(tx)
             }
             Err(ChainError::Rejected { reason, .. }) => {
