@@ -458,3 +458,137 @@ async fn the_panic_page_shows_status_takes_no_nonce_and_refuses_bad_requests() {
         "frozen, nothing pending"
     );
 }
+
+/// The daily summary end to end: the daemon's clock is set so that its summary hour comes
+/// 30 s after start; by then one wallet has a confirmed, a cancelled, a delayed and a
+/// pending-approval transfer. The senders that opted in (webhook by env, ntfy) get one
+/// summary each, with exactly those numbers and a Freeze button; Telegram (not opted in)
+/// gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_summary_reaches_only_the_senders_that_asked_with_the_days_numbers() {
+    const FIRES_AFTER: i64 = 30;
+    let anvil = Anvil::start().await;
+    let sink = Sink::start(Duration::ZERO).await;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let hour = (now.rem_euclid(86_400) / 3600 + 2) % 24;
+    let offset = (hour * 3600 - now.rem_euclid(86_400)).rem_euclid(86_400) - FIRES_AFTER;
+    let retry = format!(
+        "timeout_ms = 2000\nmax_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\ndaily_summary_hour_utc = {hour}"
+    );
+    let mut config = notifications_config(
+        &retry,
+        &format!("{}/hook", sink.url),
+        Some(&format!("{}/tg", sink.url)),
+        false,
+    );
+    config += &format!(
+        "\n[notifications.ntfy]\nbase_url = \"{}/ntfy\"\ntopic = \"{TOPIC}\"\ndaily_summary = true\n",
+        sink.url
+    );
+    let mut daemon = Daemon::init(Opts {
+        anvil_url: Some(anvil.url.clone()),
+        extra_config: config,
+        ..Opts::default()
+    });
+    let data = daemon.data_dir();
+    write_private(&data.join("webhook.secret"), "whsec-channels-0123456789abcdef\n");
+    write_private(&data.join("telegram.token"), BOT_TOKEN);
+    daemon.env.extend([
+        ("BURSAR_SERVER_PUBLIC_URL".to_owned(), PUBLIC_URL.to_owned()),
+        ("BURSAR_TEST_CLOCK_OFFSET".to_owned(), offset.to_string()),
+        (
+            "BURSAR_NOTIFICATIONS_WEBHOOK_DAILY_SUMMARY".to_owned(),
+            "true".to_owned(),
+        ),
+    ]);
+    let started = std::time::Instant::now();
+    daemon.spawn().await;
+    let (wid, token) = wallet(&anvil, &daemon).await;
+
+    let confirmed = send(&daemon, &token, "0.5", "summary-notify").await;
+    let delayed = send(&daemon, &token, "1.5", "summary-delay").await;
+    let cancelled = send(&daemon, &token, "1.2", "summary-cancel").await;
+    let approval = send(&daemon, &token, "3", "summary-approval").await;
+    let (status, body) = daemon
+        .session(
+            &token,
+            Method::POST,
+            &format!("/v1/transactions/{}/cancel", cancelled["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("CANCELLED")), "{body}");
+    assert_eq!(
+        [&confirmed["status"], &delayed["status"], &approval["status"]],
+        ["CONFIRMED", "DELAYED", "PENDING_APPROVAL"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(FIRES_AFTER as u64 - 5),
+        "the setup took too long for the summary hour: {:?}",
+        started.elapsed()
+    );
+
+    // The sink's wait is 15 s: start it close to the hour.
+    let due = Duration::from_secs(FIRES_AFTER as u64 - 8);
+    if let Some(left) = due.checked_sub(started.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    let hook = sink
+        .wait_for("the daily summary webhook", |h| {
+            h.path == "/hook" && h.body["type"] == "daily_summary"
+        })
+        .await;
+    let d = &hook.body["data"];
+    assert_eq!(d["walletId"], wid.as_str());
+    assert_eq!(
+        d["byStatus"],
+        json!({ "CONFIRMED": 1, "CANCELLED": 1, "DELAYED": 1, "PENDING_APPROVAL": 1 })
+    );
+    assert_eq!(d["moved"][0]["amount"], "0.5");
+    assert_eq!(d["moved"][0]["count"], 1);
+    assert_eq!(d["moved"].as_array().unwrap().len(), 1);
+    let mut pending = vec![
+        delayed["id"].as_str().unwrap().to_owned(),
+        approval["id"].as_str().unwrap().to_owned(),
+    ];
+    pending.sort();
+    assert_eq!(d["pending"], json!(pending));
+    assert_eq!(d["frozen"], false);
+    let push = sink
+        .wait_for("the daily summary push", |h| {
+            h.path == "/ntfy" && h.body["tags"] == json!(["daily_summary"])
+        })
+        .await;
+    assert_eq!(push.body["priority"], 2);
+    assert_eq!(
+        actions(&push),
+        pairs(&[("Freeze wallet", format!("{PUBLIC_URL}/owner/{wid}"))])
+    );
+    let message = push.body["message"].as_str().unwrap();
+    assert!(message.contains("moved: 0.5 ETH in 1 transfer(s)"), "{message}");
+    assert!(
+        message.contains(&format!("pending: 2 ({})", pending.join(", "))),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        sink.hits(
+            |h| h.path.starts_with("/tg/") && h.body["text"].as_str().is_some_and(|t| t.contains("daily summary"))
+        )
+        .is_empty(),
+        "Telegram did not ask for the summary"
+    );
+    assert_eq!(
+        sink.hits(|h| h.path == "/hook" && h.body["type"] == "daily_summary")
+            .len(),
+        1,
+        "one summary per wallet and day"
+    );
+    println!("daily summary arrived {:?} after start", started.elapsed());
+}
