@@ -424,8 +424,6 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
     playwright_modules();
     let anvil = Anvil::start().await;
     let sink = Sink::start(Duration::ZERO).await;
-    let port = crate::harness::free_port();
-    let public = format!("http://127.0.0.1:{port}");
     let config = format!(
         "\n[prices.native]\nETH = \"2000\"\n\n[transfers]\nworker_interval_ms = 100\nconfirm_wait_seconds = 10\n\n[notifications]\ntimeout_ms = 2000\nmax_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\n[notifications.ntfy]\nbase_url = \"{}/ntfy\"\ntopic = \"bursar-phone-test\"\n",
         sink.url
@@ -434,11 +432,25 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
         extra_config: config,
         ..opts(&anvil)
     });
-    daemon
-        .env
-        .push(("BURSAR_SERVER_BIND".into(), format!("127.0.0.1:{port}")));
-    daemon.env.push(("BURSAR_SERVER_PUBLIC_URL".into(), public.clone()));
-    daemon.spawn().await;
+    // The links must name the daemon's own address, so its port is chosen before it starts
+    // (the one exception to "bind port 0"): a port someone takes in between is retried.
+    let mut public = String::new();
+    for attempt in 0.. {
+        let port = crate::harness::free_port();
+        public = format!("http://127.0.0.1:{port}");
+        daemon
+            .env
+            .retain(|(k, _)| k != "BURSAR_SERVER_BIND" && k != "BURSAR_SERVER_PUBLIC_URL");
+        daemon
+            .env
+            .push(("BURSAR_SERVER_BIND".into(), format!("127.0.0.1:{port}")));
+        daemon.env.push(("BURSAR_SERVER_PUBLIC_URL".into(), public.clone()));
+        match daemon.try_spawn().await {
+            Ok(()) => break,
+            Err(err) if attempt < 3 => eprintln!("port {port} was taken ({err:?}); another"),
+            Err(err) => panic!("the daemon did not start: {err:?}"),
+        }
+    }
     assert_eq!(daemon.url, public, "the daemon is where its links point");
     let owner = Owner::new();
     let (wid, token) = crate::owner::guarded(&anvil, &daemon, &owner, json!({})).await;
