@@ -414,9 +414,11 @@ async fn approval_page_in_chromium_approves_rejects_and_refuses_another_wallet()
 
 /// The approval and panic pages on a phone (390×844, touch, taps), opened from the links a
 /// push notification carried (a loopback ntfy sink records them), with an injected wallet:
-/// approve → CONFIRMED on anvil, reject → REJECTED, the panic page freezes the wallet; with
-/// no wallet the page says how to open the link in a wallet app's browser. No request leaves
-/// the daemon, the CSP holds, the page fits the screen and its buttons are large.
+/// approve → CONFIRMED on anvil, reject → REJECTED, a DELAY's Cancel → CANCELLED, the panic
+/// page freezes the wallet (an EVM one through `window.ethereum`, a Solana one through a
+/// Phantom-style `window.solana`, Ed25519); with no wallet the page says how to open the link
+/// in a wallet app's browser. No request leaves the daemon, the CSP holds, the page fits the
+/// screen and its buttons are large.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_phone_notification_links_approve_reject_and_freeze() {
     use crate::notify::{Hit, Sink};
@@ -456,9 +458,24 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
     let (wid, token) = crate::owner::guarded(&anvil, &daemon, &owner, json!({})).await;
     let to_approve = pending(&daemon, &token, "0.5", "phone-approve").await;
     let to_reject = pending(&daemon, &token, "0.7", "phone-reject").await;
+    let (status, delayed) = daemon
+        .session(
+            &token,
+            Method::POST,
+            "/v1/transactions/send",
+            Some(json!({ "to": RECIPIENT, "amount": "0.15", "idempotencyKey": "phone-cancel" })),
+        )
+        .await;
+    assert_eq!(
+        (status, delayed["status"].as_str()),
+        (200, Some("DELAYED")),
+        "{delayed}"
+    );
+    let to_cancel = delayed["id"].as_str().unwrap().to_owned();
     let digests = [
         digest(&daemon, &token, &to_approve, "approve").await,
         digest(&daemon, &token, &to_reject, "reject").await,
+        digest(&daemon, &token, &to_cancel, "cancel").await,
     ];
     let before = balance_of(&anvil, RECIPIENT).await;
 
@@ -481,6 +498,13 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
         .await;
     let approve_url = action_url(&approve_note, "Review and approve");
     let reject_url = action_url(&reject_note, "Reject");
+    let delay_note = sink
+        .wait_for("the DELAY push", move |h: &Hit| {
+            h.path == "/ntfy" && h.body["tags"] == json!(["transfer_delayed"])
+        })
+        .await;
+    let cancel_url = action_url(&delay_note, "Cancel");
+    assert_eq!(cancel_url, format!("{public}/approve/{to_cancel}?action=cancel"));
     let freeze_url = action_url(&approve_note, "Freeze wallet");
     assert_eq!(approve_note.body["click"], approve_url.as_str());
     assert_eq!(approve_url, format!("{public}/approve/{to_approve}?action=approve"));
@@ -523,10 +547,12 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
         { "name": "phone-no-wallet", "url": approve_url, "tx": to_approve, "click": null, "account": owner_addr, "noWallet": true },
         { "name": "phone-approve", "url": approve_url, "tx": to_approve, "click": "approve", "account": owner_addr },
         { "name": "phone-reject", "url": reject_url, "tx": to_reject, "click": "reject", "account": owner_addr },
+        { "name": "phone-cancel", "url": cancel_url, "tx": to_cancel, "click": "cancel", "account": owner_addr },
     ])))
     .await;
     wait_status(&daemon, &token, &to_approve, "CONFIRMED").await;
     wait_status(&daemon, &token, &to_reject, "REJECTED").await;
+    wait_status(&daemon, &token, &to_cancel, "CANCELLED").await;
     let second = run_browser(&spec(json!([
         { "name": "phone-freeze", "url": freeze_url, "tx": "", "click": "freeze", "account": owner_addr, "fields": panic_fields },
         { "name": "phone-freeze-solana", "url": format!("{public}/owner/{sol_id}"), "tx": "", "click": "freeze", "account": sol_owner,
@@ -538,11 +564,26 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
         .flat_map(|s| s["scenarios"].as_array().unwrap().clone())
         .collect();
     let summary = &first;
-    assert_eq!(sc.len(), 5, "{first} {second}");
+    assert_eq!(sc.len(), 6, "{first} {second}");
     let secrets = [token.as_str(), daemon.password.trim()];
     assert_page(&sc[0], &daemon, &secrets, "0.5", &digests[0], &owner_addr);
     assert_page(&sc[1], &daemon, &secrets, "0.5", &digests[0], &owner_addr);
     assert_page(&sc[2], &daemon, &secrets, "0.7", &digests[1], &owner_addr);
+    assert_page(&sc[3], &daemon, &secrets, "0.15", &digests[2], &owner_addr);
+    // The DELAY's Cancel link: one button, the owner's cancel message, CANCELLED.
+    assert_eq!(sc[3]["buttons"], json!(["cancel"]));
+    let result = sc[3]["result"].as_str().unwrap();
+    assert!(
+        result.starts_with("Done: the transfer is CANCELLED"),
+        "phone cancel: {result}"
+    );
+    assert_eq!(
+        posts(&sc[3]),
+        [
+            format!("POST {}/approve/{to_cancel}/message?action=cancel", daemon.url),
+            format!("POST {}/v1/transactions/{to_cancel}/cancel", daemon.url),
+        ]
+    );
 
     // Every page fits a phone: no sideways scrolling, full-width buttons at least 44 px high.
     for s in &sc {
@@ -596,7 +637,7 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
     assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(2));
 
     // The panic page: status shown, one tap on the page (the second is the wallet's), frozen.
-    let freeze = &sc[3];
+    let freeze = &sc[4];
     assert_eq!(freeze["status"], 200, "{freeze}");
     assert_eq!(freeze["fields"]["state"], "Not frozen", "{freeze}");
     assert_eq!(freeze["fields"]["wallet"], wid.as_str());
@@ -638,12 +679,12 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
     assert!(!html.contains(&token) && !html.contains(daemon.password.trim()));
     assert_eq!(
         signed.lock().unwrap().len(),
-        3,
-        "approve, reject, freeze: one signature each"
+        4,
+        "approve, reject, cancel, freeze: one signature each"
     );
 
     // The Solana wallet: Phantom-style connect + signMessage of the exact text, Ed25519.
-    let sol_freeze = &sc[4];
+    let sol_freeze = &sc[5];
     let result = sol_freeze["result"].as_str().unwrap();
     assert!(
         result.starts_with("Done: the wallet is FROZEN"),
