@@ -313,6 +313,12 @@ pub struct NotificationsConfig {
     pub telegram: Option<TelegramConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ntfy: Option<NtfyConfig>,
+    /// When the daily summary goes out (hour of the day, UTC), to the senders that set
+    /// `daily_summary = true`. It covers the 24 hours before.
+    #[schemars(range(max = 23))]
+    pub daily_summary_hour_utc: u8,
 }
 
 impl Default for NotificationsConfig {
@@ -327,6 +333,8 @@ impl Default for NotificationsConfig {
             webhook: None,
             telegram: None,
             slack: None,
+            ntfy: None,
+            daily_summary_hour_utc: 8,
         }
     }
 }
@@ -340,6 +348,9 @@ pub struct WebhookConfig {
     /// The HMAC key, in a 0600 file (relative paths are relative to the data dir).
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Also send the daily summary here (off by default).
+    #[serde(default)]
+    pub daily_summary: bool,
 }
 
 /// A Telegram bot: `POST <base_url>/bot<token>/sendMessage {chat_id, text}`, plain text.
@@ -354,6 +365,9 @@ pub struct TelegramConfig {
     /// A chat id (`-100…`) or `@channel`; a number is accepted too.
     #[serde(default, deserialize_with = "string_or_integer")]
     pub chat_id: String,
+    /// Also send the daily summary here (off by default).
+    #[serde(default)]
+    pub daily_summary: bool,
 }
 
 fn telegram_base_url() -> String {
@@ -367,7 +381,45 @@ pub struct SlackConfig {
     /// The webhook URL, in a 0600 file.
     #[serde(default)]
     pub webhook_url_file: Option<PathBuf>,
+    /// Also send the daily summary here (off by default).
+    #[serde(default)]
+    pub daily_summary: bool,
 }
+
+/// An ntfy(-compatible) push server: `POST <base_url> {topic, title, message, priority, click,
+/// actions}` (JSON publishing), plain text, `view` action buttons to the approval and panic
+/// pages. `https://`, or `http://` to a loopback address only: the topic name (and the
+/// token, if any) must not cross a network in clear.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NtfyConfig {
+    /// The server, e.g. `https://ntfy.sh` or your own.
+    pub base_url: String,
+    /// The topic (`[A-Za-z0-9_-]`, 1–64 characters). On a public server the topic name is
+    /// the only thing keeping others from reading it: pick a long random one, or use a token.
+    pub topic: String,
+    /// An access token (`Authorization: Bearer`), in a 0600 file. Optional.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Priority (1 = min … 5 = max) per event type, e.g. `{ approval_pending = 5 }`;
+    /// unlisted types use the defaults (README, Notifications).
+    #[serde(default)]
+    pub priority: std::collections::BTreeMap<String, u8>,
+    /// Also send the daily summary here (off by default).
+    #[serde(default)]
+    pub daily_summary: bool,
+}
+
+/// Event types, for `[notifications.ntfy] priority` keys.
+pub const EVENT_TYPES: [&str; 7] = [
+    "transfer_notify",
+    "transfer_delayed",
+    "approval_pending",
+    "kill_switch",
+    "auto_stop",
+    "auth_failure_burst",
+    "daily_summary",
+];
 
 fn string_or_integer<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
@@ -385,17 +437,26 @@ fn string_or_integer<'de, D: serde::Deserializer<'de>>(de: D) -> Result<String, 
 /// `[notifications.<sender>]` keys, for `BURSAR_NOTIFICATIONS_<SENDER>_<KEY>` overrides. The
 /// inline forms are listed too, so an override of one is refused with the reason instead of
 /// being ignored.
-const NOTIFICATION_SENDER_KEYS: [(&str, &[&str]); 3] = [
-    ("webhook", &["url", "secret_file", "secret"]),
+const NOTIFICATION_SENDER_KEYS: [(&str, &[&str]); 4] = [
+    ("webhook", &["url", "secret_file", "secret", "daily_summary"]),
     (
         "telegram",
-        &["base_url", "bot_token_file", "chat_id", "bot_token", "token"],
+        &[
+            "base_url",
+            "bot_token_file",
+            "chat_id",
+            "bot_token",
+            "token",
+            "daily_summary",
+        ],
     ),
-    ("slack", &["webhook_url_file", "webhook_url", "url"]),
+    ("slack", &["webhook_url_file", "webhook_url", "url", "daily_summary"]),
+    ("ntfy", &["base_url", "topic", "token_file", "token", "daily_summary"]),
 ];
 
 /// Keys that would put a secret inline in the config (or env), with the file key to use.
-const INLINE_SECRETS: [(&str, &str, &str); 5] = [
+const INLINE_SECRETS: [(&str, &str, &str); 6] = [
+    ("ntfy", "token", "token_file"),
     ("webhook", "secret", "secret_file"),
     ("telegram", "bot_token", "bot_token_file"),
     ("telegram", "token", "bot_token_file"),
@@ -1075,6 +1136,7 @@ impl NotificationsConfig {
             self.webhook.as_mut().and_then(|w| w.secret_file.as_mut()),
             self.telegram.as_mut().and_then(|t| t.bot_token_file.as_mut()),
             self.slack.as_mut().and_then(|s| s.webhook_url_file.as_mut()),
+            self.ntfy.as_mut().and_then(|n| n.token_file.as_mut()),
         ];
         for file in files.into_iter().flatten() {
             if file.is_relative() && !file.as_os_str().is_empty() {
@@ -1126,6 +1188,37 @@ impl NotificationsConfig {
             && !given(&s.webhook_url_file)
         {
             return missing("slack", "webhook_url_file");
+        }
+        if self.daily_summary_hour_utc > 23 {
+            return bad("daily_summary_hour_utc must be in 0..=23");
+        }
+        if let Some(n) = &self.ntfy {
+            if !is_secure_or_loopback(&n.base_url) {
+                return bad(
+                    "ntfy.base_url must be https://, or http:// to a loopback address (the topic and token must not cross a network in clear)",
+                );
+            }
+            let topic_ok = (1..=64).contains(&n.topic.len())
+                && n.topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !topic_ok {
+                return bad("ntfy.topic must be 1-64 characters of A-Z, a-z, 0-9, _ and -");
+            }
+            if n.token_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return missing("ntfy", "token_file");
+            }
+            for (event, priority) in &n.priority {
+                if !EVENT_TYPES.contains(&event.as_str()) {
+                    return bad(&format!(
+                        "ntfy.priority: unknown event type {event:?} (one of {})",
+                        EVENT_TYPES.join(", ")
+                    ));
+                }
+                if !(1..=5).contains(priority) {
+                    return bad("ntfy.priority values must be in 1..=5");
+                }
+            }
         }
         Ok(())
     }

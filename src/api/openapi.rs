@@ -374,6 +374,13 @@ pub fn docs() -> Vec<Doc> {
             .query::<dto::ActionQuery>()
             .ok::<dto::OwnerMessage>()
             .errors(&[409, 429]),
+        op("panic_page", M::GET, "/owner/{id}", "The owner's panic page (HTML; freezes the wallet with the owner's signature)")
+            .describe("Shows whether the wallet is frozen and the transfers waiting for its owner; takes no owner nonce.")
+            .html(),
+        op("panic_page_message", M::POST, "/owner/{id}/message", "The panic page's kill-switch-on message to sign, with a fresh nonce")
+            .describe("For the page's own button: refused (403) without an `Origin` of this daemon as the browser reached it.")
+            .ok::<dto::OwnerMessage>()
+            .errors(&[409, 429]),
     ]
 }
 

@@ -152,6 +152,14 @@ pub fn routes() -> Vec<Route> {
             Public,
             super::page::approval_page_message,
         ),
+        // The owner's panic page: the same rules (no secret, signature or nothing).
+        route(Method::GET, "/owner/{id}", Public, super::page::panic_page),
+        route(
+            Method::POST,
+            "/owner/{id}/message",
+            Public,
+            super::page::panic_page_message,
+        ),
         // MCP over streamable HTTP: the bearer token is checked here on every request, and
         // again by each tool's REST call; the MCP session id is never authentication, and
         // an MCP session serves only the bursar session that opened it (`api::mcp_http`).

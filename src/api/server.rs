@@ -499,6 +499,7 @@ pub async fn serve(service: Arc<Service>, listener: tokio::net::TcpListener) -> 
         async move { service.refresh_prices().await }
     });
     tokio::spawn(service.clone().run_retention());
+    tokio::spawn(service.clone().run_daily_summary());
     tokio::spawn(reload_on_sighup(service.clone()));
     let (app, state) = build(service.clone(), addr);
     let cfg = &service.config().server;

@@ -55,6 +55,62 @@ pub enum Event {
         count: u32,
         window_seconds: u64,
     },
+    /// Once a day, per wallet, to the senders that opted in: what moved, what is pending,
+    /// what budget is left — so an owner notices activity they did not expect.
+    DailySummary {
+        #[serde(flatten)]
+        summary: Summary,
+    },
+}
+
+/// One wallet's day, as the daily summary shows it. Counts and sums come from the store's
+/// transfer records requested within `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    #[serde(with = "crate::store::as_string")]
+    pub wallet_id: WalletId,
+    pub wallet_name: String,
+    pub chain: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub from: i64,
+    #[serde(serialize_with = "rfc3339")]
+    pub to: i64,
+    pub frozen: bool,
+    /// Transfers requested in the window, per final or current status (`CONFIRMED`, …).
+    pub by_status: std::collections::BTreeMap<String, u32>,
+    /// What left the wallet in the window (CONFIRMED transfers), per asset.
+    pub moved: Vec<Moved>,
+    /// Transfers waiting now (DELAYED or PENDING_APPROVAL), requested at any time.
+    #[serde(serialize_with = "tx_ids")]
+    pub pending: Vec<TxId>,
+    /// Remaining daily / monthly budgets in words (`daily: 1.5 ETH of 2 ETH`), if limited.
+    pub budget_left: Vec<String>,
+}
+
+/// A sum of one asset's transfers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Moved {
+    pub symbol: String,
+    /// `native` or the token contract.
+    pub asset: String,
+    /// Decimal, in whole units.
+    pub amount: String,
+    pub amount_base_units: String,
+    pub count: u32,
+}
+
+fn tx_ids<S: serde::Serializer>(ids: &[TxId], ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_seq(ids.iter().map(ToString::to_string))
+}
+
+/// A button under a chat message or a push notification. It only opens a page of this
+/// daemon (at `server.public_url`); what happens there needs the owner's own signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub label: &'static str,
+    pub url: String,
 }
 
 /// A transfer as a notification shows it.
@@ -130,6 +186,7 @@ impl Event {
             Event::KillSwitch { .. } => "kill_switch",
             Event::AutoStop { .. } => "auto_stop",
             Event::AuthFailureBurst { .. } => "auth_failure_burst",
+            Event::DailySummary { .. } => "daily_summary",
         }
     }
 
@@ -144,7 +201,49 @@ impl Event {
                 ..
             }
             | Event::AutoStop { wallet_id, .. } => Some(*wallet_id),
+            Event::DailySummary { summary } => Some(summary.wallet_id),
             Event::KillSwitch { .. } | Event::AuthFailureBurst { .. } => None,
+        }
+    }
+
+    /// The buttons for this event, to pages at `public_url` (no trailing slash): the approval
+    /// page with the action preselected (`/approve/<tx>?action=approve|reject|cancel`) and
+    /// the wallet's panic page (`/owner/<wallet>`). Every one is a plain link: opening it
+    /// changes nothing, and the page acts only on the owner's wallet signature.
+    pub fn links(&self, public_url: &str) -> Vec<Link> {
+        let tx = |t: &Transfer, action: &str| format!("{public_url}/approve/{}?action={action}", t.tx_id);
+        let panic = |w: &WalletId| Link {
+            label: "Freeze wallet",
+            url: format!("{public_url}/owner/{w}"),
+        };
+        match self {
+            Event::ApprovalPending { transfer, .. } => vec![
+                Link {
+                    label: "Review and approve",
+                    url: tx(transfer, "approve"),
+                },
+                Link {
+                    label: "Reject",
+                    url: tx(transfer, "reject"),
+                },
+                panic(&transfer.wallet_id),
+            ],
+            Event::TransferDelayed { transfer, .. } => vec![
+                Link {
+                    label: "Cancel",
+                    url: tx(transfer, "cancel"),
+                },
+                panic(&transfer.wallet_id),
+            ],
+            Event::KillSwitch {
+                on: true,
+                scope: KillScope::Wallet { wallet_id, .. },
+                ..
+            }
+            | Event::AutoStop { wallet_id, .. } => vec![panic(wallet_id)],
+            Event::DailySummary { summary } => vec![panic(&summary.wallet_id)],
+            Event::TransferNotify { transfer } => vec![panic(&transfer.wallet_id)],
+            Event::KillSwitch { .. } | Event::AuthFailureBurst { .. } => Vec::new(),
         }
     }
 
@@ -207,7 +306,46 @@ impl Event {
                 };
                 format!("bursar: {count} failed {kind} attempts within {window_seconds} s")
             }
+            Event::DailySummary { summary } => summary.text(),
         }
+    }
+}
+
+impl Summary {
+    fn text(&self) -> String {
+        let mut out = format!(
+            "bursar: daily summary for wallet {} ({}) on {}\n{} to {}",
+            self.wallet_name,
+            self.wallet_id,
+            self.chain,
+            human_time(self.from),
+            human_time(self.to)
+        );
+        if self.frozen {
+            out += "\nwallet is FROZEN (kill switch on)";
+        }
+        if self.by_status.is_empty() {
+            out += "\ntransfers: none";
+        } else {
+            let counts: Vec<String> = self.by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            out += &format!("\ntransfers: {}", counts.join(", "));
+        }
+        if self.moved.is_empty() {
+            out += "\nmoved: nothing";
+        }
+        for m in &self.moved {
+            out += &format!("\nmoved: {} {} in {} transfer(s)", m.amount, m.symbol, m.count);
+        }
+        if self.pending.is_empty() {
+            out += "\npending: none";
+        } else {
+            let ids: Vec<String> = self.pending.iter().map(ToString::to_string).collect();
+            out += &format!("\npending: {} ({})", ids.len(), ids.join(", "));
+        }
+        for b in &self.budget_left {
+            out += &format!("\nbudget left: {b}");
+        }
+        out
     }
 }
 

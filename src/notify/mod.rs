@@ -1,5 +1,5 @@
 //! Operator notifications. Owns the vocabulary ([`Event`]), the senders (signed webhook,
-//! Telegram, Slack) and their delivery: a bounded queue and one background task per sender,
+//! Telegram, Slack, ntfy push) and their delivery: a bounded queue and one background task per sender,
 //! a timeout per attempt, retries with exponential backoff and jitter, and an audit record of
 //! every final outcome (`notification_delivered` / `notification_failed`).
 //!
@@ -10,7 +10,7 @@
 mod event;
 mod sender;
 
-pub use event::{Actor, AuthKind, Event, KillScope, Transfer};
+pub use event::{Actor, AuthKind, Event, KillScope, Link, Moved, Summary, Transfer};
 pub use sender::sign;
 
 use crate::config::{ConfigError, NotificationsConfig};
@@ -47,6 +47,8 @@ pub struct Notifier {
 
 struct Shared {
     queues: Vec<Queue>,
+    /// `server.public_url`: where the buttons in messages point.
+    public_url: String,
     client: reqwest::Client,
     retry: Retry,
     /// Events accepted and not yet finished, summed over senders (for the shutdown drain).
@@ -57,6 +59,8 @@ struct Shared {
 
 struct Queue {
     kind: &'static str,
+    /// Whether this sender gets the daily summary (`daily_summary = true`).
+    daily_summary: bool,
     /// Replaced whole when the secrets are re-read (SIGHUP); a delivery in progress keeps
     /// the one it started with.
     sender: std::sync::RwLock<Arc<Sender>>,
@@ -102,8 +106,8 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// Reads the senders' secret files (refusing group/world-readable ones) and builds the
-    /// queues. Nothing runs until [`Notifier::start`].
-    pub fn new(cfg: &NotificationsConfig) -> Result<Self, ConfigError> {
+    /// queues. Nothing runs until [`Notifier::start`]. Buttons point at `public_url`.
+    pub fn new(cfg: &NotificationsConfig, public_url: &str) -> Result<Self, ConfigError> {
         let senders = Sender::from_config(cfg)?;
         let bursts = BurstDetector {
             threshold: cfg.auth_failure_burst,
@@ -129,6 +133,7 @@ impl Notifier {
                 let (tx, rx) = mpsc::channel(cfg.queue_capacity);
                 Queue {
                     kind: sender.kind(),
+                    daily_summary: sender.wants_daily_summary(cfg),
                     sender: std::sync::RwLock::new(Arc::new(sender)),
                     tx,
                     rx: Mutex::new(Some(rx)),
@@ -138,6 +143,7 @@ impl Notifier {
         Ok(Self {
             shared: Some(Arc::new(Shared {
                 queues,
+                public_url: public_url.trim_end_matches('/').to_owned(),
                 client,
                 retry: Retry {
                     max_attempts: cfg.max_attempts,
@@ -193,7 +199,16 @@ impl Notifier {
         self.shared.as_ref().map_or(0, |s| s.dropped.load(Ordering::Relaxed))
     }
 
-    /// Queues `event` for every sender. Never blocks: a full queue drops it with a warning.
+    /// Whether any sender wants the daily summary.
+    pub fn wants_daily_summary(&self) -> bool {
+        self.shared
+            .iter()
+            .flat_map(|s| s.queues.iter())
+            .any(|q| q.daily_summary)
+    }
+
+    /// Queues `event` for every sender (a daily summary only for those that opted in).
+    /// Never blocks: a full queue drops it with a warning.
     pub fn notify(&self, event: Event) {
         let Some(shared) = &self.shared else { return };
         let envelope = Arc::new(Envelope {
@@ -201,7 +216,8 @@ impl Notifier {
             created_at: now(),
             event,
         });
-        for queue in &shared.queues {
+        let summary = matches!(envelope.event, Event::DailySummary { .. });
+        for queue in shared.queues.iter().filter(|q| q.daily_summary || !summary) {
             // Counted before the send: the task may finish it before `try_send` returns.
             shared.pending.fetch_add(1, Ordering::SeqCst);
             if queue.tx.try_send(envelope.clone()).is_err() {
@@ -264,7 +280,7 @@ async fn run_queue(shared: Arc<Shared>, idx: usize, mut rx: mpsc::Receiver<Arc<E
     let queue = &shared.queues[idx];
     while let Some(envelope) = rx.recv().await {
         let sender = queue.sender.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let (attempts, result) = deliver(&sender, &shared.client, shared.retry, &envelope).await;
+        let (attempts, result) = deliver(&sender, &shared.client, shared.retry, &envelope, &shared.public_url).await;
         let (kind, event) = (sender.kind(), envelope.event.kind());
         let mut detail = serde_json::json!({
             "sender": kind, "event": event, "deliveryId": envelope.id, "attempts": attempts,
@@ -295,10 +311,11 @@ async fn deliver(
     client: &reqwest::Client,
     retry: Retry,
     envelope: &Envelope,
+    public_url: &str,
 ) -> (u32, Result<(), AttemptError>) {
     let mut attempt = 1;
     loop {
-        match sender.attempt(client, envelope).await {
+        match sender.attempt(client, envelope, public_url).await {
             Ok(()) => return (attempt, Ok(())),
             Err(err) if err.is_retryable() && attempt < retry.max_attempts => {
                 let pause = backoff(retry, attempt, jitter_fraction());

@@ -1,6 +1,6 @@
-//! The three senders and one delivery attempt each. The only file of `notify` that touches a
+//! The four senders and one delivery attempt each. The only file of `notify` that touches a
 //! secret (`expose_secret()` is called here and nowhere else in the module): the webhook's
-//! HMAC key, the Telegram bot token, the Slack webhook URL. Errors are a closed set of
+//! HMAC key, the Telegram bot token, the Slack webhook URL, the ntfy access token. Errors are a closed set of
 //! words ([`AttemptError`]) built without the request URL, which may carry a credential.
 
 use super::Envelope;
@@ -24,6 +24,41 @@ pub(super) enum Sender {
     Slack {
         url: Passphrase,
     },
+    Ntfy {
+        base_url: String,
+        topic: String,
+        token: Option<Passphrase>,
+        priority: std::collections::BTreeMap<String, u8>,
+    },
+}
+
+/// ntfy shows at most three action buttons per notification.
+const NTFY_MAX_ACTIONS: usize = 3;
+
+/// ntfy priority (1 min … 5 max) when `[notifications.ntfy] priority` does not name the type.
+fn default_priority(event: &str) -> u8 {
+    match event {
+        "approval_pending" | "kill_switch" | "auto_stop" => 5,
+        "transfer_delayed" | "auth_failure_burst" => 4,
+        "daily_summary" => 2,
+        _ => 3,
+    }
+}
+
+/// Whether Telegram accepts URL buttons to `public_url`: it refuses the whole message
+/// (`BUTTON_URL_INVALID`) for `localhost` and loopback addresses, so a daemon without a
+/// reachable `server.public_url` sends the text (with its link) and no keyboard.
+pub(super) fn telegram_buttons_ok(public_url: &str) -> bool {
+    let Ok(uri) = public_url.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else { return false };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    matches!(uri.scheme_str(), Some("https" | "http"))
+        && !host.eq_ignore_ascii_case("localhost")
+        && !host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
 
 impl std::fmt::Debug for Sender {
@@ -108,6 +143,29 @@ impl Sender {
             }
             senders.push(Sender::Slack { url });
         }
+        if let Some(n) = &cfg.ntfy {
+            let token = match &n.token_file {
+                Some(path) => {
+                    let token = read_private_secret_file(path)?;
+                    // It goes into a header: printable ASCII without spaces only.
+                    if token.expose_secret().is_empty() || !token.expose_secret().bytes().all(|b| b.is_ascii_graphic())
+                    {
+                        return Err(ConfigError::Invalid(
+                            "[notifications.ntfy] token_file does not hold an access token (printable characters, no spaces)"
+                                .into(),
+                        ));
+                    }
+                    Some(token)
+                }
+                None => None,
+            };
+            senders.push(Sender::Ntfy {
+                base_url: n.base_url.trim_end_matches('/').to_owned(),
+                topic: n.topic.clone(),
+                token,
+                priority: n.priority.clone(),
+            });
+        }
         Ok(senders)
     }
 
@@ -116,11 +174,27 @@ impl Sender {
             Sender::Webhook { .. } => "webhook",
             Sender::Telegram { .. } => "telegram",
             Sender::Slack { .. } => "slack",
+            Sender::Ntfy { .. } => "ntfy",
+        }
+    }
+
+    /// Whether this sender's `daily_summary` is on in `cfg`.
+    pub(super) fn wants_daily_summary(&self, cfg: &NotificationsConfig) -> bool {
+        match self {
+            Sender::Webhook { .. } => cfg.webhook.as_ref().is_some_and(|c| c.daily_summary),
+            Sender::Telegram { .. } => cfg.telegram.as_ref().is_some_and(|c| c.daily_summary),
+            Sender::Slack { .. } => cfg.slack.as_ref().is_some_and(|c| c.daily_summary),
+            Sender::Ntfy { .. } => cfg.ntfy.as_ref().is_some_and(|c| c.daily_summary),
         }
     }
 
     /// One attempt. The client carries the per-attempt timeout and follows no redirect.
-    pub(super) async fn attempt(&self, client: &reqwest::Client, envelope: &Envelope) -> Result<(), AttemptError> {
+    pub(super) async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        envelope: &Envelope,
+        public_url: &str,
+    ) -> Result<(), AttemptError> {
         let request = match self {
             Sender::Webhook { url, secret } => {
                 let body = serde_json::to_vec(envelope).expect("events serialise");
@@ -142,7 +216,18 @@ impl Sender {
                 chat_id,
             } => {
                 // No parse_mode: plain text, so nothing in the event can become markup.
-                let body = serde_json::json!({ "chat_id": chat_id, "text": envelope.event.text() });
+                let mut body = serde_json::json!({ "chat_id": chat_id, "text": envelope.event.text() });
+                let links = envelope.event.links(public_url);
+                if !links.is_empty() && telegram_buttons_ok(public_url) {
+                    // URL buttons only, one per row: a callback button would let a tap act
+                    // without the owner's signature. Each opens a page; the page asks the
+                    // owner's wallet to sign.
+                    let rows: Vec<serde_json::Value> = links
+                        .iter()
+                        .map(|l| serde_json::json!([{ "text": l.label, "url": l.url }]))
+                        .collect();
+                    body["reply_markup"] = serde_json::json!({ "inline_keyboard": rows });
+                }
                 client
                     .post(format!("{base_url}/bot{}/sendMessage", token.expose_secret()))
                     .json(&body)
@@ -150,6 +235,42 @@ impl Sender {
             Sender::Slack { url } => {
                 let body = serde_json::json!({ "text": slack_escape(&envelope.event.text()) });
                 client.post(url.expose_secret()).json(&body)
+            }
+            Sender::Ntfy {
+                base_url,
+                topic,
+                token,
+                priority,
+            } => {
+                let kind = envelope.event.kind();
+                let text = envelope.event.text();
+                // The first line is the title; the facts follow, plain text (no `markdown`).
+                let (title, message) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+                let links = envelope.event.links(public_url);
+                let actions: Vec<serde_json::Value> = links
+                    .iter()
+                    .take(NTFY_MAX_ACTIONS)
+                    .map(|l| serde_json::json!({ "action": "view", "label": l.label, "url": l.url }))
+                    .collect();
+                let message = if message.is_empty() { title } else { message };
+                let mut body = serde_json::json!({
+                    "topic": topic,
+                    "title": title,
+                    "message": message,
+                    "priority": priority.get(kind).copied().unwrap_or_else(|| default_priority(kind)),
+                    "tags": [kind],
+                });
+                if let Some(first) = links.first() {
+                    body["click"] = serde_json::Value::String(first.url.clone());
+                }
+                if !actions.is_empty() {
+                    body["actions"] = serde_json::Value::Array(actions);
+                }
+                let request = client.post(base_url.as_str()).json(&body);
+                match token {
+                    Some(t) => request.bearer_auth(t.expose_secret()),
+                    None => request,
+                }
             }
         };
         // reqwest's errors print the URL (a token for Telegram and Slack): classify, never show.

@@ -129,10 +129,12 @@ fn secret_files_must_be_private() {
         file.display()
     );
     let cfg = load(&text, &[]).unwrap();
-    let err = Notifier::new(&cfg.notifications).unwrap_err().to_string();
+    let err = Notifier::new(&cfg.notifications, "https://bursar.example")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("chmod 600"), "{err}");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let notifier = Notifier::new(&cfg.notifications).unwrap();
+    let notifier = Notifier::new(&cfg.notifications, "https://bursar.example").unwrap();
     assert!(notifier.is_enabled());
     assert_eq!(format!("{notifier:?}"), "Notifier([\"webhook\"])");
 
@@ -143,7 +145,7 @@ fn secret_files_must_be_private() {
         "[notifications.telegram]\nbot_token_file = \"{}\"\nchat_id = 1\n",
         token.display()
     );
-    let err = Notifier::new(&load(&text, &[]).unwrap().notifications)
+    let err = Notifier::new(&load(&text, &[]).unwrap().notifications, "https://bursar.example")
         .unwrap_err()
         .to_string();
     assert!(
@@ -154,7 +156,7 @@ fn secret_files_must_be_private() {
 
 #[test]
 fn without_senders_nothing_is_queued() {
-    let notifier = Notifier::new(&Config::default().notifications).unwrap();
+    let notifier = Notifier::new(&Config::default().notifications, "https://bursar.example").unwrap();
     assert!(!notifier.is_enabled());
     notifier.notify(Event::TransferNotify { transfer: transfer() });
     notifier.auth_failure(AuthKind::Master);
@@ -260,4 +262,197 @@ fn backoff_doubles_is_capped_and_jittered_in_its_upper_half() {
         [100, 200, 400, 800, 1000]
     );
     assert_eq!([ms(1, 0.0), ms(3, 0.5), ms(40, 0.0)], [50, 300, 500]);
+}
+
+#[test]
+fn ntfy_config_refuses_clear_text_remote_servers_bad_topics_and_inline_tokens() {
+    let ntfy = |base: &str, topic: &str, extra: &str| {
+        load(
+            &format!("[notifications.ntfy]\nbase_url = \"{base}\"\ntopic = \"{topic}\"\n{extra}"),
+            &[],
+        )
+    };
+    assert!(ntfy("https://ntfy.sh", "bursar-a1b2", "").is_ok());
+    assert!(
+        ntfy("http://127.0.0.1:8080", "t", "").is_ok(),
+        "loopback may be plain http"
+    );
+    assert!(ntfy("http://localhost:8080/", "t", "").is_ok());
+    let err = ntfy("http://ntfy.example", "t", "").unwrap_err();
+    assert!(err.contains("ntfy.base_url must be https://"), "{err}");
+    for topic in ["", "a/b", "a b", "x?y", &"t".repeat(65)] {
+        let err = ntfy("https://ntfy.sh", topic, "").unwrap_err();
+        assert!(err.contains("ntfy.topic"), "{topic:?}: {err}");
+    }
+    let err = ntfy("https://ntfy.sh", "t", "token = \"tk_inline\"").unwrap_err();
+    assert!(err.contains("never inline") && !err.contains("tk_inline"), "{err}");
+    let err = ntfy("https://ntfy.sh", "t", "priority = { approval_pending = 9 }").unwrap_err();
+    assert!(err.contains("1..=5"), "{err}");
+    let err = ntfy("https://ntfy.sh", "t", "priority = { nonsense = 3 }").unwrap_err();
+    assert!(err.contains("unknown event type"), "{err}");
+    // By env too, and the inline form by env is refused like the file's.
+    let cfg = load(
+        "",
+        &[
+            ("BURSAR_NOTIFICATIONS_NTFY_BASE_URL", "https://push.example"),
+            ("BURSAR_NOTIFICATIONS_NTFY_TOPIC", "owner-7"),
+            ("BURSAR_NOTIFICATIONS_NTFY_DAILY_SUMMARY", "true"),
+        ],
+    )
+    .unwrap();
+    let n = cfg.notifications.ntfy.unwrap();
+    assert_eq!(
+        (n.base_url.as_str(), n.topic.as_str(), n.daily_summary),
+        ("https://push.example", "owner-7", true)
+    );
+    let err = load(
+        "[notifications.ntfy]\nbase_url = \"https://ntfy.sh\"\ntopic = \"t\"\n",
+        &[("BURSAR_NOTIFICATIONS_NTFY_TOKEN", "tk_env")],
+    )
+    .unwrap_err();
+    assert!(err.contains("never inline") && !err.contains("tk_env"), "{err}");
+}
+
+#[test]
+fn ntfy_token_file_must_be_private_and_shaped_like_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ntfy.token");
+    let text = format!(
+        "[notifications.ntfy]\nbase_url = \"https://ntfy.sh\"\ntopic = \"t\"\ntoken_file = \"{}\"\n",
+        file.display()
+    );
+    std::fs::write(&file, "tk_secret\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = load(&text, &[]).unwrap();
+    let err = Notifier::new(&cfg.notifications, "https://bursar.example")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chmod 600") && !err.contains("tk_secret"), "{err}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let notifier = Notifier::new(&cfg.notifications, "https://bursar.example").unwrap();
+    assert_eq!(format!("{notifier:?}"), "Notifier([\"ntfy\"])");
+    assert!(!notifier.wants_daily_summary(), "off by default");
+    std::fs::remove_file(&file).unwrap();
+    crate::config::write_private_file(&file, b"tk with spaces").unwrap();
+    let err = Notifier::new(&cfg.notifications, "https://bursar.example")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not hold an access token") && !err.contains("tk with"),
+        "{err}"
+    );
+}
+
+#[test]
+fn links_are_pages_for_the_transfer_and_the_wallet() {
+    let t = transfer();
+    let base = "https://bursar.example:8443";
+    let (tx, w) = (t.tx_id, t.wallet_id);
+    let links =
+        |e: &Event| -> Vec<(&'static str, String)> { e.links(base).into_iter().map(|l| (l.label, l.url)).collect() };
+    let pending = Event::ApprovalPending {
+        transfer: t.clone(),
+        approval_url: String::new(),
+        expires_at: None,
+    };
+    assert_eq!(
+        links(&pending),
+        [
+            ("Review and approve", format!("{base}/approve/{tx}?action=approve")),
+            ("Reject", format!("{base}/approve/{tx}?action=reject")),
+            ("Freeze wallet", format!("{base}/owner/{w}")),
+        ]
+    );
+    let delayed = Event::TransferDelayed {
+        transfer: t.clone(),
+        executes_at: 0,
+        cancel_hint: String::new(),
+    };
+    assert_eq!(
+        links(&delayed),
+        [
+            ("Cancel", format!("{base}/approve/{tx}?action=cancel")),
+            ("Freeze wallet", format!("{base}/owner/{w}")),
+        ]
+    );
+    let kill = |on, scope| Event::KillSwitch {
+        on,
+        scope,
+        by: Actor::Master,
+    };
+    let scope = KillScope::Wallet {
+        wallet_id: w,
+        wallet_name: "w".into(),
+    };
+    assert_eq!(
+        links(&kill(true, scope.clone())),
+        [("Freeze wallet", format!("{base}/owner/{w}"))]
+    );
+    assert!(links(&kill(false, scope)).is_empty(), "nothing to press after a lift");
+    assert!(links(&kill(true, KillScope::All)).is_empty());
+}
+
+#[test]
+fn telegram_buttons_only_for_a_public_url_telegram_accepts() {
+    use super::sender::telegram_buttons_ok;
+    assert!(telegram_buttons_ok("https://bursar.example:8443"));
+    assert!(telegram_buttons_ok("http://bursar.lan"));
+    for local in [
+        "http://127.0.0.1:3100",
+        "http://localhost:3100",
+        "http://[::1]:3100",
+        "http://0.0.0.0:3100",
+        "nonsense",
+    ] {
+        assert!(!telegram_buttons_ok(local), "{local}");
+    }
+}
+
+#[test]
+fn daily_summary_goes_only_to_senders_that_opted_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("hook.secret");
+    crate::config::write_private_file(&secret, b"whsec-test").unwrap();
+    let text = format!(
+        "[notifications.webhook]\nurl = \"https://ops.example\"\nsecret_file = \"{}\"\n\n[notifications.ntfy]\nbase_url = \"https://ntfy.sh\"\ntopic = \"t\"\ndaily_summary = true\n",
+        secret.display()
+    );
+    let notifier = Notifier::new(&load(&text, &[]).unwrap().notifications, "https://bursar.example").unwrap();
+    assert!(notifier.wants_daily_summary());
+    let summary = Summary {
+        wallet_id: WalletId::new(),
+        wallet_name: "w".into(),
+        chain: "anvil".into(),
+        from: 1_700_000_000 - 86_400,
+        to: 1_700_000_000,
+        frozen: false,
+        by_status: [("CONFIRMED".to_owned(), 2)].into_iter().collect(),
+        moved: vec![Moved {
+            symbol: "ETH".into(),
+            asset: "native".into(),
+            amount: "0.75".into(),
+            amount_base_units: "750000000000000000".into(),
+            count: 2,
+        }],
+        pending: vec![],
+        budget_left: vec!["daily: 9.2 ETH of 10 ETH".into()],
+    };
+    notifier.notify(Event::DailySummary {
+        summary: summary.clone(),
+    });
+    let depths: Vec<(&str, usize)> = notifier.queue_depths().into_iter().map(|(k, n, _)| (k, n)).collect();
+    assert_eq!(depths, [("webhook", 0), ("ntfy", 1)]);
+    notifier.notify(Event::TransferNotify { transfer: transfer() });
+    let depths: Vec<(&str, usize)> = notifier.queue_depths().into_iter().map(|(k, n, _)| (k, n)).collect();
+    assert_eq!(depths, [("webhook", 1), ("ntfy", 2)], "other events go to every sender");
+    let text = Event::DailySummary { summary }.text();
+    assert!(text.starts_with("bursar: daily summary for wallet w"), "{text}");
+    assert!(
+        text.contains("transfers: 2 CONFIRMED") && text.contains("moved: 0.75 ETH in 2 transfer(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pending: none") && text.contains("budget left: daily: 9.2 ETH of 10 ETH"),
+        "{text}"
+    );
 }

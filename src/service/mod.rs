@@ -9,10 +9,11 @@ mod backup;
 mod history;
 mod owner;
 mod policies;
+mod summary;
 mod transfers;
 
 pub use backup::{RestoreOptions, RestoreReport, backup_offline, restore};
-pub use owner::{KillSwitchReport, OwnerMessage, OwnerProof};
+pub use owner::{KillSwitchReport, OwnerMessage, OwnerProof, PanicStatus};
 
 pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};
 
@@ -365,7 +366,8 @@ impl Service {
         store.audit(AuditEvent::new("unlock", "master").detail(serde_json::json!({ "wallets": wallets.len() })))?;
         let chains = Chains::new(config.chains().map_err(ServiceError::Config)?)?;
         let prices = crate::prices::Prices::new(&config.prices);
-        let notifier = Notifier::new(&config.notifications).map_err(ServiceError::Config)?;
+        let notifier =
+            Notifier::new(&config.notifications, &config.server.public_url()).map_err(ServiceError::Config)?;
         let metrics_token = read_metrics_token(&config).map_err(ServiceError::Config)?;
         Ok(Self {
             metrics_token: RwLock::new(metrics_token),

@@ -70,6 +70,22 @@ pub struct OwnerMessage {
     pub approval_page: Option<String>,
 }
 
+/// What the public panic page shows about one wallet ([`Service::panic_status`]).
+#[derive(Debug, Clone)]
+pub struct PanicStatus {
+    pub wallet_id: WalletId,
+    pub chain: String,
+    pub kind: ChainKind,
+    /// The registered owner's address, if any.
+    pub owner: Option<String>,
+    /// When the kill switch was pulled, if the wallet is frozen.
+    pub frozen_since: Option<i64>,
+    /// DELAYED and PENDING_APPROVAL transfers, oldest first.
+    pub pending: Vec<(TxId, TxState)>,
+    /// The kill-switch-on message as it will read (no nonce taken); `None` without an owner.
+    pub preview: Option<OwnerMessage>,
+}
+
 /// In-memory owner-side state: issued nonces, recent rejections, AutoStop counters. Losing
 /// it on restart fails closed (an unknown nonce is refused).
 #[derive(Default)]
@@ -308,11 +324,48 @@ impl Service {
         self.approval_message(self.active_tx_wallet(id)?, id, action, Some(NoncePool::Page))
     }
 
-    /// What the approval page shows (`GET /approve/{id}`): the approve message as it will
-    /// read, with [`PREVIEW_NONCE`] for the nonce. Takes no nonce, so viewing the page costs
-    /// nothing.
-    pub fn approval_preview(&self, id: TxId) -> Result<OwnerMessage> {
-        self.approval_message(self.active_tx_wallet(id)?, id, Action::Approve, None)
+    /// What the approval page shows (`GET /approve/{id}?action=`): the `action` message
+    /// (approve, reject or cancel) as it will read, with [`PREVIEW_NONCE`] for the nonce.
+    /// Takes no nonce, so viewing the page costs nothing.
+    pub fn approval_preview(&self, id: TxId, action: Action) -> Result<OwnerMessage> {
+        self.approval_message(self.active_tx_wallet(id)?, id, action, None)
+    }
+
+    /// What the panic page (`GET /owner/{wallet}`) shows without any credential: whether the
+    /// wallet is frozen, whether it has an owner (and the owner's public address, which the
+    /// page needs to pick the right wallet account), the transfers waiting for the owner, and
+    /// the kill-switch message as it will read (no nonce taken). Nothing secret, no balance,
+    /// no history, no session.
+    pub fn panic_status(&self, wallet_id: WalletId) -> Result<PanicStatus> {
+        let wallet = self.wallet(wallet_id)?;
+        let mut pending: Vec<(TxId, TxState)> = self
+            .active_txs()?
+            .into_iter()
+            .filter(|t| t.wallet_id == wallet_id && matches!(t.status, TxState::Delayed | TxState::PendingApproval))
+            .map(|t| (t.id, t.status))
+            .collect();
+        pending.sort_by_key(|(id, _)| *id);
+        let preview = match wallet.owner {
+            Some(_) => Some(self.owner_message(&wallet, Action::KillSwitchOn, None, None)?),
+            None => None,
+        };
+        Ok(PanicStatus {
+            wallet_id,
+            chain: wallet.chain.to_string(),
+            kind: wallet.kind,
+            owner: wallet.owner.as_ref().map(|o| o.address.clone()),
+            frozen_since: wallet.frozen.as_ref().map(|f| f.since),
+            pending,
+            preview,
+        })
+    }
+
+    /// The kill-switch message for the panic page's button (`POST /owner/{wallet}/message`),
+    /// with a fresh nonce from the page's pool. Only `kill-switch-on`: lifting a freeze needs
+    /// the operator too.
+    pub fn panic_message_public(&self, wallet_id: WalletId) -> Result<OwnerMessage> {
+        let wallet = self.wallet(wallet_id)?;
+        self.owner_message(&wallet, Action::KillSwitchOn, None, Some(NoncePool::Page))
     }
 
     pub(super) fn active_tx_wallet(&self, id: TxId) -> Result<WalletId> {

@@ -5,13 +5,20 @@
 //
 //   node tests/browser/approve.mjs SPEC.json
 //
-// SPEC: { daemon, signer, chromium?, screenshotDir?, scenarios: [{ name, tx, click, account }] }
+// SPEC: { daemon, signer, chromium?, screenshotDir?, phone?, scenarios: [{ name, tx | url, click, account, fields?, noWallet? }] }
 //   daemon   the daemon's origin (http://127.0.0.1:PORT)
 //   signer   a loopback URL that signs EIP-191 for the wallet's accounts: POST {data, account}
 //            → {signature}; the test runs it (the keys stay in the Rust test, the daemon's
 //            verification is the real one)
 //   click    "approve" or "reject"
 //   account  the account the wallet reports for eth_requestAccounts
+//   phone    a phone: 390×844 viewport, touch, mobile; buttons are tapped, not clicked
+//   url      open this URL (e.g. a notification's button) instead of /approve/{tx}
+//   fields   the element ids to read (default: the approval page's)
+//   noWallet inject no wallet (the page must say how to open it in a wallet app's browser)
+//   solana   { publicKey }: inject a Phantom-style `window.solana` instead of window.ethereum;
+//            its signMessage(bytes) has `signer` (the scenario's, else the spec's) sign the
+//            hex of the bytes for that key: POST {data, account} → {signature} (hex)
 //
 // Prints one JSON line on stdout (what the browser saw, per scenario) for the test to assert
 // on; progress and screenshot paths go to stderr. Exits non-zero only when the browser itself
@@ -53,18 +60,35 @@ const FINAL = /^(Done|Refused|Not sent):/;
 async function scenario(browser, spec, sc, shots) {
   const started = Date.now();
   const out = { name: sc.name, tx: sc.tx, console: [], pageErrors: [], requests: [], failedRequests: [], providerCalls: [], cspViolations: [] };
-  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  const context = await browser.newContext(
+    spec.phone
+      ? { viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true }
+      : { viewport: { width: 900, height: 900 } },
+  );
+  const fields = sc.fields || FIELDS;
   try {
     // The wallet: every window.ethereum.request goes to Node, which answers like a wallet
     // holding `sc.account` and has the test's signer sign for it.
     await context.exposeFunction('__bursarWallet', async ({ method, params }) => {
       out.providerCalls.push({ method, params: params || [] });
       switch (method) {
+        case 'solana_connect':
+          return null;
         case 'eth_requestAccounts':
         case 'eth_accounts':
           return [sc.account.toLowerCase()];
         case 'eth_chainId':
           return '0x7a69';
+        case 'solana_signMessage': {
+          const [data] = params || [];
+          const res = await fetch(sc.signer || spec.signer, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ data, account: sc.solana.publicKey }),
+          });
+          if (!res.ok) throw new Error(`signer: ${res.status} ${await res.text()}`);
+          return (await res.json()).signature;
+        }
         case 'personal_sign': {
           const [data, account] = params || [];
           if (typeof account !== 'string' || account.toLowerCase() !== sc.account.toLowerCase()) {
@@ -82,12 +106,34 @@ async function scenario(browser, spec, sc, shots) {
           throw new Error(`unsupported method ${method}`);
       }
     });
-    await context.addInitScript(() => {
+    await context.addInitScript(({ noWallet, solana }) => {
       window.__bursarCsp = [];
       document.addEventListener('securitypolicyviolation', (e) => {
         window.__bursarCsp.push({ directive: e.violatedDirective, blocked: e.blockedURI, sample: e.sample });
       });
+      if (noWallet) return;
       const wallet = window.__bursarWallet;
+      if (solana) {
+        // A Phantom-style provider: connect() → { publicKey }, signMessage(Uint8Array) →
+        // { signature: Uint8Array, publicKey }.
+        const publicKey = { toString: () => solana.publicKey, toBase58: () => solana.publicKey };
+        const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+        const fromHex = (h) => Uint8Array.from(h.replace(/^0x/, '').match(/../g).map((x) => parseInt(x, 16)));
+        const provider = {
+          isPhantom: true,
+          publicKey,
+          connect: async () => {
+            await wallet({ method: 'solana_connect', params: [] });
+            return { publicKey };
+          },
+          signMessage: async (bytes, display) => {
+            const sig = await wallet({ method: 'solana_signMessage', params: [toHex(bytes), display] });
+            return { signature: fromHex(sig), publicKey };
+          },
+        };
+        Object.defineProperty(window, 'solana', { value: provider, configurable: false, writable: false });
+        return;
+      }
       const ethereum = {
         isBursarTestWallet: true,
         request: ({ method, params }) => wallet({ method, params: params || [] }),
@@ -95,32 +141,48 @@ async function scenario(browser, spec, sc, shots) {
         removeListener() {},
       };
       Object.defineProperty(window, 'ethereum', { value: ethereum, configurable: false, writable: false });
-    });
+    }, { noWallet: !!sc.noWallet, solana: sc.solana || null });
     const page = await context.newPage();
     page.on('console', (m) => out.console.push({ type: m.type(), text: m.text() }));
     page.on('pageerror', (e) => out.pageErrors.push(String(e && e.message ? e.message : e)));
     page.on('request', (r) => out.requests.push({ method: r.method(), url: r.url(), type: r.resourceType() }));
     page.on('requestfailed', (r) => out.failedRequests.push({ url: r.url(), error: r.failure() && r.failure().errorText }));
 
-    const res = await page.goto(`${spec.daemon}/approve/${sc.tx}`, { waitUntil: 'load' });
+    const res = await page.goto(sc.url || `${spec.daemon}/approve/${sc.tx}`, { waitUntil: 'load' });
     out.status = res.status();
     out.headers = await res.allHeaders();
     out.html = await res.text();
-    out.fields = await page.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, document.getElementById(id)?.textContent ?? null])), FIELDS);
+    out.fields = await page.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, document.getElementById(id)?.textContent ?? null])), fields);
     out.mainVisible = await page.locator('#main').isVisible();
-    out.buttons = await page.evaluate(() => Array.from(document.querySelectorAll('button'), (b) => b.id));
+    out.noWalletVisible = await page.locator('#nowallet').isVisible();
+    out.noWalletText = await page.locator('#nowallet').textContent();
+    const ACTIONS = '#buttons button, #freeze';
+    out.buttons = await page.evaluate((sel) => Array.from(document.querySelectorAll(sel), (b) => b.id), ACTIONS);
+    // The layout on this screen: the action buttons' boxes (tap targets), and whether the
+    // page scrolls sideways (it must not).
+    out.layout = await page.evaluate((sel) => ({
+      innerWidth: window.innerWidth,
+      scrollWidth: document.documentElement.scrollWidth,
+      buttons: Array.from(document.querySelectorAll(sel), (b) => {
+        const r = b.getBoundingClientRect();
+        return { id: b.id, width: r.width, height: r.height, left: r.left, right: r.right };
+      }),
+    }), ACTIONS);
 
-    await page.click(`#${sc.click}`);
     const result = page.locator('#result');
-    try {
-      await result.filter({ hasText: FINAL }).waitFor({ timeout: 30_000 });
-    } catch (e) {
-      out.timedOut = true;
+    if (sc.click) {
+      if (spec.phone) await page.tap(`#${sc.click}`);
+      else await page.click(`#${sc.click}`);
+      try {
+        await result.filter({ hasText: FINAL }).waitFor({ timeout: 30_000 });
+      } catch (e) {
+        out.timedOut = true;
+      }
     }
     out.result = await result.textContent();
-    out.buttonsDisabled = await page.evaluate(() => Array.from(document.querySelectorAll('button'), (b) => b.disabled));
+    out.buttonsDisabled = await page.evaluate((sel) => Array.from(document.querySelectorAll(sel), (b) => b.disabled), ACTIONS);
     // After the click the page shows the message it fetched (and had signed), not the preview.
-    out.fieldsAfter = await page.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, document.getElementById(id)?.textContent ?? null])), FIELDS);
+    out.fieldsAfter = await page.evaluate((ids) => Object.fromEntries(ids.map((id) => [id, document.getElementById(id)?.textContent ?? null])), fields);
     // Let anything the click might still send show up in the request log.
     await page.waitForTimeout(200);
     out.cspViolations = await page.evaluate(() => window.__bursarCsp);

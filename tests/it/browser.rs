@@ -75,6 +75,34 @@ async fn start_signer(keys: Vec<PrivateKeySigner>, signed: Signed) -> String {
     url
 }
 
+/// A loopback Ed25519 signer for the browser's Phantom-style wallet: `POST /sign {data,
+/// account}` where `data` is the hex of the bytes `signMessage` received; answers the
+/// signature in hex.
+async fn start_ed25519_signer(key: ed25519_dalek::SigningKey, signed: Signed) -> String {
+    use ed25519_dalek::Signer;
+    type S = (Arc<ed25519_dalek::SigningKey>, Signed);
+    async fn sign(State((key, signed)): State<S>, Json(req): Json<Value>) -> Result<Json<Value>, (StatusCode, String)> {
+        let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_owned());
+        let account = req["account"].as_str().ok_or_else(|| bad("no account"))?;
+        if account != bs58::encode(key.verifying_key().as_bytes()).into_string() {
+            return Err((StatusCode::FORBIDDEN, format!("no key for {account}")));
+        }
+        let bytes =
+            hex::decode(req["data"].as_str().ok_or_else(|| bad("no data"))?).map_err(|_| bad("data is not hex"))?;
+        let sig = key.sign(&bytes);
+        let text = String::from_utf8(bytes).map_err(|_| bad("message is not UTF-8"))?;
+        signed.lock().unwrap().push((account.to_owned(), text));
+        Ok(Json(json!({ "signature": hex::encode(sig.to_bytes()) })))
+    }
+    let app = axum::Router::new()
+        .route("/sign", axum::routing::post(sign))
+        .with_state((Arc::new(key), signed));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/sign", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 /// Runs `approve.mjs` on `spec` without blocking the runtime (the signer answers meanwhile);
 /// returns its JSON summary.
 async fn run_browser(spec: &Value) -> Value {
@@ -382,4 +410,302 @@ async fn approval_page_in_chromium_approves_rejects_and_refuses_another_wallet()
         started.elapsed(),
         summary["screenshotDir"]
     );
+}
+
+/// The approval and panic pages on a phone (390×844, touch, taps), opened from the links a
+/// push notification carried (a loopback ntfy sink records them), with an injected wallet:
+/// approve → CONFIRMED on anvil, reject → REJECTED, a DELAY's Cancel → CANCELLED, the panic
+/// page freezes the wallet (an EVM one through `window.ethereum`, a Solana one through a
+/// Phantom-style `window.solana`, Ed25519); with no wallet the page says how to open the link
+/// in a wallet app's browser. No request leaves the daemon, the CSP holds, the page fits the
+/// screen and its buttons are large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_notification_links_approve_reject_and_freeze() {
+    use crate::notify::{Hit, Sink};
+    let chromium = chromium();
+    playwright_modules();
+    let anvil = Anvil::start().await;
+    let sink = Sink::start(Duration::ZERO).await;
+    let config = format!(
+        "\n[prices.native]\nETH = \"2000\"\n\n[transfers]\nworker_interval_ms = 100\nconfirm_wait_seconds = 10\n\n[notifications]\ntimeout_ms = 2000\nmax_attempts = 3\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\n[notifications.ntfy]\nbase_url = \"{}/ntfy\"\ntopic = \"bursar-phone-test\"\n",
+        sink.url
+    );
+    let mut daemon = Daemon::init(crate::harness::Opts {
+        extra_config: config,
+        ..opts(&anvil)
+    });
+    // The links must name the daemon's own address, so its port is chosen before it starts
+    // (the one exception to "bind port 0"): a port someone takes in between is retried.
+    let mut public = String::new();
+    for attempt in 0.. {
+        let port = crate::harness::free_port();
+        public = format!("http://127.0.0.1:{port}");
+        daemon
+            .env
+            .retain(|(k, _)| k != "BURSAR_SERVER_BIND" && k != "BURSAR_SERVER_PUBLIC_URL");
+        daemon
+            .env
+            .push(("BURSAR_SERVER_BIND".into(), format!("127.0.0.1:{port}")));
+        daemon.env.push(("BURSAR_SERVER_PUBLIC_URL".into(), public.clone()));
+        match daemon.try_spawn().await {
+            Ok(()) => break,
+            Err(err) if attempt < 3 => eprintln!("port {port} was taken ({err:?}); another"),
+            Err(err) => panic!("the daemon did not start: {err:?}"),
+        }
+    }
+    assert_eq!(daemon.url, public, "the daemon is where its links point");
+    let owner = Owner::new();
+    let (wid, token) = crate::owner::guarded(&anvil, &daemon, &owner, json!({})).await;
+    let to_approve = pending(&daemon, &token, "0.5", "phone-approve").await;
+    let to_reject = pending(&daemon, &token, "0.7", "phone-reject").await;
+    let (status, delayed) = daemon
+        .session(
+            &token,
+            Method::POST,
+            "/v1/transactions/send",
+            Some(json!({ "to": RECIPIENT, "amount": "0.15", "idempotencyKey": "phone-cancel" })),
+        )
+        .await;
+    assert_eq!(
+        (status, delayed["status"].as_str()),
+        (200, Some("DELAYED")),
+        "{delayed}"
+    );
+    let to_cancel = delayed["id"].as_str().unwrap().to_owned();
+    let digests = [
+        digest(&daemon, &token, &to_approve, "approve").await,
+        digest(&daemon, &token, &to_reject, "reject").await,
+        digest(&daemon, &token, &to_cancel, "cancel").await,
+    ];
+    let before = balance_of(&anvil, RECIPIENT).await;
+
+    // The links, as the push notifications carry them.
+    let action_url = |hit: &Hit, label: &str| {
+        hit.body["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["label"] == label)
+            .and_then(|a| a["url"].as_str())
+            .unwrap_or_else(|| panic!("no {label:?} action: {}", hit.body))
+            .to_owned()
+    };
+    let about =
+        |tx: String| move |h: &Hit| h.path == "/ntfy" && h.body["message"].as_str().is_some_and(|m| m.contains(&tx));
+    let approve_note = sink.wait_for("the approval push", about(to_approve.clone())).await;
+    let reject_note = sink
+        .wait_for("the second approval push", about(to_reject.clone()))
+        .await;
+    let approve_url = action_url(&approve_note, "Review and approve");
+    let reject_url = action_url(&reject_note, "Reject");
+    let delay_note = sink
+        .wait_for("the DELAY push", move |h: &Hit| {
+            h.path == "/ntfy" && h.body["tags"] == json!(["transfer_delayed"])
+        })
+        .await;
+    let cancel_url = action_url(&delay_note, "Cancel");
+    assert_eq!(cancel_url, format!("{public}/approve/{to_cancel}?action=cancel"));
+    let freeze_url = action_url(&approve_note, "Freeze wallet");
+    assert_eq!(approve_note.body["click"], approve_url.as_str());
+    assert_eq!(approve_url, format!("{public}/approve/{to_approve}?action=approve"));
+    assert_eq!(reject_url, format!("{public}/approve/{to_reject}?action=reject"));
+    assert_eq!(freeze_url, format!("{public}/owner/{wid}"));
+
+    // A Solana wallet whose owner signs in a Phantom-style wallet (Ed25519 over the text).
+    let sol = daemon.create_wallet("localsol").await;
+    let sol_id = sol["id"].as_str().unwrap().to_owned();
+    let sol_key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let sol_owner = bs58::encode(sol_key.verifying_key().as_bytes()).into_string();
+    let (status, body) = daemon
+        .master(
+            Method::PUT,
+            &format!("/v1/wallets/{sol_id}/owner"),
+            Some(json!({ "address": sol_owner })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sol_signed: Signed = Arc::default();
+    let sol_signer = start_ed25519_signer(sol_key, sol_signed.clone()).await;
+
+    let signed: Signed = Arc::default();
+    let signer = start_signer(vec![owner.signer.clone()], signed.clone()).await;
+    let owner_addr = owner.address();
+    let panic_fields = json!(["state", "wallet", "chain", "owner", "message", "error", "pending"]);
+    let spec = |scenarios: Value| {
+        json!({
+            "daemon": daemon.url,
+            "signer": signer,
+            "chromium": chromium,
+            "phone": true,
+            "screenshotDir": PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("phone-pages"),
+            "scenarios": scenarios,
+        })
+    };
+    // First the transfers (the agent's token reads their final state), then the freezes
+    // (which revoke that token).
+    let first = run_browser(&spec(json!([
+        { "name": "phone-no-wallet", "url": approve_url, "tx": to_approve, "click": null, "account": owner_addr, "noWallet": true },
+        { "name": "phone-approve", "url": approve_url, "tx": to_approve, "click": "approve", "account": owner_addr },
+        { "name": "phone-reject", "url": reject_url, "tx": to_reject, "click": "reject", "account": owner_addr },
+        { "name": "phone-cancel", "url": cancel_url, "tx": to_cancel, "click": "cancel", "account": owner_addr },
+    ])))
+    .await;
+    wait_status(&daemon, &token, &to_approve, "CONFIRMED").await;
+    wait_status(&daemon, &token, &to_reject, "REJECTED").await;
+    wait_status(&daemon, &token, &to_cancel, "CANCELLED").await;
+    let second = run_browser(&spec(json!([
+        { "name": "phone-freeze", "url": freeze_url, "tx": "", "click": "freeze", "account": owner_addr, "fields": panic_fields },
+        { "name": "phone-freeze-solana", "url": format!("{public}/owner/{sol_id}"), "tx": "", "click": "freeze", "account": sol_owner,
+          "fields": panic_fields, "solana": { "publicKey": sol_owner }, "signer": sol_signer },
+    ])))
+    .await;
+    let sc: Vec<Value> = [&first, &second]
+        .iter()
+        .flat_map(|s| s["scenarios"].as_array().unwrap().clone())
+        .collect();
+    let summary = &first;
+    assert_eq!(sc.len(), 6, "{first} {second}");
+    let secrets = [token.as_str(), daemon.password.trim()];
+    assert_page(&sc[0], &daemon, &secrets, "0.5", &digests[0], &owner_addr);
+    assert_page(&sc[1], &daemon, &secrets, "0.5", &digests[0], &owner_addr);
+    assert_page(&sc[2], &daemon, &secrets, "0.7", &digests[1], &owner_addr);
+    assert_page(&sc[3], &daemon, &secrets, "0.15", &digests[2], &owner_addr);
+    // The DELAY's Cancel link: one button, the owner's cancel message, CANCELLED.
+    assert_eq!(sc[3]["buttons"], json!(["cancel"]));
+    let result = sc[3]["result"].as_str().unwrap();
+    assert!(
+        result.starts_with("Done: the transfer is CANCELLED"),
+        "phone cancel: {result}"
+    );
+    assert_eq!(
+        posts(&sc[3]),
+        [
+            format!("POST {}/approve/{to_cancel}/message?action=cancel", daemon.url),
+            format!("POST {}/v1/transactions/{to_cancel}/cancel", daemon.url),
+        ]
+    );
+
+    // Every page fits a phone: no sideways scrolling, full-width buttons at least 44 px high.
+    for s in &sc {
+        let layout = &s["layout"];
+        assert!(
+            layout["scrollWidth"].as_f64() <= layout["innerWidth"].as_f64(),
+            "{}: scrolls sideways: {layout}",
+            s["name"]
+        );
+        for b in layout["buttons"].as_array().unwrap() {
+            assert!(
+                b["height"].as_f64().unwrap() >= 44.0,
+                "{}: small tap target {b}",
+                s["name"]
+            );
+            assert!(
+                b["width"].as_f64().unwrap() >= 300.0,
+                "{}: narrow button {b}",
+                s["name"]
+            );
+        }
+    }
+
+    // No wallet: the page says so, and how to open the link in a wallet app's browser.
+    let none = &sc[0];
+    assert_eq!(none["noWalletVisible"], true, "{none}");
+    let notice = none["noWalletText"].as_str().unwrap();
+    assert!(
+        notice.contains("No wallet in this browser") && notice.contains("wallet app's own browser"),
+        "{notice}"
+    );
+    assert!(
+        notice.contains(&approve_url),
+        "the notice shows the link to open: {notice}"
+    );
+    assert_eq!(sc[1]["noWalletVisible"], false);
+
+    // The approve link preselects approve (first button), the reject link reject.
+    assert_eq!(sc[1]["buttons"], json!(["approve", "reject"]));
+    assert_eq!(sc[2]["buttons"], json!(["reject", "approve"]));
+    let result = sc[1]["result"].as_str().unwrap();
+    assert!(
+        result.starts_with("Done: the transfer is CONFIRMED"),
+        "phone approve: {result}"
+    );
+    let result = sc[2]["result"].as_str().unwrap();
+    assert!(
+        result.starts_with("Done: the transfer is REJECTED"),
+        "phone reject: {result}"
+    );
+    assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(2));
+
+    // The panic page: status shown, one tap on the page (the second is the wallet's), frozen.
+    let freeze = &sc[4];
+    assert_eq!(freeze["status"], 200, "{freeze}");
+    assert_eq!(freeze["fields"]["state"], "Not frozen", "{freeze}");
+    assert_eq!(freeze["fields"]["wallet"], wid.as_str());
+    assert_eq!(freeze["fields"]["owner"], owner_addr.as_str());
+    assert!(
+        freeze["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Request ID: bursar:kill-switch-on")
+    );
+    let result = freeze["result"].as_str().unwrap();
+    assert!(result.starts_with("Done: the wallet is FROZEN"), "freeze: {result}");
+    assert!(
+        freeze["fieldsAfter"]["state"].as_str().unwrap().starts_with("FROZEN"),
+        "{freeze}"
+    );
+    assert_eq!(provider_methods(freeze), ["eth_requestAccounts", "personal_sign"]);
+    assert_eq!(
+        posts(freeze),
+        [
+            format!("POST {}/owner/{wid}/message", daemon.url),
+            format!("POST {}/v1/owner/kill-switch", daemon.url),
+        ]
+    );
+    let (_, w) = daemon.master(Method::GET, &format!("/v1/wallets/{wid}"), None).await;
+    assert_eq!(w["frozen"]["by"], "owner", "{w}");
+    let csp = freeze["headers"]["content-security-policy"].as_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-"), "{csp}");
+    let origin = format!("{}/", daemon.url);
+    for r in freeze["requests"].as_array().unwrap() {
+        assert!(
+            r["url"].as_str().unwrap().starts_with(&origin),
+            "outside the daemon: {r}"
+        );
+    }
+    assert_eq!(freeze["pageErrors"], json!([]));
+    assert_eq!(freeze["cspViolations"], json!([]));
+    let html = freeze["html"].as_str().unwrap();
+    assert!(!html.contains(&token) && !html.contains(daemon.password.trim()));
+    assert_eq!(
+        signed.lock().unwrap().len(),
+        4,
+        "approve, reject, cancel, freeze: one signature each"
+    );
+
+    // The Solana wallet: Phantom-style connect + signMessage of the exact text, Ed25519.
+    let sol_freeze = &sc[5];
+    let result = sol_freeze["result"].as_str().unwrap();
+    assert!(
+        result.starts_with("Done: the wallet is FROZEN"),
+        "solana freeze: {result}"
+    );
+    assert_eq!(provider_methods(sol_freeze), ["solana_connect", "solana_signMessage"]);
+    let sol_signed = sol_signed.lock().unwrap().clone();
+    assert_eq!(sol_signed.len(), 1);
+    assert!(
+        sol_signed[0]
+            .1
+            .contains("wants you to sign in with your Solana account"),
+        "{sol_signed:?}"
+    );
+    assert_eq!(
+        sol_freeze["fieldsAfter"]["message"].as_str(),
+        Some(sol_signed[0].1.as_str())
+    );
+    let (_, w) = daemon.master(Method::GET, &format!("/v1/wallets/{sol_id}"), None).await;
+    assert_eq!(w["frozen"]["by"], "owner", "{w}");
+    assert_eq!(sol_freeze["cspViolations"], json!([]));
+    assert_eq!(sol_freeze["pageErrors"], json!([]));
+    eprintln!("phone pages: screenshots in {}", summary["screenshotDir"]);
 }

@@ -10,6 +10,7 @@ mod audit;
 mod backup;
 mod balance;
 mod browser;
+mod channels;
 mod cli;
 #[cfg(feature = "test-faults")]
 mod crash;

@@ -14,28 +14,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WEBHOOK_SECRET: &str = "whsec-notify-test-0123456789abcdef";
-const BOT_TOKEN: &str = "123456789:AAH-telegram-secret-token-xyz";
+pub(crate) const BOT_TOKEN: &str = "123456789:AAH-telegram-secret-token-xyz";
 const SLACK_PATH: &str = "/services/T0000/B0000/slack-secret-path-qwerty";
-const PUBLIC_URL: &str = "https://bursar.example:8443";
+pub(crate) const PUBLIC_URL: &str = "https://bursar.example:8443";
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
-struct Hit {
-    path: String,
-    headers: HashMap<String, String>,
-    body: Value,
+pub(crate) struct Hit {
+    pub(crate) path: String,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Value,
     raw: Vec<u8>,
     at: Instant,
 }
 
 /// A loopback HTTP server that records every request and answers 200 after `delay`.
-struct Sink {
-    url: String,
+pub(crate) struct Sink {
+    pub(crate) url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
 }
 
 impl Sink {
-    async fn start(delay: Duration) -> Self {
+    pub(crate) async fn start(delay: Duration) -> Self {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let recorded = hits.clone();
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
@@ -67,11 +67,11 @@ impl Sink {
         Self { url, hits }
     }
 
-    fn hits(&self, pred: impl Fn(&Hit) -> bool) -> Vec<Hit> {
+    pub(crate) fn hits(&self, pred: impl Fn(&Hit) -> bool) -> Vec<Hit> {
         self.hits.lock().unwrap().iter().filter(|h| pred(h)).cloned().collect()
     }
 
-    async fn wait_for(&self, what: &str, pred: impl Fn(&Hit) -> bool) -> Hit {
+    pub(crate) async fn wait_for(&self, what: &str, pred: impl Fn(&Hit) -> bool) -> Hit {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(hit) = self.hits(&pred).into_iter().next() {
@@ -88,7 +88,7 @@ fn webhook_of(kind: &str, tx: &str) -> impl Fn(&Hit) -> bool {
     move |h| h.path == "/hook" && h.body["type"] == kind.as_str() && h.body["data"]["txId"] == tx.as_str()
 }
 
-fn notifications_config(retry: &str, webhook_url: &str, telegram: Option<&str>, slack: bool) -> String {
+pub(crate) fn notifications_config(retry: &str, webhook_url: &str, telegram: Option<&str>, slack: bool) -> String {
     let mut config = format!(
         "\n[prices.native]\nETH = \"2000\"\n\n[transfers]\nworker_interval_ms = 100\nconfirm_wait_seconds = 10\n\n[notifications]\n{retry}\n\n[notifications.webhook]\nurl = \"{webhook_url}\"\nsecret_file = \"webhook.secret\"\n"
     );
@@ -104,7 +104,7 @@ fn notifications_config(retry: &str, webhook_url: &str, telegram: Option<&str>, 
 }
 
 /// A daemon whose notification secrets live in 0600 files next to its config (relative paths).
-async fn daemon(anvil: &Anvil, extra_config: String, slack_url: &str) -> Daemon {
+pub(crate) async fn daemon(anvil: &Anvil, extra_config: String, slack_url: &str) -> Daemon {
     let mut daemon = Daemon::init(Opts {
         anvil_url: Some(anvil.url.clone()),
         log_level: "trace",
@@ -121,7 +121,7 @@ async fn daemon(anvil: &Anvil, extra_config: String, slack_url: &str) -> Daemon 
 }
 
 /// A funded wallet with NOTIFY up to 1 ETH, DELAY up to 2, APPROVAL above, and an owner.
-async fn wallet(anvil: &Anvil, daemon: &Daemon) -> (String, String) {
+pub(crate) async fn wallet(anvil: &Anvil, daemon: &Daemon) -> (String, String) {
     let (wallet, token) = daemon.wallet_and_token().await;
     let wid = wallet["id"].as_str().unwrap().to_owned();
     anvil.fund(wallet["address"].as_str().unwrap(), eth(100)).await;
@@ -145,7 +145,7 @@ async fn wallet(anvil: &Anvil, daemon: &Daemon) -> (String, String) {
     (wid, token)
 }
 
-async fn send(daemon: &Daemon, token: &str, amount: &str, key: &str) -> Value {
+pub(crate) async fn send(daemon: &Daemon, token: &str, amount: &str, key: &str) -> Value {
     let (status, tx) = daemon
         .session(
             token,
@@ -158,7 +158,7 @@ async fn send(daemon: &Daemon, token: &str, amount: &str, key: &str) -> Value {
     tx
 }
 
-async fn audit(daemon: &Daemon, kind: &str) -> Vec<Value> {
+pub(crate) async fn audit(daemon: &Daemon, kind: &str) -> Vec<Value> {
     let (status, entries) = daemon
         .master(Method::GET, &format!("/v1/audit?kind={kind}&limit=1000"), None)
         .await;

@@ -13,7 +13,14 @@ use std::time::Duration;
 /// The only routes that take no credential: INTERFACE.md's two, and the owner's approval
 /// page (which holds no secret and acts only on the owner's signature) with its Sign
 /// button's same-origin POST for the message.
-const PUBLIC_ROUTES: &[&str] = &["/health", "/v1/nonce", "/approve/{id}", "/approve/{id}/message"];
+const PUBLIC_ROUTES: &[&str] = &[
+    "/health",
+    "/v1/nonce",
+    "/approve/{id}",
+    "/approve/{id}/message",
+    "/owner/{id}",
+    "/owner/{id}/message",
+];
 
 #[test]
 fn only_listed_routes_are_public() {

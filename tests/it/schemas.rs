@@ -499,6 +499,18 @@ async fn live_rest_answers_match_the_openapi_document() {
         "/approve/{id}/message",
         &d.request(Method::POST, &page_message, &[], None).await,
     );
+    let panic_message = format!("/owner/{wid}/message");
+    c.check(
+        "POST",
+        "/owner/{id}/message",
+        &d.request(Method::POST, &panic_message, &[("origin", &own_origin)], None)
+            .await,
+    );
+    c.check(
+        "POST",
+        "/owner/{id}/message",
+        &d.request(Method::POST, &panic_message, &[], None).await,
+    );
     for (template, concrete) in [
         (
             "/v1/transactions/{id}/approve",
@@ -593,8 +605,9 @@ async fn live_rest_answers_match_the_openapi_document() {
     // Every documented REST operation was exercised (MCP has its own tests).
     let documented: std::collections::BTreeSet<String> = openapi::docs()
         .iter()
-        // MCP transports have their own tests; the approval page is HTML (tests/it/browser.rs).
-        .filter(|d| !["/mcp", "/sse", "/message", "/approve/{id}"].contains(&d.path))
+        // MCP transports have their own tests; the approval and panic pages are HTML
+        // (tests/it/browser.rs, tests/it/channels.rs).
+        .filter(|d| !["/mcp", "/sse", "/message", "/approve/{id}", "/owner/{id}"].contains(&d.path))
         .map(|d| format!("{} {}", d.method, d.path))
         .collect();
     let missing: Vec<_> = documented.difference(&c.seen).collect();

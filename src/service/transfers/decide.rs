@@ -62,7 +62,7 @@ impl Service {
     }
 
     /// The wallet's policies, parsed. A stored policy that no longer parses fails closed.
-    pub(super) fn policies(&self, wallet: &WalletRecord) -> Result<Vec<Policy>> {
+    pub(in crate::service) fn policies(&self, wallet: &WalletRecord) -> Result<Vec<Policy>> {
         let records: Vec<PolicyRecord> = self.store.list(&keys::wallet_policies(wallet.id))?;
         let ctx = ParseContext {
             chain_kind: wallet.kind,

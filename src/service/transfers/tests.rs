@@ -315,3 +315,95 @@ async fn nothing_is_signed_for_a_frozen_wallet() {
     assert_eq!(f.chain.broadcasts(), 0, "nothing signed or sent while frozen");
     assert_ne!(f.reload(&delayed).status, TxState::Confirmed);
 }
+
+/// The daily summary's numbers are the store's: for a day with mixed outcomes (confirmed,
+/// cancelled, denied) two days ago and a day with a confirmed and a pending transfer today,
+/// each window counts exactly its own transfers, sums exactly its confirmed value, lists what
+/// is pending now and the daily budget left now.
+#[tokio::test]
+async fn the_daily_summary_counts_what_the_store_holds() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "1", "delay_max": "2", "delay_seconds": 60, "daily_limit": "10" }),
+        )],
+        "",
+    )
+    .await;
+    crate::clock::shift_this_thread(-2 * 86_400);
+    let day_a = now();
+    let a1 = f.svc.send(&f.auth, &request("0.5", "a1")).await.unwrap();
+    let a2 = f.svc.send(&f.auth, &request("0.25", "a2")).await.unwrap();
+    let a3 = f.svc.send(&f.auth, &request("1.8", "a3")).await.unwrap();
+    f.svc.cancel_transaction(&f.auth, a3.id).await.unwrap();
+    let a4 = f.svc.send(&f.auth, &request("5", "a4")).await.unwrap();
+    assert_eq!(
+        [a1.status, a2.status, f.reload(&a3).status, a4.status],
+        [
+            TxState::Confirmed,
+            TxState::Confirmed,
+            TxState::Cancelled,
+            TxState::Denied
+        ],
+        "APPROVAL without an owner is DENIED"
+    );
+    crate::clock::shift_this_thread(2 * 86_400);
+    let b1 = f.svc.send(&f.auth, &request("0.1", "b1")).await.unwrap();
+    let b2 = f.svc.send(&f.auth, &request("1.5", "b2")).await.unwrap();
+    assert_eq!([b1.status, b2.status], [TxState::Confirmed, TxState::Delayed]);
+    let today = now();
+
+    // The store's own view, counted independently: every transfer of the wallet.
+    let all = f.svc.list_transactions(&f.auth, None, None, 500).unwrap().items;
+    assert_eq!(all.len(), 6);
+    let expected = |from: i64, to: i64| {
+        let mut by_status = std::collections::BTreeMap::new();
+        let mut moved = U256::ZERO;
+        let mut count = 0;
+        for t in all.iter().filter(|t| (from..to).contains(&t.created_at)) {
+            *by_status.entry(t.status.to_string()).or_insert(0u32) += 1;
+            if t.status == TxState::Confirmed {
+                moved += t.base_units;
+                count += 1;
+            }
+        }
+        (by_status, moved, count)
+    };
+
+    for (from, to, statuses, sum) in [
+        (
+            day_a - 3600,
+            day_a + 3600,
+            json!({ "CONFIRMED": 2, "CANCELLED": 1, "DENIED": 1 }),
+            "0.75",
+        ),
+        (
+            today - 86_400,
+            today + 1,
+            json!({ "CONFIRMED": 1, "DELAYED": 1 }),
+            "0.1",
+        ),
+    ] {
+        let s = f.svc.daily_summary(f.wallet.id, from, to).unwrap();
+        let (by_status, moved, count) = expected(from, to);
+        assert_eq!(s.by_status, by_status);
+        assert_eq!(serde_json::to_value(&s.by_status).unwrap(), statuses);
+        assert_eq!(s.moved.len(), 1, "{:?}", s.moved);
+        assert_eq!(s.moved[0].amount_base_units, moved.to_string());
+        assert_eq!((s.moved[0].amount.as_str(), s.moved[0].count), (sum, count));
+        assert_eq!(s.moved[0].asset, "native");
+        // Pending is what waits now, whenever it was requested.
+        assert_eq!(s.pending, vec![b2.id]);
+        assert!(!s.frozen);
+    }
+
+    // The daily budget left now: the limit less today's counted spend (value, fees, holds).
+    let s = f.svc.daily_summary(f.wallet.id, today - 86_400, today + 1).unwrap();
+    let left = eth("10") - f.spent_today();
+    let left = Amount::new(left, 18).unwrap().to_decimal_string();
+    assert_eq!(s.budget_left, vec![format!("daily: {left} ETH of 10 ETH")]);
+    // Every wallet, the 24 hours before now: the same as today's window.
+    let all_wallets = f.svc.daily_summaries(today + 1).unwrap();
+    assert_eq!(all_wallets.len(), 1);
+    assert_eq!(all_wallets[0].by_status, s.by_status);
+}
