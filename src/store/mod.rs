@@ -251,6 +251,15 @@ impl Store {
         }
     }
 
+    /// Applies `batch` atomically — readers see it at once, its audit events are chained —
+    /// without waiting for it to be durable: the next [`Store::commit`] (by anyone) flushes it
+    /// with its own batch, and a crash before that loses it along with everything after it.
+    /// Only for a change that nothing outside the process has seen before a commit that
+    /// follows it (an INSTANT decision, whose answer waits for the signed transfer's commit).
+    pub fn stage(&self, batch: Batch) -> Result<(), StoreError> {
+        self.apply(batch).map(|_| ())
+    }
+
     /// Returns once batch `number` is flushed, by a flush of its own or one that covered it.
     fn make_durable(&self, number: u64) -> Result<(), StoreError> {
         let mut flushed = self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
