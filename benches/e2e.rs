@@ -9,7 +9,8 @@
 //! `bursar mcp` process.
 //!
 //! Run: `cargo bench --bench e2e` (needs `scripts/setup` for anvil). Env knobs:
-//! `E2E_REQUESTS` (default 2000), `E2E_CONCURRENCY` (default 16), `E2E_STARTS` (default 5).
+//! `E2E_REQUESTS` (default 2000), `E2E_CONCURRENCY` (default 16), `E2E_STARTS` (default 5),
+//! `E2E_BURSAR` (the binary to measure; default this build's).
 
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
@@ -40,7 +41,9 @@ impl Drop for Killed {
 }
 
 fn bursar(data: &Path, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bursar"));
+    // `E2E_BURSAR`: another build of the binary, for an A/B of two commits with one tool.
+    let bin = std::env::var_os("E2E_BURSAR").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_bursar")), PathBuf::from);
+    let mut cmd = Command::new(bin);
     cmd.env("BURSAR_DATA_DIR", data)
         .env("BURSAR_URL", url)
         .env_remove("BURSAR_MASTER_PASSWORD")

@@ -704,6 +704,16 @@ pub struct ChainConfig {
     #[serde(default = "default_replace_after_seconds")]
     #[schemars(range(max = 86400))]
     pub replace_after_seconds: u64,
+    /// EVM: milliseconds a fee-market reading (`eth_feeHistory`) is reused for later quotes
+    /// instead of asking the node again on every send; the caps apply to every quote either
+    /// way. 0: a fresh reading for every transfer.
+    #[serde(default = "default_fee_quote_max_age_ms")]
+    #[schemars(range(max = 60000))]
+    pub fee_quote_max_age_ms: u64,
+}
+
+fn default_fee_quote_max_age_ms() -> u64 {
+    1_000
 }
 
 fn default_replace_after_seconds() -> u64 {
@@ -758,9 +768,11 @@ pub struct Chain {
     pub fee_caps: FeeCaps,
     /// `None`: never replaced on its own.
     pub replace_after: Option<std::time::Duration>,
+    /// How long a fee-market reading may be reused for quotes (zero: never).
+    pub fee_quote_max_age: std::time::Duration,
 }
 
-const CHAIN_KEYS: [&str; 13] = [
+const CHAIN_KEYS: [&str; 14] = [
     "rpc_url",
     "chain_id",
     "native_symbol",
@@ -774,6 +786,7 @@ const CHAIN_KEYS: [&str; 13] = [
     "max_priority_fee_per_gas_gwei",
     "max_fee_per_transfer",
     "replace_after_seconds",
+    "fee_quote_max_age_ms",
 ];
 
 /// Keys without a default (absent from the serialised defaults) that still have a
@@ -1012,6 +1025,9 @@ impl Config {
                 if c.replace_after_seconds > 86_400 {
                     return Err(bad("replace_after_seconds must be in 0..=86400"));
                 }
+                if c.fee_quote_max_age_ms > 60_000 {
+                    return Err(bad("fee_quote_max_age_ms must be in 0..=60000"));
+                }
                 if !(1..=60_000).contains(&c.rpc_connect_timeout_ms) || !(1..=600_000).contains(&c.rpc_timeout_ms) {
                     return Err(bad(
                         "rpc_connect_timeout_ms must be in 1..=60000 and rpc_timeout_ms in 1..=600000",
@@ -1031,6 +1047,7 @@ impl Config {
                     fee_caps,
                     replace_after: (c.replace_after_seconds > 0)
                         .then(|| std::time::Duration::from_secs(c.replace_after_seconds)),
+                    fee_quote_max_age: std::time::Duration::from_millis(c.fee_quote_max_age_ms),
                 })
             })
             .collect()

@@ -60,6 +60,9 @@ pub struct EvmChain {
     provider: RootProvider,
     chain_id_checked: OnceCell<()>,
     tokens: Mutex<HashMap<EvmAddress, TokenMeta>>,
+    /// The last fee-market reading (max fee, tip per gas) and when it was taken: reused for
+    /// `fee_quote_max_age`, so a stream of sends does not ask for the fee history each time.
+    fees: Mutex<Option<(std::time::Instant, u128, u128)>>,
 }
 
 impl EvmChain {
@@ -83,6 +86,7 @@ impl EvmChain {
             config,
             chain_id_checked: OnceCell::new(),
             tokens: Mutex::new(HashMap::new()),
+            fees: Mutex::new(None),
         })
     }
 
@@ -135,6 +139,29 @@ impl EvmChain {
             })
             .await
             .map(|_| ())
+    }
+
+    /// (max fee, tip) per gas as the node would quote them now, reused while younger than
+    /// `fee_quote_max_age`. The caps are checked on every quote, cached or not.
+    async fn market_fees(&self) -> Result<(u128, u128), ChainError> {
+        let max_age = self.config.fee_quote_max_age;
+        if let Some((at, max_fee, tip)) = *self.fees.lock().expect("fee cache")
+            && at.elapsed() < max_age
+        {
+            return Ok((max_fee, tip));
+        }
+        let fees = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| self.rpc_error(e))?;
+        let reading = (fees.max_fee_per_gas, fees.max_priority_fee_per_gas);
+        // A reading above the caps is refused now and asked for again next time, not reused.
+        let caps = &self.config.fee_caps;
+        if reading.0 <= caps.max_fee_per_gas && reading.1 <= caps.max_priority_fee_per_gas {
+            *self.fees.lock().expect("fee cache") = Some((std::time::Instant::now(), reading.0, reading.1));
+        }
+        Ok(reading)
     }
 
     async fn pending_nonce(&self, from: &Address) -> Result<u64, ChainError> {
@@ -339,21 +366,22 @@ impl Chain for EvmChain {
             .to(target)
             .value(value)
             .input(input.into());
-        let gas = self
-            .provider
-            .estimate_gas(call)
-            .await
-            .map_err(|e| self.estimate_error(e))?;
-        let fees = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| self.rpc_error(e))?;
+        // The gas estimate is per transfer (it also tells a transfer that would fail); the
+        // fee market is read at most once per `fee_quote_max_age`, alongside it.
+        let (gas, (max_fee_per_gas, max_priority_fee_per_gas)) = tokio::try_join!(
+            async {
+                self.provider
+                    .estimate_gas(call)
+                    .await
+                    .map_err(|e| self.estimate_error(e))
+            },
+            self.market_fees(),
+        )?;
         let quote = FeeQuote {
             // Headroom over the estimate: state can move between estimate and inclusion.
             gas_limit: gas.saturating_mul(6) / 5,
-            max_fee_per_gas: fees.max_fee_per_gas,
-            max_priority_fee_per_gas: fees.max_priority_fee_per_gas,
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
         };
         self.check_caps(&quote)?;
         Ok(quote)

@@ -236,8 +236,32 @@ impl Store {
     /// Commits `batch` atomically and durably (flushed before returning). The audit events
     /// are chained onto the log in the same commit: if the audit write fails, so does the
     /// change.
+    ///
+    /// Group commit: a flush covers every batch applied before it began, so concurrent
+    /// committers share fsyncs. On the daemon's multi-threaded runtime the wait for the flush
+    /// is `block_in_place`: the worker's other tasks move to another thread meanwhile, so they
+    /// can apply their batches and be covered by the same flush instead of queueing behind it.
     pub fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let number = self.apply(batch)?;
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.make_durable(number))
+            }
+            _ => self.make_durable(number),
+        }
+    }
+
+    /// Applies `batch` atomically — readers see it at once, its audit events are chained —
+    /// without waiting for it to be durable: the next [`Store::commit`] (by anyone) flushes it
+    /// with its own batch, and a crash before that loses it along with everything after it.
+    /// Only for a change that nothing outside the process has seen before a commit that
+    /// follows it (an INSTANT decision, whose answer waits for the signed transfer's commit).
+    pub fn stage(&self, batch: Batch) -> Result<(), StoreError> {
+        self.apply(batch).map(|_| ())
+    }
+
+    /// Returns once batch `number` is flushed, by a flush of its own or one that covered it.
+    fn make_durable(&self, number: u64) -> Result<(), StoreError> {
         let mut flushed = self.flushed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if *flushed >= number {
             return Ok(()); // a flush that began after this batch was applied covered it

@@ -150,6 +150,37 @@ async fn a_hostile_fee_quote_above_the_cap_is_refused_and_nothing_is_signed() {
     assert_eq!((status, tx["status"].as_str()), (200, Some("CONFIRMED")), "{tx}");
 }
 
+/// The fee market is read once per `fee_quote_max_age_ms` (default one second), not on every
+/// send — and with 0, on every quote. The gas estimate is asked for every transfer either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fee_market_reading_is_reused_only_while_young() {
+    let anvil = Anvil::start().await;
+    for (max_age_ms, histories) in [(60_000, 1), (0, 3)] {
+        let rpc = RpcProxy::start(&anvil.url).await;
+        let mut daemon = Daemon::init(Opts {
+            anvil_url: Some(rpc.url.clone()),
+            ..opts(&anvil)
+        });
+        daemon.env.push((
+            "BURSAR_CHAINS_ANVIL_FEE_QUOTE_MAX_AGE_MS".into(),
+            max_age_ms.to_string(),
+        ));
+        daemon.spawn().await;
+        let (_, token) = wallet(&anvil, &daemon, json!({ "instant_max": "1" })).await;
+        for i in 0..3 {
+            let (status, tx) = send(
+                &daemon,
+                &token,
+                json!({ "to": RECIPIENT, "amount": "0.001", "idempotencyKey": format!("q-{max_age_ms}-{i}") }),
+            )
+            .await;
+            assert_eq!((status, tx["status"].as_str()), (200, Some("CONFIRMED")), "{tx}");
+        }
+        assert_eq!(rpc.seen("eth_feeHistory"), histories, "max age {max_age_ms} ms");
+        assert_eq!(rpc.seen("eth_estimateGas"), 3, "one estimate per transfer");
+    }
+}
+
 /// A provider that forwards the signed transaction but answers "internal error": the
 /// transfer is not failed (that proves nothing), stays SIGNED, and confirms — once, counted
 /// once — when the chain mines it.

@@ -232,7 +232,10 @@ async fn kill_at_each_pipeline_point_then_restart_sends_exactly_once() {
         daemon.env.clear();
         daemon.spawn().await;
 
-        // Every point is after the decision's commit: the request survived and is the same.
+        // The request was never answered. From `after_sign` on, the signed transfer's commit
+        // made it (and its decision) durable: the retry finds the same record. At
+        // `before_sign` the INSTANT decision was only staged (durable with the next commit),
+        // so the retry may decide it anew; either way there is one record and one transfer.
         let retried = send(&daemon, &token, "0.5", "k").await;
         let id = retried["id"].as_str().unwrap();
         let recorded = list(&daemon, &token, "").await;

@@ -316,7 +316,15 @@ impl Service {
                 },
             );
             self.save_tx(&mut batch, &tx, decided_event(&tx));
-            self.store.commit(batch)?;
+            if tx.status == TxState::Requested {
+                // Nobody hears of an INSTANT or NOTIFY transfer before it is signed or failed
+                // (its answer and its notice wait for that), and that commit makes this
+                // decision durable with it: one fsync fewer per transfer. A crash before it
+                // loses an unanswered request, which its retry decides anew.
+                self.store.stage(batch)?;
+            } else {
+                self.store.commit(batch)?;
+            }
             tx
         };
         self.notify_transfer(&wallet, &tx);
