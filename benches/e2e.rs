@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench --bench e2e` (needs `scripts/setup` for anvil). Env knobs:
 //! `E2E_REQUESTS` (default 2000), `E2E_CONCURRENCY` (default 16), `E2E_STARTS` (default 5),
-//! `E2E_BURSAR` (the binary to measure; default this build's).
+//! `E2E_BURSAR` (the binary to measure, e.g. an older commit's release build, for an A/B;
+//! default this build's; the fake-chain rows then run only for this build's).
 
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
@@ -496,8 +497,11 @@ async fn main() {
     );
     drop(daemon);
 
+    // A binary from `E2E_BURSAR` may be built without the fake chain.
     #[cfg(feature = "fake-chain")]
-    fake_chain_load(root.path(), &client, requests, concurrency).await;
+    if std::env::var_os("E2E_BURSAR").is_none() {
+        fake_chain_load(root.path(), &client, requests, concurrency).await;
+    }
 }
 
 /// CPU time (user + system) the process has used so far.

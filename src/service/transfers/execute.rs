@@ -111,6 +111,9 @@ impl Service {
         match broadcast {
             Ok(()) => {
                 *next_nonce = sequence.next();
+                // The wallet's next transfer may take its sequence now: what follows is this
+                // transfer's own bookkeeping (under the `decide` lock), not the sequence's.
+                drop(next_nonce);
                 // A fast chain (or a dev node) has the receipt already: the broadcast and the
                 // confirmation are recorded in one commit.
                 if let Ok(Some((hash, mined))) = mined_version(adapter, &tx).await
