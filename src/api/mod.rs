@@ -3,6 +3,7 @@
 
 pub mod dto;
 pub mod error;
+pub mod extract;
 pub mod listen;
 pub mod mcp;
 pub mod mcp_http;
@@ -11,3 +12,4 @@ pub mod openapi;
 pub mod page;
 pub mod rest;
 pub mod server;
+pub mod state;

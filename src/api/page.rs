@@ -15,8 +15,8 @@
 
 use super::dto::{self, OwnerMessage};
 use super::error::ApiError;
-use super::rest::{ApiQuery, Id};
-use super::server::AppState;
+use super::extract::{ApiQuery, Id, invalid_id};
+use super::state::AppState;
 use crate::owner::Action;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -121,7 +121,7 @@ pub async fn approval_page_message(
             "only the approval page served by this daemon may ask for its message (Origin missing or foreign)",
         ));
     }
-    let id = id.parse().map_err(super::rest::invalid_id)?;
+    let id = id.parse().map_err(invalid_id)?;
     let action = q.parse(Action::Approve)?;
     Ok(Json(s.service.approval_message_public(id, action)?.into()))
 }
@@ -188,7 +188,7 @@ pub async fn panic_page_message(
             "only the panic page served by this daemon may ask for its message (Origin missing or foreign)",
         ));
     }
-    let id = id.parse().map_err(super::rest::invalid_id)?;
+    let id = id.parse().map_err(invalid_id)?;
     Ok(Json(s.service.panic_message_public(id)?.into()))
 }
 

@@ -3,16 +3,16 @@
 //! walks this table and proves each entry rejects missing, wrong-kind, bad, expired and
 //! revoked credentials. Handlers are thin: extract, one service call, convert.
 
-use super::dto::{self, ApiJsonBody};
+use super::dto;
 use super::error::ApiError;
-use super::server::AppState;
+use super::extract::{ApiJson, ApiQuery, Id, invalid_id};
+use super::state::AppState;
 use crate::service::{MasterAuth, ServiceError, SessionAuth};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::State;
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode, request::Parts};
+use axum::http::{Method, StatusCode};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Extension, Json};
-use serde::de::DeserializeOwned;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -622,7 +622,7 @@ async fn admin_kill_switch(
         let reason = body.reason()?;
         s.service.kill_switch_on_master(&m, wallet, &reason).await?
     } else {
-        let proof = super::server::owner_proof(&headers)?;
+        let proof = super::extract::owner_proof(&headers)?;
         s.service.kill_switch_off(&m, wallet, proof.as_ref()).await?
     };
     Ok(Json(reports.into_iter().map(Into::into).collect()))
@@ -640,75 +640,4 @@ fn internal() -> ApiError {
         "INTERNAL",
         "internal error; see the daemon log",
     )
-}
-
-pub(super) fn invalid_id(err: crate::domain::DomainError) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", err.to_string())
-}
-
-/// `Json<T>` whose rejections are our JSON errors (400/413/415), bounded in length.
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + ApiJsonBody> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rej) => {
-                let (status, code) = match rej.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
-                    }
-                    // Syntax (400) and data (422) errors alike are bad input.
-                    _ => (StatusCode::BAD_REQUEST, "INVALID_INPUT"),
-                };
-                let message = if T::ECHO_ERRORS {
-                    let text = rej.body_text();
-                    let text = text
-                        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-                        .unwrap_or(&text);
-                    crate::domain::sanitize::chain_string(text, 300)
-                } else {
-                    "request body is not valid for this route".to_owned()
-                };
-                Err(ApiError::new(status, code, message))
-            }
-        }
-    }
-}
-
-/// Query string with JSON errors.
-pub struct ApiQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|q| ApiQuery(q.0))
-            .map_err(|rej| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_INPUT",
-                    crate::domain::sanitize::chain_string(&rej.body_text(), 300),
-                )
-            })
-    }
-}
-
-/// The single `{id}` path segment.
-pub struct Id(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map(|p| Id(p.0))
-            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "malformed path"))
-    }
 }

@@ -224,15 +224,6 @@ impl Unlocked {
         ct_eq(&master_tag(&self.auth_key, candidate), &self.master_tag)
     }
 
-    /// A keyed, non-reversible fingerprint for values that must not be stored in clear
-    /// (e.g. an audited argument): HMAC under a key derived from the master-auth key.
-    pub fn redact(&self, value: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.auth_key.expose_secret()).expect("any key length");
-        mac.update(b"bursar/v1/redact\0");
-        mac.update(value);
-        hex::encode(&mac.finalize().into_bytes()[..12])
-    }
-
     /// Seals a daemon secret (e.g. the JWT key) for `purpose`.
     pub fn seal_secret(&self, purpose: &str, secret: &[u8]) -> Sealed {
         seal(&self.kek, &self.secret_aad(purpose), secret)

@@ -172,6 +172,35 @@ const BORDERS: &[(&str, &[&str])] = &[
     // nothing of the other commands.
     ("api/dto.rs", &["super::error", "api::error", "axum::"]),
     ("cli/owner.rs", &["super::commands", "cli::commands"]),
+    // The router builds on the routes and pages, which build on the shared state and
+    // extractors: never the other way round.
+    (
+        "api/state.rs",
+        &[
+            "super::rest",
+            "super::server",
+            "super::page",
+            "api::rest",
+            "api::server",
+            "api::page",
+        ],
+    ),
+    (
+        "api/extract.rs",
+        &[
+            "super::rest",
+            "super::server",
+            "super::page",
+            "api::rest",
+            "api::server",
+            "api::page",
+        ],
+    ),
+    (
+        "api/page.rs",
+        &["super::rest", "super::server", "api::rest", "api::server"],
+    ),
+    ("api/rest.rs", &["super::server", "api::server"]),
 ];
 
 #[test]
