@@ -928,6 +928,95 @@ impl From<crate::service::KillSwitchReport> for KillSwitchReport {
     }
 }
 
+/// `GET /health`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// One audit-log entry.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub seq: u64,
+    /// Unix time in milliseconds.
+    pub ts: i64,
+    /// snake_case event name, e.g. `wallet_created`, `master_auth_failed`.
+    pub kind: String,
+    /// `master`, `session:<id>`, `owner:<address>`, `system`.
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wallet_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Event-specific context; absent when there is none. Never a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+    /// The previous entry's hash (64 zeros for the first).
+    pub prev_hash: String,
+    /// HMAC-SHA256 (hex) under the daemon's audit key over the previous hash and the entry;
+    /// plain SHA-256 on legacy entries (those without `alg`).
+    pub hash: String,
+    /// `hmac-sha256`; absent on legacy entries written before keyed chains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+}
+
+/// The audit chain checked from the first entry to the stored head.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerification {
+    pub entries: u64,
+    pub ok: bool,
+    /// The first sequence number whose MAC, hash or link does not verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad_seq: Option<u64>,
+    /// What is wrong at `firstBadSeq`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub head_hash: String,
+    /// The first entry chained with HMAC-SHA256 under the daemon's audit key (1 on a store
+    /// created keyed); `null` on a store not unlocked since keyed chains came in.
+    pub keyed_from: Option<u64>,
+    /// Entries before `keyedFrom`: plain SHA-256 links, which show damage but not a forger.
+    pub legacy_entries: u64,
+    /// Whether every keyed entry's MAC was checked (always, when the daemon answers).
+    pub mac_checked: bool,
+}
+
+impl From<crate::store::AuditEntry> for AuditEntry {
+    fn from(e: crate::store::AuditEntry) -> Self {
+        Self {
+            seq: e.seq,
+            ts: e.ts,
+            kind: e.event.kind,
+            actor: e.event.actor,
+            wallet_id: e.event.wallet_id,
+            session_id: e.event.session_id,
+            detail: Some(e.event.detail).filter(|d| !d.is_null()),
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+            alg: e.alg,
+        }
+    }
+}
+
+impl From<crate::store::AuditVerification> for AuditVerification {
+    fn from(v: crate::store::AuditVerification) -> Self {
+        Self {
+            entries: v.entries,
+            ok: v.ok,
+            first_bad_seq: v.first_bad_seq,
+            problem: v.problem,
+            head_hash: v.head_hash,
+            keyed_from: v.keyed_from,
+            legacy_entries: v.legacy_entries,
+            mac_checked: v.mac_checked,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

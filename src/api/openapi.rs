@@ -142,66 +142,6 @@ impl Doc {
     }
 }
 
-/// `GET /health`.
-#[derive(JsonSchema)]
-#[allow(dead_code)]
-struct Health {
-    /// Always `ok`.
-    status: String,
-}
-
-/// One audit-log entry (`store::AuditEntry` with its event flattened in).
-#[derive(JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct AuditEntry {
-    seq: u64,
-    /// Unix time in milliseconds.
-    ts: i64,
-    /// snake_case event name, e.g. `wallet_created`, `master_auth_failed`.
-    kind: String,
-    /// `master`, `session:<id>`, `owner:<address>`, `system`.
-    actor: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    wallet_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_id: Option<String>,
-    /// Event-specific context; absent when there is none. Never a secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<Value>,
-    /// The previous entry's hash (64 zeros for the first).
-    prev_hash: String,
-    /// HMAC-SHA256 (hex) under the daemon's audit key over the previous hash and the entry;
-    /// plain SHA-256 on legacy entries (those without `alg`).
-    hash: String,
-    /// `hmac-sha256`; absent on legacy entries written before keyed chains.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alg: Option<String>,
-}
-
-/// The audit chain checked from the first entry to the stored head.
-#[derive(JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-struct AuditVerification {
-    entries: u64,
-    ok: bool,
-    /// The first sequence number whose MAC, hash or link does not verify.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    first_bad_seq: Option<u64>,
-    /// What is wrong at `firstBadSeq`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
-    head_hash: String,
-    /// The first entry chained with HMAC-SHA256 under the daemon's audit key (1 on a store
-    /// created keyed); `null` on a store not unlocked since keyed chains came in.
-    keyed_from: Option<u64>,
-    /// Entries before `keyedFrom`: plain SHA-256 links, which show damage but not a forger.
-    legacy_entries: u64,
-    /// Whether every keyed entry's MAC was checked (always, when the daemon answers).
-    mac_checked: bool,
-}
-
 const MCP: &str = "The MCP streamable HTTP transport (protocol in the MCP specification; tools in \
     schemas/mcp-tools.json). The bearer token, Host and Origin are checked before MCP sees the request \
     (401/403 with the uniform error body); the MCP layer's own refusals (e.g. 400, 404 for an unknown \
@@ -211,7 +151,10 @@ const MCP: &str = "The MCP streamable HTTP transport (protocol in the MCP specif
 pub fn docs() -> Vec<Doc> {
     use Method as M;
     vec![
-        op("health", M::GET, "/health", "Liveness").ok::<Health>(),
+        op("health", M::GET, "/health", "Liveness").ok::<dto::Health>(),
+        op("openapi", M::GET, "/openapi.json", "This document")
+            .describe("The OpenAPI 3.1 description of this API, as `schemas/openapi.json` in the repository.")
+            .ok::<serde_json::Value>(),
         op("metrics", M::GET, "/metrics", "Operational metrics (Prometheus text format)")
             .describe(
                 "Transfers by state, policy decisions by tier, RPC calls, latency and errors per chain, failed \
@@ -249,11 +192,11 @@ pub fn docs() -> Vec<Doc> {
         op("audit_list", M::GET, "/v1/audit", "List audit entries")
             .describe("Newest entries first selected, listed oldest first. Page back with `before` = the `X-Next-Before` header.")
             .query::<dto::AuditQuery>()
-            .ok::<Vec<AuditEntry>>()
+            .ok::<Vec<dto::AuditEntry>>()
             .paged(),
         op("audit_verify", M::GET, "/v1/audit/verify", "Verify the audit chain")
             .describe("Recomputes every entry's HMAC (legacy entries: SHA-256) and link up to the stored head; `firstBadSeq` names the first entry that does not verify.")
-            .ok::<AuditVerification>(),
+            .ok::<dto::AuditVerification>(),
         op("admin_status", M::GET, "/v1/admin/status", "Daemon status").ok::<dto::Status>(),
         op("admin_shutdown", M::POST, "/v1/admin/shutdown", "Stop the daemon gracefully"),
         op("admin_backup", M::POST, "/v1/admin/backup", "An encrypted backup of the whole store")

@@ -72,6 +72,7 @@ pub fn routes() -> Vec<Route> {
     use Auth::*;
     vec![
         route(Method::GET, "/health", Public, health),
+        route(Method::GET, "/openapi.json", Public, openapi),
         route(Method::GET, "/metrics", Metrics, metrics),
         route(Method::POST, "/v1/wallets", Master, wallet_create),
         route(Method::GET, "/v1/wallets", Master, wallet_list),
@@ -210,10 +211,11 @@ struct Paged<T> {
     next_before: Option<String>,
 }
 
-impl<T, C: std::fmt::Display> From<crate::store::Page<T, C>> for Paged<T> {
+/// A page of stored items as a page of their wire form.
+impl<T, U: From<T>, C: std::fmt::Display> From<crate::store::Page<T, C>> for Paged<U> {
     fn from(page: crate::store::Page<T, C>) -> Self {
         Self {
-            items: page.items,
+            items: page.items.into_iter().map(Into::into).collect(),
             next_before: page.next_before.map(|c| c.to_string()),
         }
     }
@@ -234,8 +236,13 @@ type Master = Extension<MasterAuth>;
 type Session = Extension<SessionAuth>;
 type Owner = Extension<crate::service::OwnerProof>;
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn health() -> Json<dto::Health> {
+    Json(dto::Health { status: "ok" })
+}
+
+/// This API's OpenAPI document (`schemas/openapi.json`), made on first request.
+async fn openapi(State(s): State<AppState>) -> axum::response::Response {
+    s.openapi()
 }
 
 /// Prometheus text format 0.0.4.
@@ -322,12 +329,12 @@ async fn audit_list(
     State(s): State<AppState>,
     Extension(m): Master,
     ApiQuery(q): ApiQuery<dto::AuditQuery>,
-) -> Result<Paged<crate::store::AuditEntry>, ApiError> {
+) -> Result<Paged<dto::AuditEntry>, ApiError> {
     Ok(s.service.audit_list(&m, &q.parse()?)?.into())
 }
 
-async fn audit_verify(State(s): State<AppState>, Extension(m): Master) -> ApiResult<crate::store::AuditVerification> {
-    Ok(Json(s.service.audit_verify(&m)?))
+async fn audit_verify(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::AuditVerification> {
+    Ok(Json(s.service.audit_verify(&m)?.into()))
 }
 
 async fn admin_status(State(s): State<AppState>, Extension(m): Master) -> ApiResult<dto::Status> {
@@ -486,11 +493,9 @@ async fn tx_list(
 ) -> Result<Paged<dto::Transaction>, ApiError> {
     let status = q.status.map(|st| st.parse()).transpose().map_err(invalid_id)?;
     let before = q.before.map(|b| b.parse()).transpose().map_err(invalid_id)?;
-    let page = s.service.list_transactions(&a, status, before, q.limit.unwrap_or(50))?;
-    Ok(Paged {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_before: page.next_before.map(|id| id.to_string()),
-    })
+    Ok(s.service
+        .list_transactions(&a, status, before, q.limit.unwrap_or(50))?
+        .into())
 }
 
 async fn tx_show(State(s): State<AppState>, Extension(a): Session, Id(id): Id) -> ApiResult<dto::Transaction> {

@@ -10,7 +10,7 @@ use super::mcp::{Backend, BursarMcp};
 use super::mcp_http::{McpHttp, McpLimits, McpService};
 use super::mcp_sse::SseSessions;
 use super::rest::{self, Auth};
-use super::state::{AppState, HostGuard, Mcp};
+use super::state::{AppState, HostGuard, Mcp, OpenApi};
 use crate::service::{Service, ServiceError};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -42,6 +42,10 @@ fn build(service: Arc<Service>, addr: SocketAddr) -> (Router, AppState) {
         service,
         guard,
         mcp: Arc::new(std::sync::OnceLock::new()),
+        openapi: Arc::new(OpenApi {
+            make: super::openapi::document,
+            body: std::sync::OnceLock::new(),
+        }),
     };
     let mut router = Router::new();
     for r in rest::routes() {

@@ -19,6 +19,14 @@ pub struct AppState {
     pub(super) guard: Arc<HostGuard>,
     /// The MCP services; set once the router they call into exists.
     pub(super) mcp: Arc<std::sync::OnceLock<Mcp>>,
+    pub(super) openapi: Arc<OpenApi>,
+}
+
+/// `GET /openapi.json`: the document made by `make` (the router names
+/// [`super::openapi::document`]) on first request, then served from memory.
+pub(super) struct OpenApi {
+    pub(super) make: fn() -> Result<serde_json::Value, String>,
+    pub(super) body: std::sync::OnceLock<Option<axum::body::Bytes>>,
 }
 
 /// MCP over HTTP: streamable HTTP (`/mcp`, rmcp's service) and legacy SSE (`/sse` +
@@ -31,6 +39,27 @@ pub(super) struct Mcp {
 }
 
 impl AppState {
+    /// The OpenAPI document as JSON (500 if the route table and its documentation disagree,
+    /// which the schema test rules out).
+    pub(super) fn openapi(&self) -> Response {
+        let body = self.openapi.body.get_or_init(|| match (self.openapi.make)() {
+            Ok(doc) => serde_json::to_vec_pretty(&doc).ok().map(Into::into),
+            Err(err) => {
+                tracing::error!(%err, "the OpenAPI document cannot be made");
+                None
+            }
+        });
+        match body {
+            Some(body) => ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response(),
+            None => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error; see the daemon log",
+            )
+            .into_response(),
+        }
+    }
+
     /// Hands an authenticated `/mcp` request to rmcp's streamable HTTP service (through the
     /// session binding and caps of `mcp_http`).
     pub(super) async fn mcp(&self, auth: &SessionAuth, req: Request) -> Response {

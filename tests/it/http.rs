@@ -146,6 +146,20 @@ async fn malformed_oversized_and_unknown_requests_get_json_errors() {
 
     let (status, body) = daemon.request(Method::GET, "/health", &[], None).await;
     assert_eq!((status, body), (200, json!({ "status": "ok" })));
+
+    // The OpenAPI document, public, is the committed one; it is read, never written.
+    let (status, served) = daemon.request(Method::GET, "/openapi.json", &[], None).await;
+    assert_eq!(status, 200);
+    let committed = std::fs::read_to_string(crate::harness::repo_root().join("schemas/openapi.json")).unwrap();
+    assert_eq!(served, serde_json::from_str::<serde_json::Value>(&committed).unwrap());
+    assert!(
+        served["paths"]["/openapi.json"]["get"].is_object(),
+        "it documents itself"
+    );
+    let (status, body) = daemon
+        .request(Method::POST, "/openapi.json", &[], Some(json!({})))
+        .await;
+    assert_eq!(status, 405, "{body}");
 }
 
 /// Published through a container or a port forward, the daemon is reached on another port

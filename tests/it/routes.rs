@@ -15,6 +15,7 @@ use std::time::Duration;
 /// button's same-origin POST for the message.
 const PUBLIC_ROUTES: &[&str] = &[
     "/health",
+    "/openapi.json",
     "/v1/nonce",
     "/approve/{id}",
     "/approve/{id}/message",
