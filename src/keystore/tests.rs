@@ -233,6 +233,11 @@ fn absurd_kdf_parameters_are_refused_before_deriving() {
             p_cost: 4,
         },
     ] {
+        // Refused by the bound check itself, before any derivation is attempted.
+        assert!(
+            matches!(kdf.check_bounds(), Err(KeystoreError::KdfOutOfBounds(_))),
+            "{kdf:?}"
+        );
         let meta = KeystoreMeta { kdf, ..f.meta.clone() };
         assert!(
             matches!(
@@ -243,14 +248,53 @@ fn absurd_kdf_parameters_are_refused_before_deriving() {
         );
     }
     assert!(KdfParams::RECOMMENDED.check_bounds().is_ok());
+    // Every bound is inclusive: the largest accepted values pass, together and each.
     let at_bounds = KdfParams {
         m_cost_kib: 1024 * 1024,
         t_cost: 10,
-        p_cost: 4,
+        p_cost: 16,
     };
     assert!(at_bounds.check_bounds().is_ok());
+    // Memory is at least 8 KiB per lane (Argon2's own floor), exactly.
+    let memory = |m_cost_kib| KdfParams {
+        m_cost_kib,
+        t_cost: 1,
+        p_cost: 4,
+    };
+    assert!(memory(32).check_bounds().is_ok());
+    assert!(matches!(
+        memory(31).check_bounds(),
+        Err(KeystoreError::KdfOutOfBounds(_))
+    ));
+    // RFC 9106's second recommended option, exactly: 64 MiB, 3 passes, 4 lanes.
+    assert_eq!(
+        KdfParams::RECOMMENDED,
+        KdfParams {
+            m_cost_kib: 65_536,
+            t_cost: 3,
+            p_cost: 4
+        }
+    );
     assert!(!KdfParams::RECOMMENDED.is_weak());
     assert!(FAST.is_weak());
+    // Weak when either cost is below the recommendation; more of both is not weak.
+    let rec = KdfParams::RECOMMENDED;
+    assert!(KdfParams { t_cost: 1, ..rec }.is_weak());
+    assert!(
+        KdfParams {
+            m_cost_kib: 1024,
+            ..rec
+        }
+        .is_weak()
+    );
+    assert!(
+        !KdfParams {
+            m_cost_kib: 2 * rec.m_cost_kib,
+            t_cost: rec.t_cost + 1,
+            ..rec
+        }
+        .is_weak()
+    );
 }
 
 #[test]
