@@ -65,6 +65,11 @@ impl Service {
             *next_nonce = self.outstanding_floor(wallet_id)?;
         }
         let prepared = async {
+            // The adapter knows the asset it signs for (Solana: the mint's program and
+            // decimals), also for a transfer resumed after a restart.
+            if let Some(token) = approved.token() {
+                adapter.asset_meta(Some(token)).await?;
+            }
             let sequence = adapter.sequence(approved.from(), *next_nonce).await?;
             Ok::<_, ChainError>((sequence, adapter.prepare(&TransferPlan::new(&approved, sequence))?))
         }
@@ -193,6 +198,7 @@ impl Service {
         market: crate::chains::FeeMarket,
         locks: &WalletLocks,
     ) -> Result<TxRecord> {
+        refuse_replacement(adapter)?;
         let signed = {
             let _decide = locks.decide.lock().await;
             let mut tx = self.tx(wallet.id, id)?;
@@ -213,6 +219,7 @@ impl Service {
                     .max(market.max_fee_per_gas)
                     .max(market.next_base_fee.saturating_add(priority)),
                 max_priority_fee_per_gas: priority,
+                extra_fee: 0,
             };
             let same = approved(wallet, &tx, fee_quote(old))?;
             let plan = TransferPlan::new(
@@ -314,6 +321,7 @@ impl Service {
     pub(super) async fn operator_replace(&self, id: TxId, kind: Replacement) -> Result<TxRecord> {
         let wallet = self.wallet(self.active_tx_wallet(id)?)?;
         let adapter = self.adapter(&wallet)?;
+        refuse_replacement(adapter)?;
         let tx = self.tx(wallet.id, id)?;
         if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Err(ServiceError::Conflict(format!(
@@ -343,6 +351,20 @@ impl Service {
         )?;
         Ok(actor_tx)
     }
+}
+
+/// A replacement at the same sequence is an EVM notion: a Solana transaction cannot be
+/// replaced while its blockhash is valid (a second one could land too); once it expired
+/// unlanded the pipeline re-signs it itself ([`Service::refused_rebroadcast`]).
+fn refuse_replacement(adapter: &Adapter) -> Result<()> {
+    if adapter.config().kind == crate::domain::ChainKind::Solana {
+        return Err(ServiceError::Chain(ChainError::NotSupported(format!(
+            "chain {} is a Solana chain: a signed transfer cannot be sped up or cancelled on chain; \
+             it lands, or its blockhash expires and bursar re-signs it with a fresh one",
+            adapter.config().name
+        ))));
+    }
+    Ok(())
 }
 
 /// How a stuck transfer is replaced.
