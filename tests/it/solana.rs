@@ -595,3 +595,270 @@ async fn spl_token_and_token_2022_transfers_create_the_recipient_account_and_cou
         assert_eq!(bal["amount"], "86.5", "{bal}");
     }
 }
+
+/// A daemon on the validator with `env` overrides (e.g. `BURSAR_CHAINS_LOCALSOL_*`).
+async fn daemon_with(url: &str, env: &[(&str, &str)]) -> Daemon {
+    let mut daemon = Daemon::init(opts(url));
+    daemon.env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    daemon.spawn().await;
+    daemon
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_parallel_identical_sends_from_one_wallet_all_land() {
+    let v = Validator::shared().await;
+    let daemon = Daemon::start(opts(&v.url)).await;
+    let rules = json!({ "instant_max": "1" });
+    let (_, token) = funded_wallet(&daemon, &v.url, 5, &[("SPENDING_LIMIT", rules)]).await;
+    let to = pubkey_of(&keypair()).to_string();
+    airdrop(&v.url, &to, LAMPORTS).await;
+    let before = lamports(&v.url, &to).await;
+    // The same amount to the same recipient, at once: signed within one blockhash's
+    // lifetime, they would be one transaction if their bytes were the same.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (url, token, to) = (daemon.url.clone(), token.clone(), to.clone());
+            tokio::spawn(async move {
+                let res = http()
+                    .post(format!("{url}/v1/transactions/send"))
+                    .bearer_auth(token)
+                    .json(&json!({ "to": to, "amount": "0.01", "idempotencyKey": format!("p{i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    let mut ids = Vec::new();
+    for (status, tx) in results {
+        assert_eq!(status, 200, "{tx}");
+        ids.push(tx["id"].as_str().unwrap().to_owned());
+    }
+    let mut hashes = std::collections::BTreeSet::new();
+    for id in &ids {
+        let tx = wait_status(&daemon, &token, id, "CONFIRMED", 90).await;
+        hashes.insert(tx["hash"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(hashes.len(), 20, "20 transfers, 20 signatures");
+    assert_eq!(
+        lamports(&v.url, &to).await - before,
+        20 * LAMPORTS / 100,
+        "all 20 landed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_is_checked_against_the_configured_genesis_hash() {
+    let v = Validator::shared().await;
+    let genesis = rpc(&v.url, "getGenesisHash", json!([])).await;
+    let wrong = bs58::encode([7u8; 32]).into_string();
+    let daemon = daemon_with(&v.url, &[("BURSAR_CHAINS_LOCALSOL_GENESIS_HASH", &wrong)]).await;
+    let (_, token) = funded_wallet(&daemon, &v.url, 0, &[]).await;
+    let (status, body) = daemon.session(&token, Method::GET, "/v1/wallet/balance", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("CHAIN_UNAVAILABLE")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("genesis hash"),
+        "{body}"
+    );
+    drop(daemon);
+    let daemon = daemon_with(
+        &v.url,
+        &[("BURSAR_CHAINS_LOCALSOL_GENESIS_HASH", genesis.as_str().unwrap())],
+    )
+    .await;
+    let (_, token) = funded_wallet(&daemon, &v.url, 1, &[]).await;
+    let (status, body) = daemon.session(&token, Method::GET, "/v1/wallet/balance", None).await;
+    assert_eq!((status, body["amount"].as_str()), (200, Some("1")), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_unlanded_transfer_is_re_signed_and_lands_once() {
+    let v = Validator::shared().await;
+    let proxy = crate::rpc_proxy::RpcProxy::start(&v.url).await;
+    let daemon = daemon_with(
+        &proxy.url,
+        &[
+            ("BURSAR_CHAINS_LOCALSOL_DROPPED_AFTER_SECONDS", "1"),
+            ("BURSAR_CHAINS_LOCALSOL_RPC_TIMEOUT_MS", "2000"),
+        ],
+    )
+    .await;
+    let rules = json!({ "instant_max": "1" });
+    let (wallet, token) = funded_wallet(&daemon, &v.url, 2, &[("SPENDING_LIMIT", rules)]).await;
+    let to = pubkey_of(&keypair()).to_string();
+    airdrop(&v.url, &to, LAMPORTS).await;
+    let before = lamports(&v.url, &to).await;
+    // Every sendTransaction is swallowed: the signed transfer never reaches the validator.
+    proxy.stall("sendTransaction");
+    let latest = rpc(&v.url, "getLatestBlockhash", json!([{ "commitment": "confirmed" }])).await;
+    let (status, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": to, "amount": "0.05", "idempotencyKey": "x" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{tx}");
+    let id = tx["id"].as_str().unwrap().to_owned();
+    assert_eq!(tx["status"], "SIGNED", "{tx}");
+    let first = tx["hash"].as_str().unwrap().to_owned();
+    // Until its blockhash is past its last valid block height (the one it was signed with is
+    // at most a few blocks newer than the one read before the send).
+    let last_valid = latest["value"]["lastValidBlockHeight"].as_u64().unwrap() + 10;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while rpc(&v.url, "getBlockHeight", json!([{ "commitment": "confirmed" }]))
+        .await
+        .as_u64()
+        .unwrap()
+        <= last_valid
+    {
+        assert!(Instant::now() < deadline, "the blockhash did not expire in 3 minutes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, still) = daemon
+        .session(&token, Method::GET, &format!("/v1/transactions/{id}"), None)
+        .await;
+    assert!(
+        matches!(still["status"].as_str(), Some("SIGNED" | "SUBMITTED")),
+        "{still}"
+    );
+    proxy.release("sendTransaction");
+    // The old bytes are refused (blockhash not found); none of its signatures landed, so the
+    // same record is signed again with a fresh blockhash and lands.
+    let done = wait_status(&daemon, &token, &id, "CONFIRMED", 60).await;
+    assert_ne!(done["hash"], first, "{done}");
+    assert_eq!(done["replacedHashes"], json!([first]), "{done}");
+    let old = rpc(
+        &v.url,
+        "getSignatureStatuses",
+        json!([[first], { "searchTransactionHistory": true }]),
+    )
+    .await;
+    assert!(old["value"][0].is_null(), "the expired signature never landed: {old}");
+    assert_eq!(
+        lamports(&v.url, &to).await - before,
+        5 * LAMPORTS / 100,
+        "exactly one transfer"
+    );
+    let (_, audit) = daemon.master(Method::GET, "/v1/audit?kind=tx_resigned", None).await;
+    assert_eq!(audit.as_array().unwrap().len(), 1, "{audit}");
+    let _ = wallet;
+}
+
+#[cfg(feature = "test-faults")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_signing_or_after_broadcast_then_restart_lands_exactly_once() {
+    let v = Validator::shared().await;
+    for point in ["after_sign", "after_broadcast"] {
+        let mut daemon = daemon_with(&v.url, &[("BURSAR_TEST_FAULT", point)]).await;
+        let rules = json!({ "instant_max": "1" });
+        let (_, token) = funded_wallet(&daemon, &v.url, 2, &[("SPENDING_LIMIT", rules)]).await;
+        let to = pubkey_of(&keypair()).to_string();
+        airdrop(&v.url, &to, LAMPORTS).await;
+        let before = lamports(&v.url, &to).await;
+        let body = json!({ "to": to, "amount": "0.25", "idempotencyKey": "k" });
+        let crashed = http()
+            .post(format!("{}/v1/transactions/send", daemon.url))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await;
+        assert!(crashed.is_err(), "{point}: the daemon answered instead of aborting");
+        daemon.kill();
+        assert!(
+            daemon.logs().contains(&format!("test fault: aborting at {point}")),
+            "{point}"
+        );
+        daemon.env.clear();
+        daemon.spawn().await;
+        // The retry finds the one record; the stored bytes are what lands.
+        let (status, tx) = send(&daemon, &token, body.clone()).await;
+        assert_eq!(status, 200, "{point}: {tx}");
+        let id = tx["id"].as_str().unwrap();
+        let done = wait_status(&daemon, &token, id, "CONFIRMED", 60).await;
+        assert_eq!(done["replacedHashes"], json!([]), "{point}: {done}");
+        let (_, all) = daemon
+            .session(&token, Method::GET, "/v1/transactions?limit=50", None)
+            .await;
+        assert_eq!(all.as_array().unwrap().len(), 1, "{point}: {all}");
+        // Past a few more slots nothing else arrives.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            lamports(&v.url, &to).await - before,
+            LAMPORTS / 4,
+            "{point}: exactly once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_mcp_sdk_reads_a_balance_and_transfers_on_a_solana_wallet() {
+    let v = Validator::shared().await;
+    let daemon = Daemon::start(opts(&v.url)).await;
+    let rules = json!({ "instant_max": "0.1" });
+    let (wallet, token) = funded_wallet(&daemon, &v.url, 1, &[("SPENDING_LIMIT", rules)]).await;
+    let to = pubkey_of(&keypair()).to_string();
+    airdrop(&v.url, &to, LAMPORTS).await;
+    let before = lamports(&v.url, &to).await;
+    let file = daemon.dir.path().join("agent.token");
+    crate::harness::write_private(&file, &token);
+    let out = crate::mcp::run_client_with("solana", &daemon, &file, &[("RECIPIENT", &to)]);
+    assert_eq!(out["address"]["address"], wallet["address"], "{out}");
+    assert_eq!(out["balance"]["symbol"], "SOL", "{out}");
+    assert_eq!(out["balance"]["amount"], "1", "{out}");
+    assert_eq!(out["transfer"]["isError"], false, "{out}");
+    assert_eq!(out["transfer"]["structured"]["tier"], "INSTANT", "{out}");
+    let id = out["transfer"]["structured"]["id"].as_str().unwrap();
+    wait_status(&daemon, &token, id, "CONFIRMED", 60).await;
+    assert_eq!(lamports(&v.url, &to).await - before, LAMPORTS / 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_owner_approves_a_solana_transfer_with_a_solana_keygen_file() {
+    let v = Validator::shared().await;
+    let daemon = Daemon::start(opts(&v.url)).await;
+    let rules = json!({ "instant_max": "0.1", "delay_max": "0.2", "delay_seconds": 3600 });
+    let (wallet, token) = funded_wallet(&daemon, &v.url, 2, &[("SPENDING_LIMIT", rules)]).await;
+    let wid = wallet["id"].as_str().unwrap();
+    // What `solana-keygen new -o owner.json` writes: the 64-byte keypair as a JSON array.
+    let owner = keypair();
+    let mut pair = owner.to_bytes().to_vec();
+    pair.extend_from_slice(&owner.verifying_key().to_bytes());
+    let key_file = daemon.dir.path().join("owner.json");
+    crate::harness::write_private(&key_file, &serde_json::to_string(&pair).unwrap());
+    let key = key_file.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = daemon.cli(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["owner", "connect", wid, "--key-file", key, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let connected: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(connected["owner"]["state"], "LOCKED", "{out}");
+    assert_eq!(connected["owner"]["address"], pubkey_of(&owner).to_string(), "{out}");
+    let to = pubkey_of(&keypair()).to_string();
+    airdrop(&v.url, &to, LAMPORTS).await;
+    let (_, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": to, "amount": "0.5", "idempotencyKey": "cli" }),
+    )
+    .await;
+    assert_eq!(tx["status"], "PENDING_APPROVAL", "{tx}");
+    let id = tx["id"].as_str().unwrap();
+    let (code, out, err) = run(&["owner", "approve", id, "--key-file", key, "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    wait_status(&daemon, &token, id, "CONFIRMED", 60).await;
+}
