@@ -696,7 +696,7 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
     bs58::decode(text).into_vec().ok()?.try_into().ok()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "fake-chain"))]
 mod tests {
     use super::*;
 
@@ -718,7 +718,7 @@ mod tests {
             max_priority_fee_per_gas: 0,
             extra_fee: 5_000,
         };
-        let approved = crate::chains::Approved::new(from, to, None, U256::from(1_000u64), fee);
+        let approved = crate::chains::testing::approved(from, to, U256::from(1_000u64), fee);
         let sequence = Sequence::RecentBlockhash {
             hash: [7; 32],
             last_valid_height: 10,

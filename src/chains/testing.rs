@@ -53,6 +53,12 @@ pub fn config(name: &str, rpc_url: Option<&str>, extra: &str) -> ChainConfig {
         .expect("the chain is configured")
 }
 
+/// An `Approved` for an adapter's own unit tests (test support, like the suite).
+#[cfg(test)]
+pub(crate) fn approved(from: Address, to: Address, base_units: U256, fee: FeeQuote) -> crate::chains::Approved {
+    crate::chains::Approved::new(from, to, None, base_units, fee)
+}
+
 fn evm_address(s: &str) -> Option<Address> {
     Address::parse(crate::domain::ChainKind::Evm, s).ok()
 }

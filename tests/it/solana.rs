@@ -689,6 +689,7 @@ async fn an_expired_unlanded_transfer_is_re_signed_and_lands_once() {
         &[
             ("BURSAR_CHAINS_LOCALSOL_DROPPED_AFTER_SECONDS", "1"),
             ("BURSAR_CHAINS_LOCALSOL_RPC_TIMEOUT_MS", "2000"),
+            ("BURSAR_TRANSFERS_CONFIRM_WAIT_SECONDS", "5"),
         ],
     )
     .await;

@@ -172,18 +172,16 @@ impl Rpc {
         commitment: &str,
         accounts: &[String],
     ) -> Result<Simulation, RpcFailure> {
-        let v: WithContext<Simulation> = self
-            .call(
-                "simulateTransaction",
-                json!([tx_b64, {
-                    "encoding": "base64",
-                    "commitment": commitment,
-                    "sigVerify": false,
-                    "replaceRecentBlockhash": true,
-                    "accounts": { "encoding": "base64", "addresses": accounts },
-                }]),
-            )
-            .await?;
+        let mut config = json!({
+            "encoding": "base64",
+            "commitment": commitment,
+            "sigVerify": false,
+            "replaceRecentBlockhash": true,
+        });
+        if !accounts.is_empty() {
+            config["accounts"] = json!({ "encoding": "base64", "addresses": accounts });
+        }
+        let v: WithContext<Simulation> = self.call("simulateTransaction", json!([tx_b64, config])).await?;
         Ok(v.value)
     }
 

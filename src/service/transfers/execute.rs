@@ -149,6 +149,65 @@ impl Service {
         }
     }
 
+    /// Re-signs an expired, never-landed Solana transfer with a fresh blockhash: the old
+    /// signatures go to `replaced_hashes` (status checks keep looking at them), the new bytes
+    /// are stored (the outbox) before the worker broadcasts them. The fee quote the policy
+    /// counted stays. The caller holds the nonce and `decide` locks.
+    pub(super) async fn resign_expired(
+        &self,
+        adapter: &Adapter,
+        wallet: &WalletRecord,
+        mut tx: TxRecord,
+        reason: String,
+    ) -> Result<TxRecord> {
+        let (Some(fee), Some(old_hash)) = (tx.fee, tx.hash.clone()) else {
+            return Ok(tx);
+        };
+        if refuse_frozen(&self.wallet(wallet.id)?).is_err() {
+            return self.fail_locked(
+                tx,
+                format!("dropped: its blockhash expired before it was included ({reason}); not re-signed: the wallet is frozen"),
+            );
+        }
+        let approved = approved(wallet, &tx, fee_quote(fee))?;
+        if let Some(token) = approved.token() {
+            adapter.asset_meta(Some(token)).await?;
+        }
+        let old = tx.sequence();
+        let sequence = adapter.sequence(approved.from(), None).await?;
+        if Some(sequence) == old {
+            // The node still serves the expired blockhash as its latest: try again later.
+            return Ok(tx);
+        }
+        let unsigned = adapter.prepare(&TransferPlan::new(&approved, sequence))?;
+        let signature = self.keys().sign(key_ref(wallet)?, unsigned.payload())?;
+        let signed = adapter.finalize(unsigned, &signature)?;
+        if signed.hash == old_hash || tx.replaced_hashes.contains(&signed.hash) {
+            return Ok(tx);
+        }
+        crate::faults::hit("resign_signed");
+        tx.replaced_hashes.push(old_hash.clone());
+        tx.status = TxState::Signed;
+        tx.set_sequence(sequence);
+        tx.raw = Some(hex::encode(&signed.raw));
+        tx.hash = Some(signed.hash.clone());
+        tx.nonce_passed_at = None;
+        tx.updated_at = now();
+        tx.signed_at = Some(tx.updated_at);
+        let mut batch = Batch::new();
+        let event = AuditEvent::new("tx_resigned", "system")
+            .wallet(tx.wallet_id)
+            .detail(serde_json::json!({
+                "tx": tx.id.to_string(),
+                "hash": signed.hash,
+                "replaces": old_hash,
+                "reason": format!("its blockhash expired before it was included ({reason})"),
+            }));
+        self.save_tx(&mut batch, &tx, event);
+        self.store.commit(batch)?;
+        Ok(tx)
+    }
+
     /// The floor for the wallet's next sequence from its own records: after every sequence
     /// it signed and may still broadcast (SIGNED or SUBMITTED). Read through the status index
     /// when the cache is empty (at start, after a refusal), not on every send.
