@@ -2,7 +2,7 @@
 //! (`scripts/setup` builds it into `.tools/solana`). Measures, for SOL transfers and for SPL
 //! Token transfers (to a recipient with a token account), the time from `POST
 //! /v1/transactions/send` to the transfer being CONFIRMED at the `confirmed` commitment
-//! (p50/p95), next to the validator's own slot time (`getRecentPerformanceSamples`), and the
+//! (p50/p95), next to the validator's own slot time (slots produced over five seconds), and the
 //! daemon's CPU time per transfer (from /proc: what bursar itself spends, the chain aside).
 //!
 //! Run: `cargo bench --bench solana`. Env knobs: `SOL_TRANSFERS` (default 40 of each kind).
@@ -95,7 +95,13 @@ async fn send_ixs(
     raw.extend_from_slice(&bytes);
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-    let sig = rpc(client, url, "sendTransaction", json!([b64, { "encoding": "base64" }])).await;
+    let sig = rpc(
+        client,
+        url,
+        "sendTransaction",
+        json!([b64, { "encoding": "base64", "preflightCommitment": "confirmed" }]),
+    )
+    .await;
     confirmed(client, url, sig.as_str().unwrap()).await;
 }
 
@@ -178,7 +184,7 @@ async fn main() {
     write_private(
         &data.join("config.toml"),
         &format!(
-            "[server]\nbind = \"127.0.0.1:{port}\"\n[keystore]\nargon2_memory_kib = 256\nargon2_iterations = 1\nargon2_parallelism = 1\n[log]\nlevel = \"warn\"\n[autostop]\nburst_requests = 0\n[transfers]\nconfirm_wait_seconds = 30\n[chains.sol]\nkind = \"solana\"\nrpc_url = \"{sol}\"\n[prices.tokens]\n\"sol:{}\" = \"1\"\n",
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[keystore]\nargon2_memory_kib = 256\nargon2_iterations = 1\nargon2_parallelism = 1\n[log]\nlevel = \"warn\"\n[autostop]\nburst_requests = 0\n[transfers]\nconfirm_wait_seconds = 30\n[chains.sol]\nkind = \"solana\"\nrpc_url = \"{sol}\"\n[prices.native]\nSOL = \"100\"\n[prices.tokens]\n\"sol:{}\" = \"1\"\n",
             pk(&mint)
         ),
     );
@@ -269,18 +275,28 @@ async fn main() {
     let session = post("/v1/sessions", json!({ "walletId": wid })).await;
     let auth = format!("Bearer {}", session["token"].as_str().unwrap());
 
-    let samples = rpc(&client, &sol, "getRecentPerformanceSamples", json!([10])).await;
-    let (slots, secs) = samples.as_array().unwrap().iter().fold((0u64, 0u64), |(s, t), x| {
-        (
-            s + x["numSlots"].as_u64().unwrap(),
-            t + x["samplePeriodSecs"].as_u64().unwrap(),
-        )
-    });
-    println!(
-        "validator slot time: {:.0} ms (mean over {} samples)",
-        secs as f64 * 1000.0 / slots.max(1) as f64,
-        samples.as_array().unwrap().len()
-    );
+    // The validator's own pace: slots produced over five seconds.
+    let slot = |c: &'static str| {
+        let (client, sol) = (client.clone(), sol.clone());
+        async move {
+            rpc(&client, &sol, "getSlot", json!([{ "commitment": c }]))
+                .await
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let pace = || async {
+        let (s0, t0) = (slot("processed").await, Instant::now());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (s1, dt) = (slot("processed").await, t0.elapsed());
+        println!(
+            "validator slot time: {:.0} ms ({} slots in {:.1} s)",
+            dt.as_secs_f64() * 1000.0 / (s1 - s0).max(1) as f64,
+            s1 - s0,
+            dt.as_secs_f64()
+        );
+    };
+    pace().await;
 
     let pid = daemon.0.id();
     for (label, token) in [("SOL", None), ("SPL Token", Some(mint.clone()))] {
@@ -328,4 +344,5 @@ async fn main() {
             cpu.as_secs_f64() * 1e3 / lat.len() as f64
         );
     }
+    pace().await;
 }

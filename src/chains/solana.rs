@@ -526,8 +526,10 @@ impl Chain for SolanaChain {
         })
     }
 
-    /// `Expired` once the chain's block height (at the configured commitment) is past the
-    /// blockhash's last valid height: no block after it can include the transaction.
+    /// `Expired` once the chain's *finalized* block height is past the blockhash's last valid
+    /// height: no block after it can include the transaction, and no fork can bring back one
+    /// before it (whatever commitment the chain is configured with: an expired transfer is
+    /// re-signed on this answer).
     async fn sequence_status(&self, _from: &Address, sequence: Sequence) -> Result<TxStatus, ChainError> {
         let Sequence::RecentBlockhash { last_valid_height, .. } = sequence else {
             return Err(ChainError::InvalidInput(
@@ -537,7 +539,7 @@ impl Chain for SolanaChain {
         self.ensure_genesis().await?;
         let height = self
             .rpc
-            .block_height(self.commitment())
+            .block_height("finalized")
             .await
             .map_err(|e| self.rpc_error(e))?;
         Ok(if height > last_valid_height {
