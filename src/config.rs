@@ -669,9 +669,23 @@ pub struct ChainConfig {
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 1000))]
     pub confirmations: u64,
-    /// Solana commitment (`processed`, `confirmed`, `finalized`).
+    /// Solana: the commitment a transfer must reach to count as CONFIRMED, and at which
+    /// balances, blockhashes and simulations are read (`processed`, `confirmed`,
+    /// `finalized`; default `confirmed`).
     #[serde(default)]
+    #[schemars(extend("enum" = ["processed", "confirmed", "finalized"]))]
     pub commitment: Option<String>,
+    /// Solana: the cluster's genesis hash (base58, `solana genesis-hash`); checked against the
+    /// node's `getGenesisHash` before first use, like an EVM chain id. Unset: not checked.
+    #[serde(default)]
+    pub genesis_hash: Option<String>,
+    /// Solana: the compute-unit price (priority fee) every transfer offers, in micro-lamports
+    /// per compute unit. 0: base fee only.
+    #[serde(default)]
+    pub compute_unit_price_micro_lamports: u64,
+    /// Solana: the highest compute-unit price bursar signs, in micro-lamports per compute unit.
+    #[serde(default = "default_max_compute_unit_price")]
+    pub max_compute_unit_price_micro_lamports: u64,
     /// Seconds a signed transfer may stay without a receipt after the account's nonce has
     /// moved past it before it counts as dropped (FAILED). Nodes can report the nonce as
     /// used before they serve the receipt; this never fails a transfer that was mined.
@@ -710,6 +724,10 @@ pub struct ChainConfig {
     #[serde(default = "default_fee_quote_max_age_ms")]
     #[schemars(range(max = 60000))]
     pub fee_quote_max_age_ms: u64,
+}
+
+fn default_max_compute_unit_price() -> u64 {
+    100_000
 }
 
 fn default_fee_quote_max_age_ms() -> u64 {
@@ -770,10 +788,21 @@ pub struct Chain {
     pub replace_after: Option<std::time::Duration>,
     /// How long a fee-market reading may be reused for quotes (zero: never).
     pub fee_quote_max_age: std::time::Duration,
+    /// Solana: the commitment transfers must reach (`confirmed` unless configured).
+    pub commitment: String,
+    /// Solana: the expected genesis hash (base58), when configured.
+    pub genesis_hash: Option<String>,
+    /// Solana: the compute-unit price offered, micro-lamports per unit (within its cap).
+    pub compute_unit_price: u64,
+    /// Solana: the highest compute-unit price signed, micro-lamports per unit.
+    pub max_compute_unit_price: u64,
 }
 
-const CHAIN_KEYS: [&str; 14] = [
+const CHAIN_KEYS: [&str; 17] = [
     "rpc_url",
+    "genesis_hash",
+    "compute_unit_price_micro_lamports",
+    "max_compute_unit_price_micro_lamports",
     "chain_id",
     "native_symbol",
     "confirmations",
@@ -1033,7 +1062,25 @@ impl Config {
                         "rpc_connect_timeout_ms must be in 1..=60000 and rpc_timeout_ms in 1..=600000",
                     ));
                 }
+                let commitment = c.commitment.clone().unwrap_or_else(|| "confirmed".to_owned());
+                if !["processed", "confirmed", "finalized"].contains(&commitment.as_str()) {
+                    return Err(bad("commitment must be processed, confirmed or finalized"));
+                }
+                if let Some(hash) = &c.genesis_hash
+                    && bs58::decode(hash).into_vec().map_or(true, |b| b.len() != 32)
+                {
+                    return Err(bad("genesis_hash must be a base58 32-byte hash"));
+                }
+                if c.compute_unit_price_micro_lamports > c.max_compute_unit_price_micro_lamports {
+                    return Err(bad(
+                        "compute_unit_price_micro_lamports is above max_compute_unit_price_micro_lamports",
+                    ));
+                }
                 Ok(Chain {
+                    commitment,
+                    genesis_hash: c.genesis_hash.clone(),
+                    compute_unit_price: c.compute_unit_price_micro_lamports,
+                    max_compute_unit_price: c.max_compute_unit_price_micro_lamports,
                     name,
                     kind,
                     rpc_url: c.rpc_url.clone(),

@@ -383,8 +383,18 @@ impl LocalKey {
                 .map(LocalKey::Evm)
                 .map_err(|_| bad()),
             ChainKind::Solana => {
-                let seed: [u8; 32] = bytes.get(..32).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
-                Ok(LocalKey::Solana(ed25519_dalek::SigningKey::from_bytes(&seed)))
+                // A seed (32 bytes), or solana-keygen's keypair: seed then public key (64).
+                if bytes.len() != 32 && bytes.len() != 64 {
+                    return Err(bad());
+                }
+                let seed: [u8; 32] = bytes[..32].try_into().map_err(|_| bad())?;
+                let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+                if bytes.len() == 64 && bytes[32..] != key.verifying_key().to_bytes() {
+                    return Err(OwnerError::BadSignature(
+                        "the keypair file's public key does not match its secret key",
+                    ));
+                }
+                Ok(LocalKey::Solana(key))
             }
         }
     }
@@ -418,6 +428,23 @@ impl LocalKey {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_solana_keygen_keypair_file_is_an_owner_key() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let mut pair = [5u8; 32].to_vec();
+        pair.extend_from_slice(&key.verifying_key().to_bytes());
+        let file = serde_json::to_string(&pair).unwrap();
+        let local = LocalKey::parse(ChainKind::Solana, &file).unwrap();
+        assert_eq!(
+            local.address(),
+            bs58::encode(key.verifying_key().as_bytes()).into_string()
+        );
+        // A corrupt file (the public half of another key) is refused, not used.
+        pair[40] ^= 1;
+        assert!(LocalKey::parse(ChainKind::Solana, &serde_json::to_string(&pair).unwrap()).is_err());
+        assert!(LocalKey::parse(ChainKind::Solana, "[1,2,3]").is_err());
+    }
+
     use super::*;
 
     fn claims(action: Action, owner: &str) -> Claims {

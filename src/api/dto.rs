@@ -606,8 +606,9 @@ impl From<crate::store::records::TxRecord> for Transaction {
             confirmations: t.confirmations,
             error: t.error,
             max_fee_base_units: t.fee.map(|f| {
-                (alloy_primitives::U256::from(f.gas_limit) * alloy_primitives::U256::from(f.max_fee_per_gas))
-                    .to_string()
+                (alloy_primitives::U256::from(f.gas_limit) * alloy_primitives::U256::from(f.max_fee_per_gas)
+                    + alloy_primitives::U256::from(f.extra_fee))
+                .to_string()
             }),
             fee_paid_base_units: t.fee_paid.map(|f| f.to_string()),
             replaced_hashes: t.replaced_hashes,

@@ -73,6 +73,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Chain(e) => match e {
                 ChainError::Unreachable { .. }
                 | ChainError::ChainIdMismatch { .. }
+                | ChainError::GenesisMismatch { .. }
                 | ChainError::NotAccepted { .. } => (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE"),
                 ChainError::NotAToken(_) | ChainError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
                 ChainError::NotSupported(_) => (S::NOT_IMPLEMENTED, "NOT_SUPPORTED"),

@@ -382,6 +382,7 @@ impl Chain for EvmChain {
             gas_limit: gas.saturating_mul(6) / 5,
             max_fee_per_gas,
             max_priority_fee_per_gas,
+            extra_fee: 0,
         };
         self.check_caps(&quote)?;
         Ok(quote)

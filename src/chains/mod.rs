@@ -3,6 +3,8 @@
 
 #[cfg(feature = "evm")]
 pub mod evm;
+#[cfg(feature = "solana")]
+pub mod solana;
 #[cfg(feature = "fake-chain")]
 pub mod testing;
 
@@ -16,6 +18,14 @@ pub enum ChainError {
     Unreachable { chain: String, detail: String },
     #[error("chain {chain} answered with chain id {got}, but the configuration says {expected}; refusing to use it")]
     ChainIdMismatch { chain: String, expected: u64, got: u64 },
+    #[error(
+        "chain {chain} answered with genesis hash {got}, but the configuration says {expected}; refusing to use it"
+    )]
+    GenesisMismatch {
+        chain: String,
+        expected: String,
+        got: String,
+    },
     #[error("{0} is not an ERC-20 token contract on this chain")]
     NotAToken(String),
     #[error("{0}")]
@@ -59,12 +69,19 @@ pub struct FeeQuote {
     /// Wei per gas.
     pub max_fee_per_gas: u128,
     pub max_priority_fee_per_gas: u128,
+    /// Native base units the transaction costs beyond gas × price: 0 on EVM chains. Solana
+    /// (whose `max_fee_per_gas` is 0, `gas_limit` the compute-unit limit and
+    /// `max_priority_fee_per_gas` the compute-unit price in micro-lamports): the whole fee in
+    /// lamports — base fee, priority fee and the rent of any account the transfer creates.
+    pub extra_fee: u128,
 }
 
 impl FeeQuote {
-    /// The most the transaction can pay: gas limit × max fee per gas, in native base units.
+    /// The most the transaction can pay: gas limit × max fee per gas plus `extra_fee`, in
+    /// native base units.
     pub fn max_fee(&self) -> alloy_primitives::U256 {
         alloy_primitives::U256::from(self.gas_limit) * alloy_primitives::U256::from(self.max_fee_per_gas)
+            + alloy_primitives::U256::from(self.extra_fee)
     }
 }
 
@@ -185,6 +202,8 @@ pub struct UnsignedTx {
 pub(crate) enum Unsigned {
     #[cfg(feature = "evm")]
     Evm(alloy::consensus::TxEip1559),
+    #[cfg(feature = "solana")]
+    Solana(solana::SolanaTx),
     #[cfg(feature = "fake-chain")]
     Fake(testing::FakeTx),
 }
@@ -284,6 +303,8 @@ pub trait Chain {
 pub enum Adapter {
     #[cfg(feature = "evm")]
     Evm(evm::EvmChain),
+    #[cfg(feature = "solana")]
+    Solana(solana::SolanaChain),
     #[cfg(feature = "fake-chain")]
     Fake(testing::FakeChain),
     /// A configured chain whose operations this build does not provide yet.
@@ -295,6 +316,8 @@ macro_rules! dispatch {
         match $self {
             #[cfg(feature = "evm")]
             Adapter::Evm($c) => $call,
+            #[cfg(feature = "solana")]
+            Adapter::Solana($c) => $call,
             #[cfg(feature = "fake-chain")]
             Adapter::Fake($c) => $call,
             Adapter::Unavailable(c) => Err(unavailable(c)),
@@ -311,7 +334,11 @@ impl Adapter {
         if !matches!(self, Adapter::Unavailable(_)) {
             use crate::metrics::RpcOutcome;
             let outcome = match &result {
-                Err(ChainError::Unreachable { .. } | ChainError::ChainIdMismatch { .. }) => RpcOutcome::TransportError,
+                Err(
+                    ChainError::Unreachable { .. }
+                    | ChainError::ChainIdMismatch { .. }
+                    | ChainError::GenesisMismatch { .. },
+                ) => RpcOutcome::TransportError,
                 Err(ChainError::Rejected { .. } | ChainError::NotAccepted { .. } | ChainError::NotAToken(_)) => {
                     RpcOutcome::RpcError
                 }
@@ -326,6 +353,8 @@ impl Adapter {
         match self {
             #[cfg(feature = "evm")]
             Adapter::Evm(c) => c.config(),
+            #[cfg(feature = "solana")]
+            Adapter::Solana(c) => c.config(),
             #[cfg(feature = "fake-chain")]
             Adapter::Fake(c) => c.config(),
             Adapter::Unavailable(c) => c,
@@ -400,6 +429,9 @@ impl Chains {
                     }
                     #[cfg(feature = "evm")]
                     ChainKind::Evm => Adapter::Evm(evm::EvmChain::new(cfg.clone())?),
+                    #[cfg(feature = "solana")]
+                    ChainKind::Solana => Adapter::Solana(solana::SolanaChain::new(cfg.clone())?),
+                    #[allow(unreachable_patterns)] // every kind is built in a default build
                     _ => Adapter::Unavailable(cfg.clone()),
                 };
                 Ok((cfg.name, adapter))

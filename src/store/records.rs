@@ -239,6 +239,13 @@ pub struct FeeRecord {
     pub max_fee_per_gas: u128,
     #[serde(with = "super::as_string")]
     pub max_priority_fee_per_gas: u128,
+    /// Native base units beyond gas × price (Solana: the whole fee with rent); absent: 0.
+    #[serde(default, with = "super::as_string", skip_serializing_if = "is_zero")]
+    pub extra_fee: u128,
+}
+
+fn is_zero(v: &u128) -> bool {
+    *v == 0
 }
 
 /// Budget reservation of one transfer, with the periods it was counted in.

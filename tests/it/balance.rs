@@ -118,13 +118,15 @@ async fn wrong_chain_id_and_unreachable_node_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn solana_wallets_get_ed25519_keys_and_a_clear_not_supported() {
+async fn solana_wallets_get_ed25519_keys_and_a_dead_node_answers_like_evm() {
     let daemon = Daemon::start(Opts::default()).await;
     let wallet = daemon.create_wallet("localsol").await;
     assert_eq!(wallet["kind"], "solana");
     let address = wallet["address"].as_str().unwrap();
     assert_eq!(bs58::decode(address).into_vec().unwrap().len(), 32);
     let session = daemon.create_session(wallet["id"].as_str().unwrap(), json!({})).await;
+    // The harness's `localsol` points at a port nothing listens on: the same 502 as a dead
+    // EVM node, and no URL in the answer.
     let (status, body) = daemon
         .session(
             session["token"].as_str().unwrap(),
@@ -135,7 +137,8 @@ async fn solana_wallets_get_ed25519_keys_and_a_clear_not_supported() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (501, Some("NOT_SUPPORTED")),
+        (502, Some("CHAIN_UNAVAILABLE")),
         "{body}"
     );
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
 }

@@ -213,6 +213,8 @@ pub struct Opts {
     pub log_level: &'static str,
     pub master_failures_per_minute: u32,
     pub extra_config: String,
+    /// The `localsol` chain's RPC URL (a dead one unless a test starts a validator).
+    pub solana_url: Option<String>,
 }
 
 impl Default for Opts {
@@ -223,6 +225,7 @@ impl Default for Opts {
             log_level: "info",
             master_failures_per_minute: 1000,
             extra_config: String::new(),
+            solana_url: None,
         }
     }
 }
@@ -288,8 +291,12 @@ impl Daemon {
             .anvil_url
             .clone()
             .unwrap_or_else(|| format!("http://127.0.0.1:{}", free_port()));
+        let sol = opts
+            .solana_url
+            .clone()
+            .unwrap_or_else(|| "http://127.0.0.1:1".to_owned());
         config += &format!(
-            "\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{rpc}\"\nchain_id = {}\nnative_symbol = \"ETH\"\n\n[chains.localsol]\nkind = \"solana\"\nrpc_url = \"http://127.0.0.1:1\"\n",
+            "\n[chains.anvil]\nkind = \"evm\"\nrpc_url = \"{rpc}\"\nchain_id = {}\nnative_symbol = \"ETH\"\n\n[chains.localsol]\nkind = \"solana\"\nrpc_url = \"{sol}\"\n",
             opts.chain_id
         );
         if !opts.extra_config.contains("[autostop]") {

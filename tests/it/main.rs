@@ -40,6 +40,8 @@ mod routes;
 mod rpc_proxy;
 mod schemas;
 mod sessions;
+#[cfg(feature = "solana")]
+mod solana;
 mod tidy;
 #[cfg(feature = "test-faults")]
 mod transfer_crash;

@@ -131,6 +131,23 @@ async def approve_scenario(session):
     return out
 
 
+async def solana_scenario(session, recipient):
+    """A Solana wallet: its address, SOL balance and an INSTANT transfer, confirmed."""
+    out = {}
+    await session.initialize()
+    out["address"] = (await session.call_tool("get_address", {})).structured_content
+    out["balance"] = (await session.call_tool("get_balance", {})).structured_content
+    sent = await session.call_tool(
+        "transfer", {"to": recipient, "amount": "0.01", "idempotency_key": "py-solana-instant"}
+    )
+    out["transfer"] = {"isError": sent.is_error, "text": text_of(sent), "structured": sent.structured_content}
+    if sent.structured_content:
+        got = await session.call_tool("get_transaction", {"id": sent.structured_content["id"]})
+        out["transaction"] = got.structured_content
+    out["after"] = (await session.call_tool("get_balance", {})).structured_content
+    return out
+
+
 def stdio_params():
     env = {"BURSAR_URL": os.environ["BURSAR_URL"], "PATH": os.environ.get("PATH", ""), "BURSAR_LOG": "info"}
     for var in ("BURSAR_SESSION_TOKEN_FILE", "BURSAR_SESSION_TOKEN"):
@@ -165,7 +182,12 @@ async def main():
                 out = await sse_scenario(session)
     else:
         client = create_mcp_http_client(headers={"Authorization": f"Bearer {token()}"})
-        run = approve_scenario if mode == "approve" else (lambda s: scenario(s, recipient))
+        if mode == "approve":
+            run = approve_scenario
+        elif mode == "solana":
+            run = lambda s: solana_scenario(s, recipient)  # noqa: E731
+        else:
+            run = lambda s: scenario(s, recipient)  # noqa: E731
         async with client:
             async with streamable_http_client(os.environ["BURSAR_URL"] + "/mcp", http_client=client) as (read, write):
                 async with ClientSession(read, write) as session:

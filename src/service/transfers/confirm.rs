@@ -114,7 +114,11 @@ impl Service {
         tx: TxRecord,
         locks: &WalletLocks,
     ) -> Result<TxRecord> {
-        let Some(replace_after) = adapter.config().replace_after else {
+        let Some(replace_after) = adapter
+            .config()
+            .replace_after
+            .filter(|_| adapter.config().kind != crate::domain::ChainKind::Solana)
+        else {
             return Ok(tx);
         };
         let Some(fee) = tx
@@ -262,6 +266,12 @@ impl Service {
             return Ok(tx);
         }
         *next_nonce = None;
+        if state == TxStatus::Expired && adapter.config().kind == crate::domain::ChainKind::Solana {
+            // None of its signatures landed (asked with a history search, after the
+            // blockhash expired, so none can land any more): the same approved transfer is
+            // signed again with a fresh blockhash, under the same record.
+            return self.resign_expired(adapter, wallet, tx, reason).await;
+        }
         let error = match (state, nonce) {
             (TxStatus::Superseded, Some(nonce)) => {
                 format!("dropped: nonce {nonce} was used by another transaction ({reason})")

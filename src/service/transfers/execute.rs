@@ -65,6 +65,11 @@ impl Service {
             *next_nonce = self.outstanding_floor(wallet_id)?;
         }
         let prepared = async {
+            // The adapter knows the asset it signs for (Solana: the mint's program and
+            // decimals), also for a transfer resumed after a restart.
+            if let Some(token) = approved.token() {
+                adapter.asset_meta(Some(token)).await?;
+            }
             let sequence = adapter.sequence(approved.from(), *next_nonce).await?;
             Ok::<_, ChainError>((sequence, adapter.prepare(&TransferPlan::new(&approved, sequence))?))
         }
@@ -144,6 +149,65 @@ impl Service {
         }
     }
 
+    /// Re-signs an expired, never-landed Solana transfer with a fresh blockhash: the old
+    /// signatures go to `replaced_hashes` (status checks keep looking at them), the new bytes
+    /// are stored (the outbox) before the worker broadcasts them. The fee quote the policy
+    /// counted stays. The caller holds the nonce and `decide` locks.
+    pub(super) async fn resign_expired(
+        &self,
+        adapter: &Adapter,
+        wallet: &WalletRecord,
+        mut tx: TxRecord,
+        reason: String,
+    ) -> Result<TxRecord> {
+        let (Some(fee), Some(old_hash)) = (tx.fee, tx.hash.clone()) else {
+            return Ok(tx);
+        };
+        if refuse_frozen(&self.wallet(wallet.id)?).is_err() {
+            return self.fail_locked(
+                tx,
+                format!("dropped: its blockhash expired before it was included ({reason}); not re-signed: the wallet is frozen"),
+            );
+        }
+        let approved = approved(wallet, &tx, fee_quote(fee))?;
+        if let Some(token) = approved.token() {
+            adapter.asset_meta(Some(token)).await?;
+        }
+        let old = tx.sequence();
+        let sequence = adapter.sequence(approved.from(), None).await?;
+        if Some(sequence) == old {
+            // The node still serves the expired blockhash as its latest: try again later.
+            return Ok(tx);
+        }
+        let unsigned = adapter.prepare(&TransferPlan::new(&approved, sequence))?;
+        let signature = self.keys().sign(key_ref(wallet)?, unsigned.payload())?;
+        let signed = adapter.finalize(unsigned, &signature)?;
+        if signed.hash == old_hash || tx.replaced_hashes.contains(&signed.hash) {
+            return Ok(tx);
+        }
+        crate::faults::hit("resign_signed");
+        tx.replaced_hashes.push(old_hash.clone());
+        tx.status = TxState::Signed;
+        tx.set_sequence(sequence);
+        tx.raw = Some(hex::encode(&signed.raw));
+        tx.hash = Some(signed.hash.clone());
+        tx.nonce_passed_at = None;
+        tx.updated_at = now();
+        tx.signed_at = Some(tx.updated_at);
+        let mut batch = Batch::new();
+        let event = AuditEvent::new("tx_resigned", "system")
+            .wallet(tx.wallet_id)
+            .detail(serde_json::json!({
+                "tx": tx.id.to_string(),
+                "hash": signed.hash,
+                "replaces": old_hash,
+                "reason": format!("its blockhash expired before it was included ({reason})"),
+            }));
+        self.save_tx(&mut batch, &tx, event);
+        self.store.commit(batch)?;
+        Ok(tx)
+    }
+
     /// The floor for the wallet's next sequence from its own records: after every sequence
     /// it signed and may still broadcast (SIGNED or SUBMITTED). Read through the status index
     /// when the cache is empty (at start, after a refusal), not on every send.
@@ -193,6 +257,7 @@ impl Service {
         market: crate::chains::FeeMarket,
         locks: &WalletLocks,
     ) -> Result<TxRecord> {
+        refuse_replacement(adapter)?;
         let signed = {
             let _decide = locks.decide.lock().await;
             let mut tx = self.tx(wallet.id, id)?;
@@ -213,6 +278,7 @@ impl Service {
                     .max(market.max_fee_per_gas)
                     .max(market.next_base_fee.saturating_add(priority)),
                 max_priority_fee_per_gas: priority,
+                extra_fee: 0,
             };
             let same = approved(wallet, &tx, fee_quote(old))?;
             let plan = TransferPlan::new(
@@ -314,6 +380,7 @@ impl Service {
     pub(super) async fn operator_replace(&self, id: TxId, kind: Replacement) -> Result<TxRecord> {
         let wallet = self.wallet(self.active_tx_wallet(id)?)?;
         let adapter = self.adapter(&wallet)?;
+        refuse_replacement(adapter)?;
         let tx = self.tx(wallet.id, id)?;
         if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Err(ServiceError::Conflict(format!(
@@ -343,6 +410,20 @@ impl Service {
         )?;
         Ok(actor_tx)
     }
+}
+
+/// A replacement at the same sequence is an EVM notion: a Solana transaction cannot be
+/// replaced while its blockhash is valid (a second one could land too); once it expired
+/// unlanded the pipeline re-signs it itself ([`Service::refused_rebroadcast`]).
+fn refuse_replacement(adapter: &Adapter) -> Result<()> {
+    if adapter.config().kind == crate::domain::ChainKind::Solana {
+        return Err(ServiceError::Chain(ChainError::NotSupported(format!(
+            "chain {} is a Solana chain: a signed transfer cannot be sped up or cancelled on chain; \
+             it lands, or its blockhash expires and bursar re-signs it with a fresh one",
+            adapter.config().name
+        ))));
+    }
+    Ok(())
 }
 
 /// How a stuck transfer is replaced.

@@ -161,6 +161,7 @@ pub(super) fn fee_record(q: FeeQuote) -> FeeRecord {
         gas_limit: q.gas_limit,
         max_fee_per_gas: q.max_fee_per_gas,
         max_priority_fee_per_gas: q.max_priority_fee_per_gas,
+        extra_fee: q.extra_fee,
     }
 }
 
@@ -169,6 +170,7 @@ pub(super) fn fee_quote(r: FeeRecord) -> FeeQuote {
         gas_limit: r.gas_limit,
         max_fee_per_gas: r.max_fee_per_gas,
         max_priority_fee_per_gas: r.max_priority_fee_per_gas,
+        extra_fee: r.extra_fee,
     }
 }
 
