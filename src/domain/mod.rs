@@ -297,6 +297,13 @@ impl Sequence {
         }
     }
 
+    /// Whether a second transaction signed at this sequence replaces the first: only one of
+    /// them can ever be mined (an account nonce). Two transactions at one recent blockhash
+    /// can both land, so neither replaces the other.
+    pub fn replaceable(&self) -> bool {
+        matches!(self, Sequence::AccountNonce(_))
+    }
+
     /// The later of two floors (for ordered sequences; otherwise the first that is there).
     pub fn later(a: Option<Sequence>, b: Option<Sequence>) -> Option<Sequence> {
         match (a, b) {

@@ -731,6 +731,25 @@ async fn an_expired_unlanded_transfer_is_re_signed_and_lands_once() {
         matches!(still["status"].as_str(), Some("SIGNED" | "SUBMITTED")),
         "{still}"
     );
+    // A transfer signed at a recent blockhash cannot be replaced: the operator's speed-up and
+    // on-chain cancel are refused with the reason, and nothing is signed.
+    for action in ["speed-up", "cancel-onchain"] {
+        let (status, body) = daemon
+            .master(Method::POST, &format!("/v1/admin/transactions/{id}/{action}"), None)
+            .await;
+        assert_eq!(status, 501, "{action}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("recent blockhash"),
+            "{action}: {body}"
+        );
+    }
+    let (_, same) = daemon
+        .session(&token, Method::GET, &format!("/v1/transactions/{id}"), None)
+        .await;
+    assert_eq!(
+        same["hash"], first,
+        "nothing re-signed by a refused replacement: {same}"
+    );
     proxy.release("sendTransaction");
     // The old bytes are refused (blockhash not found); none of its signatures landed, so the
     // same record is signed again with a fresh blockhash and lands.

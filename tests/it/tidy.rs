@@ -149,8 +149,10 @@ const BORDERS: &[(&str, &[&str])] = &[
             "sled",
             // A new chain is an adapter: the service sees only the chain-neutral seam.
             "chains::evm",
+            "chains::solana",
             "chains::testing",
             "alloy::",
+            "solana_",
             "sign_evm",
             "Secp256k1Prehash",
             "Ed25519Message",
@@ -161,6 +163,7 @@ const BORDERS: &[(&str, &[&str])] = &[
         &[
             "crate::keystore",
             "crate::chains::evm",
+            "crate::chains::solana",
             "crate::chains::testing",
             "sled",
             "Store::",

@@ -117,7 +117,7 @@ impl Service {
         let Some(replace_after) = adapter
             .config()
             .replace_after
-            .filter(|_| adapter.config().kind != crate::domain::ChainKind::Solana)
+            .filter(|_| tx.sequence().is_some_and(|s| s.replaceable()))
         else {
             return Ok(tx);
         };
@@ -266,10 +266,10 @@ impl Service {
             return Ok(tx);
         }
         *next_nonce = None;
-        if state == TxStatus::Expired && adapter.config().kind == crate::domain::ChainKind::Solana {
-            // None of its signatures landed (asked with a history search, after the
-            // blockhash expired, so none can land any more): the same approved transfer is
-            // signed again with a fresh blockhash, under the same record.
+        if state == TxStatus::Expired {
+            // Its sequence expired unused and none of its signatures landed (so none can any
+            // more): the same approved transfer is signed again at a fresh sequence, under
+            // the same record.
             return self.resign_expired(adapter, wallet, tx, reason).await;
         }
         let error = match (state, nonce) {

@@ -257,13 +257,13 @@ impl Service {
         market: crate::chains::FeeMarket,
         locks: &WalletLocks,
     ) -> Result<TxRecord> {
-        refuse_replacement(adapter)?;
         let signed = {
             let _decide = locks.decide.lock().await;
             let mut tx = self.tx(wallet.id, id)?;
             let (Some(old), Some(sequence), Some(old_hash)) = (tx.fee, tx.sequence(), tx.hash.clone()) else {
                 return Ok(tx);
             };
+            refuse_replacement(&tx, adapter)?;
             if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
                 return Ok(tx);
             }
@@ -380,8 +380,8 @@ impl Service {
     pub(super) async fn operator_replace(&self, id: TxId, kind: Replacement) -> Result<TxRecord> {
         let wallet = self.wallet(self.active_tx_wallet(id)?)?;
         let adapter = self.adapter(&wallet)?;
-        refuse_replacement(adapter)?;
         let tx = self.tx(wallet.id, id)?;
+        refuse_replacement(&tx, adapter)?;
         if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Err(ServiceError::Conflict(format!(
                 "transaction is {}; only a SIGNED or SUBMITTED transfer can be replaced on chain",
@@ -412,14 +412,15 @@ impl Service {
     }
 }
 
-/// A replacement at the same sequence is an EVM notion: a Solana transaction cannot be
-/// replaced while its blockhash is valid (a second one could land too); once it expired
-/// unlanded the pipeline re-signs it itself ([`Service::refused_rebroadcast`]).
-fn refuse_replacement(adapter: &Adapter) -> Result<()> {
-    if adapter.config().kind == crate::domain::ChainKind::Solana {
+/// A replacement needs a sequence that only one transaction can use (an account nonce). A
+/// transfer signed at a recent blockhash cannot be replaced while the blockhash is valid (a
+/// second one could land too); once it expired unlanded, the pipeline re-signs it itself
+/// ([`Service::refused_rebroadcast`]).
+fn refuse_replacement(tx: &TxRecord, adapter: &Adapter) -> Result<()> {
+    if tx.sequence().is_some_and(|s| !s.replaceable()) {
         return Err(ServiceError::Chain(ChainError::NotSupported(format!(
-            "chain {} is a Solana chain: a signed transfer cannot be sped up or cancelled on chain; \
-             it lands, or its blockhash expires and bursar re-signs it with a fresh one",
+            "a transfer on chain {} is signed at a recent blockhash: it cannot be sped up or cancelled on \
+             chain; it lands, or its blockhash expires and bursar re-signs it with a fresh one",
             adapter.config().name
         ))));
     }
