@@ -709,3 +709,83 @@ async fn on_a_phone_notification_links_approve_reject_and_freeze() {
     assert_eq!(sol_freeze["pageErrors"], json!([]));
     eprintln!("phone pages: screenshots in {}", summary["screenshotDir"]);
 }
+
+/// A Solana wallet's owner approves on the phone page with a Phantom-style wallet
+/// (`window.solana`: connect, then `signMessage` of the exact text, Ed25519), and the transfer
+/// lands on a real solana-test-validator: exactly the amount, once. Nothing leaves the daemon
+/// and the CSP holds, as for EVM wallets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_solana_owner_approves_on_the_phone_with_a_phantom_style_wallet() {
+    use crate::solana::{LAMPORTS, Validator, airdrop, funded_wallet, keypair, lamports, pubkey_of, send, wait_status};
+    let chromium = chromium();
+    playwright_modules();
+    let v = Validator::shared().await;
+    let daemon = Daemon::start(crate::solana::opts(&v.url)).await;
+    let rules = json!({ "instant_max": "0.1", "notify_max": "0.2", "delay_max": "0.3", "delay_seconds": 2 });
+    let (wallet, token) = funded_wallet(&daemon, &v.url, 3, &[("SPENDING_LIMIT", rules)]).await;
+    let wid = wallet["id"].as_str().unwrap();
+    let owner = keypair();
+    let owner_b58 = pubkey_of(&owner).to_string();
+    let (status, body) = daemon
+        .master(
+            Method::PUT,
+            &format!("/v1/wallets/{wid}/owner"),
+            Some(json!({ "address": owner_b58 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let to = pubkey_of(&keypair()).to_string();
+    airdrop(&v.url, &to, LAMPORTS).await;
+    let before = lamports(&v.url, &to).await;
+    let (status, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": to, "amount": "0.5", "idempotencyKey": "phone-sol" }),
+    )
+    .await;
+    assert_eq!((status, tx["status"].as_str()), (200, Some("PENDING_APPROVAL")), "{tx}");
+    let id = tx["id"].as_str().unwrap().to_owned();
+
+    let signed: Signed = Arc::default();
+    let signer = start_ed25519_signer(owner, signed.clone()).await;
+    let spec = json!({
+        "daemon": daemon.url,
+        "signer": signer,
+        "chromium": chromium,
+        "phone": true,
+        "screenshotDir": PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("phone-pages-solana"),
+        "scenarios": [
+            { "name": "phone-approve-solana", "url": format!("{}/approve/{id}?action=approve", daemon.url), "tx": id,
+              "click": "approve", "account": owner_b58, "solana": { "publicKey": owner_b58 }, "signer": signer },
+        ],
+    });
+    let summary = run_browser(&spec).await;
+    let sc = &summary["scenarios"][0];
+    let result = sc["result"].as_str().unwrap();
+    assert!(result.starts_with("Done: the transfer is"), "solana approve: {result}");
+    assert_eq!(provider_methods(sc), ["solana_connect", "solana_signMessage"]);
+    let signed = signed.lock().unwrap().clone();
+    assert_eq!(signed.len(), 1, "one signature: {signed:?}");
+    assert!(
+        signed[0].1.contains("wants you to sign in with your Solana account") && signed[0].1.contains(&id),
+        "the exact approval text for this transfer: {signed:?}"
+    );
+    assert_eq!(sc["pageErrors"], json!([]));
+    assert_eq!(sc["cspViolations"], json!([]));
+    let origin = format!("{}/", daemon.url);
+    for r in sc["requests"].as_array().unwrap() {
+        assert!(
+            r["url"].as_str().unwrap().starts_with(&origin),
+            "outside the daemon: {r}"
+        );
+    }
+    let html = sc["html"].as_str().unwrap();
+    assert!(!html.contains(&token) && !html.contains(daemon.password.trim()));
+    let done = wait_status(&daemon, &token, &id, "CONFIRMED", 60).await;
+    assert_eq!(done["tier"], "APPROVAL", "{done}");
+    assert_eq!(
+        lamports(&v.url, &to).await - before,
+        LAMPORTS / 2,
+        "exactly the amount, once"
+    );
+}
