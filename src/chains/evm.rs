@@ -66,20 +66,9 @@ pub struct EvmChain {
 }
 
 impl EvmChain {
-    /// The node is reached with the chain's connect and total timeouts on every call, so no
-    /// caller waits on a node that accepts connections and never answers.
     pub fn new(config: ChainConfig) -> Result<Self, ChainError> {
         let url = config.rpc_url.parse().expect("rpc_url validated by config");
-        let http = crate::tls::client(|| {
-            reqwest::Client::builder()
-                .connect_timeout(config.rpc_connect_timeout)
-                .timeout(config.rpc_timeout)
-        })
-        .map_err(|e| ChainError::Unreachable {
-            chain: config.name.to_string(),
-            // reqwest's text names the cause (e.g. no TLS root certificates), never the URL.
-            detail: format!("cannot set up the HTTP client: {e}"),
-        })?;
+        let http = super::node_client(&config)?;
         let client = alloy::rpc::client::RpcClient::new_http_with_client(http, url);
         Ok(Self {
             provider: RootProvider::new(client),

@@ -407,6 +407,22 @@ impl Adapter {
     }
 }
 
+/// The HTTP client an adapter reaches its node with: the chain's connect and total timeouts
+/// on every call, so no caller waits on a node that accepts connections and never answers.
+#[cfg(any(feature = "evm", feature = "solana"))]
+fn node_client(config: &ChainConfig) -> Result<reqwest::Client, ChainError> {
+    crate::tls::client(|| {
+        reqwest::Client::builder()
+            .connect_timeout(config.rpc_connect_timeout)
+            .timeout(config.rpc_timeout)
+    })
+    .map_err(|e| ChainError::Unreachable {
+        chain: config.name.to_string(),
+        // reqwest's text names the cause (e.g. no TLS root certificates), never the URL.
+        detail: format!("cannot set up the HTTP client: {e}"),
+    })
+}
+
 fn unavailable(c: &ChainConfig) -> ChainError {
     ChainError::NotSupported(format!(
         "chain {} ({}) operations are not available in this build yet",

@@ -82,15 +82,7 @@ pub struct SolanaChain {
 
 impl SolanaChain {
     pub fn new(config: ChainConfig) -> Result<Self, ChainError> {
-        let http = crate::tls::client(|| {
-            reqwest::Client::builder()
-                .connect_timeout(config.rpc_connect_timeout)
-                .timeout(config.rpc_timeout)
-        })
-        .map_err(|e| ChainError::Unreachable {
-            chain: config.name.to_string(),
-            detail: format!("cannot set up the HTTP client: {e}"),
-        })?;
+        let http = super::node_client(&config)?;
         Ok(Self {
             rpc: Rpc::new(http, config.rpc_url.clone()),
             config,
@@ -205,29 +197,23 @@ impl SolanaChain {
                         &meta.program,
                     ),
                 );
-                let transfer = if meta.program == spl_token_2022_interface::ID {
-                    spl_token_2022_interface::instruction::transfer_checked(
-                        &meta.program,
-                        &source,
-                        mint,
-                        &destination,
-                        from,
-                        &[],
-                        amount,
-                        meta.decimals,
-                    )
+                // The two programs' `transfer_checked` are the same instruction; each builder
+                // checks its own program id.
+                let transfer_checked = if meta.program == spl_token_2022_interface::ID {
+                    spl_token_2022_interface::instruction::transfer_checked
                 } else {
-                    spl_token_interface::instruction::transfer_checked(
-                        &meta.program,
-                        &source,
-                        mint,
-                        &destination,
-                        from,
-                        &[],
-                        amount,
-                        meta.decimals,
-                    )
+                    spl_token_interface::instruction::transfer_checked
                 };
+                let transfer = transfer_checked(
+                    &meta.program,
+                    &source,
+                    mint,
+                    &destination,
+                    from,
+                    &[],
+                    amount,
+                    meta.decimals,
+                );
                 ixs.push(transfer.map_err(|e| ChainError::InvalidInput(format!("token transfer: {e}")))?);
             }
         }
