@@ -108,6 +108,12 @@ async fn instant_confirms_and_counts_value_plus_the_fee_paid() {
     let tx = f.svc.send(&f.auth, &request("0.5", "a")).await.unwrap();
     assert_eq!(tx.status, TxState::Confirmed, "{tx:?}");
     assert_eq!(f.recipient() - before, eth("0.5"));
+    // The record keeps the policy's rule trace: which rule decided, and why.
+    let trace = tx.trace.as_array().expect("a trace");
+    assert!(
+        trace.iter().any(|t| t.to_string().contains("SPENDING_LIMIT")),
+        "{trace:?}"
+    );
     let paid = tx.fee_paid.expect("fee from the receipt");
     assert!(!paid.is_zero());
     assert_eq!(
@@ -119,6 +125,36 @@ async fn instant_confirms_and_counts_value_plus_the_fee_paid() {
     let again = f.svc.send(&f.auth, &request("0.5", "a")).await.unwrap();
     assert_eq!(again.id, tx.id);
     assert_eq!(f.chain.broadcasts(), 1);
+}
+
+/// A send answers once its receipt is there, waiting for it (bounded by
+/// `confirm_wait_seconds`) when the chain does not mine at once; past the bound it answers
+/// SUBMITTED and the worker carries on.
+#[tokio::test]
+async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 2",
+    )
+    .await;
+    f.chain.set_automine(false);
+    let chain = f.chain.clone();
+    let miner = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        chain.mine();
+    });
+    let tx = f.svc.send(&f.auth, &request("0.5", "waits")).await.unwrap();
+    miner.await.unwrap();
+    assert_eq!(tx.status, TxState::Confirmed, "the send waited for the receipt: {tx:?}");
+
+    let started = std::time::Instant::now();
+    let tx = f.svc.send(&f.auth, &request("0.5", "bounded")).await.unwrap();
+    assert_eq!(tx.status, TxState::Submitted, "{tx:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
+        "waited {waited:?} for a receipt that never came"
+    );
 }
 
 #[tokio::test]
