@@ -212,21 +212,10 @@ impl EvmChain {
                 gwei(caps.max_fee_per_gas)
             )));
         }
-        if let Some(total) = caps.max_fee_per_transfer
-            && quote.max_fee() > total
-        {
-            let show = |wei: U256| {
-                Amount::new(wei, self.config.native_decimals)
-                    .map_or_else(|_| wei.to_string(), |a| a.to_decimal_string())
-            };
-            return Err(refused(format!(
-                "up to {} {} in fees > max_fee_per_transfer {}",
-                show(quote.max_fee()),
-                self.config.native_symbol,
-                show(total)
-            )));
+        match super::over_fee_per_transfer(&self.config, quote) {
+            Some(what) => Err(refused(what)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// A failed gas estimate is usually the node telling us the transfer would revert

@@ -423,6 +423,24 @@ fn node_client(config: &ChainConfig) -> Result<reqwest::Client, ChainError> {
     })
 }
 
+/// What is wrong when `quote` can cost more than the chain's `max_fee_per_transfer` (every
+/// adapter holds its quotes to it, beside its own per-unit caps).
+#[cfg(any(feature = "evm", feature = "solana"))]
+fn over_fee_per_transfer(config: &ChainConfig, quote: &FeeQuote) -> Option<String> {
+    let total = config.fee_caps.max_fee_per_transfer?;
+    let show = |units: alloy_primitives::U256| {
+        Amount::new(units, config.native_decimals).map_or_else(|_| units.to_string(), |a| a.to_decimal_string())
+    };
+    (quote.max_fee() > total).then(|| {
+        format!(
+            "up to {} {} in fees > max_fee_per_transfer {}",
+            show(quote.max_fee()),
+            config.native_symbol,
+            show(total)
+        )
+    })
+}
+
 fn unavailable(c: &ChainConfig) -> ChainError {
     ChainError::NotSupported(format!(
         "chain {} ({}) operations are not available in this build yet",

@@ -242,20 +242,10 @@ impl SolanaChain {
                 self.max_price()
             )));
         }
-        if let Some(total) = self.config.fee_caps.max_fee_per_transfer
-            && quote.max_fee() > total
-        {
-            let show = |v: U256| {
-                Amount::new(v, self.config.native_decimals).map_or_else(|_| v.to_string(), |a| a.to_decimal_string())
-            };
-            return Err(refused(format!(
-                "up to {} {} in fees > max_fee_per_transfer {}",
-                show(quote.max_fee()),
-                self.config.native_symbol,
-                show(total)
-            )));
+        match super::over_fee_per_transfer(&self.config, quote) {
+            Some(what) => Err(refused(what)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Remembers a message digest; `false` when it was prepared before.
