@@ -482,3 +482,33 @@ impl Chains {
         self.0.keys()
     }
 }
+
+#[cfg(all(test, feature = "fake-chain", feature = "evm"))]
+mod tests {
+    use super::{FeeQuote, over_fee_per_transfer};
+
+    /// The total cap counts the whole quote — gas × price and the extra fee a Solana quote
+    /// carries — refuses one base unit over it, and names both amounts.
+    #[test]
+    fn a_quote_over_max_fee_per_transfer_is_refused_by_one_unit() {
+        let config = super::testing::config("capped", None, "max_fee_per_transfer = \"0.001\"");
+        let quote = |gas_limit, extra_fee| FeeQuote {
+            gas_limit,
+            max_fee_per_gas: 1_000_000_000_000,
+            max_priority_fee_per_gas: 0,
+            extra_fee,
+        };
+        assert_eq!(over_fee_per_transfer(&config, &quote(1000, 0)), None, "at the cap");
+        let over = over_fee_per_transfer(&config, &quote(1001, 0)).expect("over the cap");
+        assert!(
+            over.contains("up to 0.001001 ETH") && over.contains("max_fee_per_transfer 0.001"),
+            "{over}"
+        );
+        assert!(
+            over_fee_per_transfer(&config, &quote(1000, 1)).is_some(),
+            "the extra fee counts"
+        );
+        let uncapped = super::testing::config("free", None, "");
+        assert_eq!(over_fee_per_transfer(&uncapped, &quote(u64::MAX, 0)), None);
+    }
+}
