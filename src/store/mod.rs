@@ -254,8 +254,10 @@ impl Store {
     /// Applies `batch` atomically — readers see it at once, its audit events are chained —
     /// without waiting for it to be durable: the next [`Store::commit`] (by anyone) flushes it
     /// with its own batch, and a crash before that loses it along with everything after it.
-    /// Only for a change that nothing outside the process has seen before a commit that
-    /// follows it (an INSTANT decision, whose answer waits for the signed transfer's commit).
+    /// sled's own background flush (every 500 ms) bounds how long that can be. Only for a
+    /// change that nothing outside the process has seen before a commit that follows it (an
+    /// INSTANT decision, whose answer waits for the signed transfer's commit), or one that
+    /// restates what the chain holds (a receipt: the reconciler reads it again after a crash).
     pub fn stage(&self, batch: Batch) -> Result<(), StoreError> {
         self.apply(batch).map(|_| ())
     }

@@ -206,7 +206,10 @@ impl Service {
             let event = AuditEvent::new(kind, "system").wallet(wallet_id).detail(detail);
             self.finish_with_audit(&mut batch, &mut tx, state, error, event)?;
         }
-        self.store.commit(batch)?;
+        // Staged, not waited for: what it records is on chain, and a crash before the next
+        // flush leaves the transfer SIGNED or SUBMITTED, which the reconciler confirms again
+        // from the same receipt (a held reservation is never less than what it settles to).
+        self.store.stage(batch)?;
         Ok(tx)
     }
 
