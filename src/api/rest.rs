@@ -211,9 +211,9 @@ struct Paged<T> {
     next_before: Option<String>,
 }
 
-/// A page of stored items as a page of their wire form.
-impl<T, U: From<T>, C: std::fmt::Display> From<crate::store::Page<T, C>> for Paged<U> {
-    fn from(page: crate::store::Page<T, C>) -> Self {
+/// A page of the service's items as a page of their wire form.
+impl<T, U: From<T>, C: std::fmt::Display> From<crate::domain::Page<T, C>> for Paged<U> {
+    fn from(page: crate::domain::Page<T, C>) -> Self {
         Self {
             items: page.items.into_iter().map(Into::into).collect(),
             next_before: page.next_before.map(|c| c.to_string()),
