@@ -536,3 +536,63 @@ fn a_stored_transfer_reads_back_typed_and_a_bad_field_is_refused_as_corrupt() {
     };
     assert!(refused(&bad_trace, ChainKind::Evm).contains("unknown rule effect"));
 }
+
+/// What a caller sees of a stored wallet: the address and the owner's typed (no sealed key),
+/// and an owner state or address that does not parse is refused as corrupt.
+#[test]
+fn a_stored_wallet_reads_back_typed_and_a_bad_owner_is_refused_as_corrupt() {
+    use crate::domain::{Address, ChainKind, OwnerState};
+    let address = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let record = records::WalletRecord {
+        v: records::RECORD_VERSION,
+        id: WalletId::new(),
+        name: "ops".into(),
+        chain: "anvil".parse().unwrap(),
+        kind: ChainKind::Evm,
+        address: address.into(),
+        created_at: 1,
+        key: crate::keystore::Sealed {
+            nonce: [0; 12],
+            ciphertext: Vec::new(),
+        },
+        owner: Some(records::OwnerRecord {
+            address: address.to_lowercase(),
+            state: "LOCKED".into(),
+            registered_at: 2,
+        }),
+        frozen: Some(records::FreezeRecord {
+            by: "owner".into(),
+            reason: "lost phone".into(),
+            since: 3,
+        }),
+    };
+    let w = record.wallet().unwrap();
+    assert_eq!((w.id, w.name.as_str(), w.kind), (record.id, "ops", ChainKind::Evm));
+    assert_eq!(w.address, Address::parse(ChainKind::Evm, address).unwrap());
+    let owner = w.owner.unwrap();
+    assert_eq!((owner.address, owner.state), (w.address, OwnerState::Locked));
+    assert_eq!(w.frozen.map(|f| (f.by, f.since)), Some(("owner".into(), 3)));
+
+    for owner in [
+        records::OwnerRecord {
+            address: address.into(),
+            state: "MAYBE".into(),
+            registered_at: 2,
+        },
+        records::OwnerRecord {
+            address: "0x12".into(),
+            state: "GRACE".into(),
+            registered_at: 2,
+        },
+    ] {
+        let bad = records::WalletRecord {
+            owner: Some(owner),
+            ..record.clone()
+        };
+        assert!(
+            matches!(bad.wallet(), Err(StoreError::Corrupt { key, .. }) if key == keys::wallet(record.id)),
+            "{:?}",
+            bad.wallet()
+        );
+    }
+}
