@@ -1,8 +1,10 @@
 //! Wire types (JSON, camelCase). Requests are parsed into domain types here, once.
 
-use crate::domain::{ChainName, WalletId, WalletName};
-use crate::service::{DaemonStatus, IssuedSession, NewSession, ServiceError, WalletBalance};
-use crate::store::records::{SessionRecord, WalletRecord};
+use crate::domain::{ChainName, TraceEntry, WalletId, WalletName};
+use crate::service::{
+    AuditEntryView, AuditVerificationView, DaemonStatus, IssuedSession, NewSession, PolicyView, ServiceError,
+    WalletBalance,
+};
 use serde::{Deserialize, Serialize};
 
 pub fn rfc3339(unix: i64) -> String {
@@ -94,18 +96,18 @@ pub struct Owner {
     pub state: String,
 }
 
-impl From<WalletRecord> for Wallet {
-    fn from(w: WalletRecord) -> Self {
+impl From<crate::domain::Wallet> for Wallet {
+    fn from(w: crate::domain::Wallet) -> Self {
         Self {
             id: w.id.to_string(),
-            name: w.name,
+            name: w.name.as_str().to_owned(),
             chain: w.chain.to_string(),
             kind: w.kind.to_string(),
-            address: w.address,
+            address: w.address.to_string(),
             created_at: rfc3339(w.created_at),
             owner: w.owner.map(|o| Owner {
-                address: o.address,
-                state: o.state,
+                address: o.address.to_string(),
+                state: o.state.as_str().to_owned(),
             }),
             frozen: w.frozen.map(Into::into),
         }
@@ -151,8 +153,8 @@ pub struct Session {
     pub revoked: bool,
 }
 
-impl From<SessionRecord> for Session {
-    fn from(s: SessionRecord) -> Self {
+impl From<crate::domain::Session> for Session {
+    fn from(s: crate::domain::Session) -> Self {
         Self {
             id: s.id.to_string(),
             wallet_id: s.wallet_id.to_string(),
@@ -195,12 +197,12 @@ impl std::fmt::Debug for SessionToken {
 impl From<IssuedSession> for SessionToken {
     fn from(s: IssuedSession) -> Self {
         Self {
-            id: s.record.id.to_string(),
-            wallet_id: s.record.wallet_id.to_string(),
+            id: s.session.id.to_string(),
+            wallet_id: s.session.wallet_id.to_string(),
             token: s.token,
-            expires_at: rfc3339(s.record.expires_at),
-            absolute_expires_at: rfc3339(s.record.absolute_expires_at),
-            renewals_left: s.record.max_renewals.saturating_sub(s.record.renewals),
+            expires_at: rfc3339(s.session.expires_at),
+            absolute_expires_at: rfc3339(s.session.absolute_expires_at),
+            renewals_left: s.session.max_renewals.saturating_sub(s.session.renewals),
         }
     }
 }
@@ -232,13 +234,13 @@ pub struct WalletAddress {
     pub address: String,
 }
 
-impl From<WalletRecord> for WalletAddress {
-    fn from(w: WalletRecord) -> Self {
+impl From<crate::domain::Wallet> for WalletAddress {
+    fn from(w: crate::domain::Wallet) -> Self {
         Self {
             wallet_id: w.id.to_string(),
             chain: w.chain.to_string(),
             kind: w.kind.to_string(),
-            address: w.address,
+            address: w.address.to_string(),
         }
     }
 }
@@ -279,7 +281,7 @@ impl From<WalletBalance> for BalanceDto {
         Self {
             wallet_id: b.wallet.id.to_string(),
             chain: b.wallet.chain.to_string(),
-            address: b.wallet.address,
+            address: b.wallet.address.to_string(),
             token: b.balance.token,
             symbol: b.balance.symbol,
             decimals: b.balance.amount.decimals,
@@ -387,10 +389,10 @@ pub struct AuditQuery {
 }
 
 impl AuditQuery {
-    pub fn parse(self) -> Result<crate::store::AuditFilter, ServiceError> {
+    pub fn parse(self) -> Result<crate::domain::AuditFilter, ServiceError> {
         bounded_opt("kind", self.kind.as_deref(), limits::ID)?;
         bounded_opt("walletId", self.wallet_id.as_deref(), limits::ID)?;
-        Ok(crate::store::AuditFilter {
+        Ok(crate::domain::AuditFilter {
             kind: self.kind,
             wallet_id: self.wallet_id,
             after_seq: self.after_seq,
@@ -573,43 +575,34 @@ pub struct Transaction {
     pub cancel_hash: Option<String>,
 }
 
-impl From<crate::store::records::TxRecord> for Transaction {
-    fn from(t: crate::store::records::TxRecord) -> Self {
-        let amount = crate::domain::Amount {
-            base_units: t.base_units,
-            decimals: t.decimals,
-        }
-        .to_decimal_string();
+impl From<crate::domain::Transfer> for Transaction {
+    fn from(t: crate::domain::Transfer) -> Self {
         Self {
             id: t.id.to_string(),
             wallet_id: t.wallet_id.to_string(),
             chain: t.chain.to_string(),
             status: t.status.to_string(),
-            tier: t.tier,
-            to: t.to,
-            token: t.token,
+            tier: t.tier.map(|tier| tier.as_str().to_owned()),
+            to: t.to.to_string(),
+            token: t.token().map(|token| token.to_string()),
+            nonce: t.nonce(),
             symbol: t.symbol,
-            decimals: t.decimals,
-            base_units: t.base_units.to_string(),
-            amount,
+            decimals: t.amount.decimals,
+            base_units: t.amount.base_units.to_string(),
+            amount: t.amount.to_decimal_string(),
             memo: t.memo,
             idempotency_key: t.idempotency_key,
             reasons: t.reasons,
-            trace: t.trace,
+            trace: trace(&t.trace),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
             executes_at: t.executes_at.map(rfc3339),
             expires_at: t.expires_at.map(rfc3339),
-            nonce: t.nonce,
             hash: t.hash,
             block: t.block,
             confirmations: t.confirmations,
             error: t.error,
-            max_fee_base_units: t.fee.map(|f| {
-                (alloy_primitives::U256::from(f.gas_limit) * alloy_primitives::U256::from(f.max_fee_per_gas)
-                    + alloy_primitives::U256::from(f.extra_fee))
-                .to_string()
-            }),
+            max_fee_base_units: t.fee.map(|f| f.max_fee().to_string()),
             fee_paid_base_units: t.fee_paid.map(|f| f.to_string()),
             replaced_hashes: t.replaced_hashes,
             cancel_hash: t.cancel_hash,
@@ -626,8 +619,32 @@ pub struct Spend {
     pub native_base_units: String,
 }
 
-impl From<&crate::store::records::BudgetRecord> for Spend {
-    fn from(b: &crate::store::records::BudgetRecord) -> Self {
+/// A policy's rule trace on the wire: one object per rule evaluated, in order.
+fn trace(entries: &[TraceEntry]) -> serde_json::Value {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Step<'a> {
+        policy_id: Option<&'a str>,
+        rule: &'a str,
+        counter: Option<&'a str>,
+        effect: &'static str,
+        detail: &'a str,
+    }
+    let steps: Vec<Step<'_>> = entries
+        .iter()
+        .map(|t| Step {
+            policy_id: t.policy_id.as_deref(),
+            rule: &t.rule,
+            counter: t.counter.as_deref(),
+            effect: t.effect.as_str(),
+            detail: &t.detail,
+        })
+        .collect();
+    serde_json::to_value(steps).unwrap_or_default()
+}
+
+impl From<&crate::domain::PeriodSpend> for Spend {
+    fn from(b: &crate::domain::PeriodSpend) -> Self {
         Self {
             usd: crate::domain::Amount {
                 base_units: b.micro_usd,
@@ -671,7 +688,7 @@ impl From<crate::service::CheckResult> for Check {
         Self {
             allowed: tier.is_some(),
             tier,
-            trace: crate::service::trace_json(&c.decision),
+            trace: trace(&c.decision.trace),
             reasons: c.decision.reasons,
             base_units: c.amount.base_units.to_string(),
             amount: c.amount.to_decimal_string(),
@@ -741,8 +758,8 @@ pub struct PolicyDto {
     pub created_at: String,
 }
 
-impl From<crate::store::records::PolicyRecord> for PolicyDto {
-    fn from(p: crate::store::records::PolicyRecord) -> Self {
+impl From<PolicyView> for PolicyDto {
+    fn from(p: PolicyView) -> Self {
         Self {
             id: p.id.to_string(),
             wallet_id: p.wallet_id.to_string(),
@@ -907,8 +924,8 @@ pub struct Frozen {
     pub since: String,
 }
 
-impl From<crate::store::records::FreezeRecord> for Frozen {
-    fn from(f: crate::store::records::FreezeRecord) -> Self {
+impl From<crate::domain::Freeze> for Frozen {
+    fn from(f: crate::domain::Freeze) -> Self {
         Self {
             by: f.by,
             reason: f.reason,
@@ -986,16 +1003,16 @@ pub struct AuditVerification {
     pub mac_checked: bool,
 }
 
-impl From<crate::store::AuditEntry> for AuditEntry {
-    fn from(e: crate::store::AuditEntry) -> Self {
+impl From<AuditEntryView> for AuditEntry {
+    fn from(e: AuditEntryView) -> Self {
         Self {
             seq: e.seq,
             ts: e.ts,
-            kind: e.event.kind,
-            actor: e.event.actor,
-            wallet_id: e.event.wallet_id,
-            session_id: e.event.session_id,
-            detail: Some(e.event.detail).filter(|d| !d.is_null()),
+            kind: e.kind,
+            actor: e.actor,
+            wallet_id: e.wallet_id,
+            session_id: e.session_id,
+            detail: e.detail,
             prev_hash: e.prev_hash,
             hash: e.hash,
             alg: e.alg,
@@ -1003,8 +1020,8 @@ impl From<crate::store::AuditEntry> for AuditEntry {
     }
 }
 
-impl From<crate::store::AuditVerification> for AuditVerification {
-    fn from(v: crate::store::AuditVerification) -> Self {
+impl From<AuditVerificationView> for AuditVerification {
+    fn from(v: AuditVerificationView) -> Self {
         Self {
             entries: v.entries,
             ok: v.ok,

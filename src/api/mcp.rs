@@ -417,7 +417,7 @@ impl BursarMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<ListParams>,
     ) -> Result<Json<TransactionList>, ToolError> {
-        let limit = p.limit.unwrap_or(20).clamp(1, crate::store::MAX_PAGE);
+        let limit = p.limit.unwrap_or(20).clamp(1, crate::domain::MAX_PAGE);
         let mut path = format!("/v1/transactions?limit={limit}");
         if let Some(status) = p.status {
             path += &format!("&status={}", urlencode(&status));

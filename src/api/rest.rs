@@ -7,6 +7,7 @@ use super::dto;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Id, invalid_id};
 use super::state::AppState;
+use crate::domain::{Tier, Transfer, TxState};
 use crate::service::{MasterAuth, ServiceError, SessionAuth};
 use axum::extract::State;
 use axum::handler::Handler;
@@ -211,9 +212,9 @@ struct Paged<T> {
     next_before: Option<String>,
 }
 
-/// A page of stored items as a page of their wire form.
-impl<T, U: From<T>, C: std::fmt::Display> From<crate::store::Page<T, C>> for Paged<U> {
-    fn from(page: crate::store::Page<T, C>) -> Self {
+/// A page of the service's items as a page of their wire form.
+impl<T, U: From<T>, C: std::fmt::Display> From<crate::domain::Page<T, C>> for Paged<U> {
+    fn from(page: crate::domain::Page<T, C>) -> Self {
         Self {
             items: page.items.into_iter().map(Into::into).collect(),
             next_before: page.next_before.map(|c| c.to_string()),
@@ -465,15 +466,10 @@ async fn tx_send(
     Extension(a): Session,
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Transaction> {
-    let tx: dto::Transaction = s.service.send(&a, &body.into_request()?).await?.into();
-    crate::metrics::decision(
-        false,
-        tx.tier.as_deref().filter(|_| tx.status != "DENIED").unwrap_or("DENIED"),
-    );
-    if tx.status == crate::domain::TxState::Denied.as_str() {
-        return Err(ApiError::policy_denied(tx));
-    }
-    Ok(Json(tx))
+    let tx = s.service.send(&a, &body.into_request()?).await?;
+    let denied = tx.status == TxState::Denied;
+    crate::metrics::decision(false, tx.tier.filter(|_| !denied).map_or("DENIED", Tier::as_str));
+    denied_or_ok(tx)
 }
 
 async fn tx_check(
@@ -569,8 +565,14 @@ async fn tx_approval_message(
 
 async fn tx_approve(State(s): State<AppState>, Extension(proof): Owner, Id(id): Id) -> ApiResult<dto::Transaction> {
     let id = id.parse().map_err(invalid_id)?;
-    let tx: dto::Transaction = s.service.approve(id, &proof).await?.into();
-    if tx.status == crate::domain::TxState::Denied.as_str() {
+    denied_or_ok(s.service.approve(id, &proof).await?)
+}
+
+/// A transfer the policy denied is a 403 `POLICY_DENIED` that carries it; any other, a 200.
+fn denied_or_ok(tx: Transfer) -> ApiResult<dto::Transaction> {
+    let denied = tx.status == TxState::Denied;
+    let tx = dto::Transaction::from(tx);
+    if denied {
         return Err(ApiError::policy_denied(tx));
     }
     Ok(Json(tx))

@@ -9,6 +9,7 @@ pub mod solana;
 pub mod testing;
 
 use crate::config::Chain as ChainConfig;
+pub use crate::domain::FeeQuote;
 use crate::domain::{Address, Amount, ChainKind, ChainName, Sequence, Signature, SigningPayload};
 use std::collections::BTreeMap;
 
@@ -59,30 +60,6 @@ pub struct FeeRequest {
     /// `None` for the native asset.
     pub token: Option<Address>,
     pub base_units: alloy_primitives::U256,
-}
-
-/// The fees a transfer will be signed with, as the node quoted them and held to the chain's
-/// caps: what the policy counts (`max_fee`) is exactly what the signed transaction allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeeQuote {
-    pub gas_limit: u64,
-    /// Wei per gas.
-    pub max_fee_per_gas: u128,
-    pub max_priority_fee_per_gas: u128,
-    /// Native base units the transaction costs beyond gas × price: 0 on EVM chains. Solana
-    /// (whose `max_fee_per_gas` is 0, `gas_limit` the compute-unit limit and
-    /// `max_priority_fee_per_gas` the compute-unit price in micro-lamports): the whole fee in
-    /// lamports — base fee, priority fee and the rent of any account the transfer creates.
-    pub extra_fee: u128,
-}
-
-impl FeeQuote {
-    /// The most the transaction can pay: gas limit × max fee per gas plus `extra_fee`, in
-    /// native base units.
-    pub fn max_fee(&self) -> alloy_primitives::U256 {
-        alloy_primitives::U256::from(self.gas_limit) * alloy_primitives::U256::from(self.max_fee_per_gas)
-            + alloy_primitives::U256::from(self.extra_fee)
-    }
 }
 
 /// The fee market now: what the next block charges and what the node would quote.

@@ -2,12 +2,18 @@
 //! providers, no store. Inner code never sees raw strings: edges parse into these once.
 
 pub mod amount;
+pub mod listing;
 pub mod sanitize;
+pub mod transfer;
+pub mod wallet;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use amount::{Amount, AmountError};
+pub use listing::{AuditFilter, MAX_PAGE, Page};
+pub use transfer::{Asset, Effect, FeeQuote, Tier, TraceEntry, Transfer};
+pub use wallet::{Freeze, Owner, OwnerState, PeriodSpend, Session, Wallet};
 
 /// The two chain families bursar signs for. One wallet = one key on one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +58,8 @@ pub enum DomainError {
     InvalidId(String),
     #[error("invalid name: {0}")]
     InvalidName(&'static str),
+    #[error("unknown {what} {value:?}")]
+    Unknown { what: &'static str, value: String },
 }
 
 macro_rules! uuid_id {

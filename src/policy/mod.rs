@@ -14,30 +14,14 @@ mod tests;
 use alloy_primitives::U256;
 
 use crate::domain::{Address, Amount, ChainName};
+pub use crate::domain::{Asset, Effect, Tier, TraceEntry};
 use rules::{DAYS, DEFAULT_APPROVAL_TIMEOUT_SECONDS, USD_DECIMALS};
 pub use rules::{Limits, ParseContext, Rules, SpendingLimit, parse};
-
-/// How a transfer may proceed, most permissive first: `max()` is the strictest.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub enum Tier {
-    Instant,
-    Notify,
-    Delay,
-    Approval,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub id: String,
     pub rules: Rules,
-}
-
-/// What a transfer moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Asset {
-    Native,
-    /// A token, by contract (EVM) or mint (Solana) address.
-    Token(Address),
 }
 
 /// The decoded transaction the daemon would sign: policy judges this, not the agent's words.
@@ -139,25 +123,6 @@ pub struct Spend {
     pub native: Option<U256>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceEntry {
-    /// `None` for the built-in defaults (default deny, owner check).
-    pub policy_id: Option<String>,
-    /// `TYPE.field`, e.g. "SPENDING_LIMIT.notify_max_usd".
-    pub rule: String,
-    /// e.g. "daily_limit_usd: spent $40.00 + $25.00 of $50.00".
-    pub counter: Option<String>,
-    pub effect: Effect,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
-    Tier(Tier),
-    Deny,
-    Pass,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("invalid policy: {0}")]
@@ -187,17 +152,6 @@ pub fn usd_value(amount: &Amount, price: &Price) -> Option<U256> {
     let scale = U256::from(10u8).checked_pow(U256::from(amount.decimals))?;
     let product = amount.base_units.checked_mul(price.micro_usd_per_unit)?;
     Some(product.div_ceil(scale))
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Instant => "INSTANT",
-            Tier::Notify => "NOTIFY",
-            Tier::Delay => "DELAY",
-            Tier::Approval => "APPROVAL",
-        }
-    }
 }
 
 struct Eval<'a> {

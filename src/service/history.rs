@@ -3,9 +3,9 @@
 //! Every read here is a bounded range scan over the store's transfer indexes (`store::txs`).
 
 use super::{Result, Service, ServiceError, SessionAuth, now};
-use crate::domain::{TxId, TxState, WalletId};
-use crate::store::records::{TxRecord, WalletRecord};
-use crate::store::{AuditEvent, Batch, Page, keys};
+use crate::domain::{Page, Transfer, TxId, TxState, WalletId};
+use crate::store::records::WalletRecord;
+use crate::store::{AuditEvent, Batch, keys};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +38,10 @@ impl Service {
         status: Option<TxState>,
         before: Option<TxId>,
         limit: usize,
-    ) -> Result<Page<TxRecord, TxId>> {
-        Ok(self.store.tx_page(auth.wallet_id, status, before, limit)?)
+    ) -> Result<Page<Transfer, TxId>> {
+        let kind = self.wallet(auth.wallet_id)?.kind;
+        let page = self.store.tx_page(auth.wallet_id, status, before, limit)?;
+        Ok(page.try_map(|tx| tx.transfer(kind))?)
     }
 
     /// Refuses a new transfer while its wallet already has `[transfers] max_open_per_wallet`

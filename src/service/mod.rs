@@ -11,21 +11,23 @@ mod owner;
 mod policies;
 mod summary;
 mod transfers;
+mod views;
 
 pub use backup::{RestoreOptions, RestoreReport, backup_offline, restore};
 pub use owner::{KillSwitchReport, OwnerMessage, OwnerProof, PanicStatus};
 
-pub use transfers::{CheckResult, Spent, TransferRequest, trace_json};
+pub use transfers::{CheckResult, Spent, TransferRequest};
+pub use views::{AuditEntryView, AuditVerificationView, PolicyView};
 
 use crate::chains::{Balance, ChainError, Chains};
 use crate::config::{Config, ConfigError};
-use crate::domain::{Address, ChainName, SessionId, TxState, WalletId, WalletName};
+use crate::domain::{Address, AuditFilter, ChainName, Page, Session, SessionId, TxState, Wallet, WalletId, WalletName};
 use crate::keystore::{KdfParams, KeystoreError, KeystoreMeta, Unlocked, WalletKeyRef};
 use crate::notify::{AuthKind, Event, Notifier};
 use crate::secret::{Passphrase, random_key32};
 use crate::session::{self, SessionError, SessionKeys};
 use crate::store::records::{AuditKeyRecord, DaemonRecord, RECORD_VERSION, SessionRecord, TxRecord, WalletRecord};
-use crate::store::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Batch, Page, Store, StoreError, keys};
+use crate::store::{AuditEvent, AuditVerification, Batch, Store, StoreError, keys};
 use secrecy::ExposeSecret;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -131,13 +133,13 @@ pub struct NewSession {
 
 /// A session with its (only) token; the token is shown once.
 pub struct IssuedSession {
-    pub record: SessionRecord,
+    pub session: Session,
     pub token: String,
 }
 
 impl std::fmt::Debug for IssuedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "IssuedSession {{ session: {}, token: [REDACTED] }}", self.record.id)
+        write!(f, "IssuedSession {{ session: {}, token: [REDACTED] }}", self.session.id)
     }
 }
 
@@ -165,7 +167,7 @@ pub enum RecoveryKeyOutcome {
 
 /// What `GET /v1/wallet/balance` answers.
 pub struct WalletBalance {
-    pub wallet: WalletRecord,
+    pub wallet: Wallet,
     pub balance: Balance,
 }
 
@@ -459,7 +461,7 @@ impl Service {
 
     // ---- wallets ----------------------------------------------------------------------
 
-    pub fn create_wallet(&self, _: &MasterAuth, name: WalletName, chain: ChainName) -> Result<WalletRecord> {
+    pub fn create_wallet(&self, _: &MasterAuth, name: WalletName, chain: ChainName) -> Result<Wallet> {
         let adapter = self.chains.get(&chain).ok_or_else(|| {
             let known: Vec<_> = self.chains.names().map(ChainName::as_str).collect();
             ServiceError::InvalidInput(format!(
@@ -492,17 +494,17 @@ impl Service {
         );
         self.store.commit(batch)?;
         tracing::info!(wallet = %id, chain = %chain, "wallet created");
-        Ok(record)
+        Ok(record.wallet()?)
     }
 
-    pub fn list_wallets(&self, _: &MasterAuth) -> Result<Vec<WalletRecord>> {
+    pub fn list_wallets(&self, _: &MasterAuth) -> Result<Vec<Wallet>> {
         let mut wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
         wallets.sort_by_key(|w| w.created_at);
-        Ok(wallets)
+        Ok(wallets.iter().map(WalletRecord::wallet).collect::<Result<_, _>>()?)
     }
 
-    pub fn get_wallet(&self, _: &MasterAuth, id: WalletId) -> Result<WalletRecord> {
-        self.wallet(id)
+    pub fn get_wallet(&self, _: &MasterAuth, id: WalletId) -> Result<Wallet> {
+        Ok(self.wallet(id)?.wallet()?)
     }
 
     fn wallet(&self, id: WalletId) -> Result<WalletRecord> {
@@ -512,8 +514,8 @@ impl Service {
     }
 
     /// The session's own wallet.
-    pub fn session_wallet(&self, auth: &SessionAuth) -> Result<WalletRecord> {
-        self.wallet(auth.wallet_id)
+    pub fn session_wallet(&self, auth: &SessionAuth) -> Result<Wallet> {
+        Ok(self.wallet(auth.wallet_id)?.wallet()?)
     }
 
     /// The adapter of the wallet's chain.
@@ -528,7 +530,10 @@ impl Service {
         let adapter = self.adapter(&wallet)?;
         let address = wallet.address()?;
         let balance = adapter.balance(&address, token).await?;
-        Ok(WalletBalance { wallet, balance })
+        Ok(WalletBalance {
+            wallet: wallet.wallet()?,
+            balance,
+        })
     }
 
     // ---- sessions ---------------------------------------------------------------------
@@ -592,22 +597,22 @@ impl Service {
         );
         self.store.commit(batch)?;
         Ok(IssuedSession {
-            record,
+            session: (&record).into(),
             token: minted.token,
         })
     }
 
-    pub fn list_sessions(&self, _: &MasterAuth, wallet: Option<WalletId>) -> Result<Vec<SessionRecord>> {
+    pub fn list_sessions(&self, _: &MasterAuth, wallet: Option<WalletId>) -> Result<Vec<Session>> {
         let mut sessions: Vec<SessionRecord> = self.store.list(keys::SESSIONS)?;
         sessions.retain(|s| wallet.is_none_or(|w| s.wallet_id == w));
         sessions.sort_by_key(|s| s.created_at);
-        Ok(sessions)
+        Ok(sessions.iter().map(Into::into).collect())
     }
 
     /// Revokes a session and, in the same commit, cancels every transfer it asked for that
     /// is not signed yet (REQUESTED, DELAYED, PENDING_APPROVAL): a revoked agent leaves
     /// nothing queued behind it.
-    pub async fn revoke_session(&self, _: &MasterAuth, id: SessionId) -> Result<SessionRecord> {
+    pub async fn revoke_session(&self, _: &MasterAuth, id: SessionId) -> Result<Session> {
         let wallet = self
             .store
             .get::<SessionRecord>(&keys::session(id))?
@@ -640,7 +645,7 @@ impl Service {
         if !batch.is_empty() {
             self.store.commit(batch)?;
         }
-        Ok(record)
+        Ok((&record).into())
     }
 
     /// Issues a new token for the caller's own session; the presented token dies at once.
@@ -674,7 +679,7 @@ impl Service {
         );
         self.store.commit(batch)?;
         Ok(IssuedSession {
-            record,
+            session: (&record).into(),
             token: minted.token,
         })
     }
@@ -788,12 +793,12 @@ impl Service {
     // ---- audit, status, lifecycle -------------------------------------------------------
 
     /// One page of the audit log (oldest first) and the cursor of the next, older page.
-    pub fn audit_list(&self, _: &MasterAuth, filter: &AuditFilter) -> Result<Page<AuditEntry, u64>> {
-        Ok(self.store.audit_list(filter)?)
+    pub fn audit_list(&self, _: &MasterAuth, filter: &AuditFilter) -> Result<Page<AuditEntryView, u64>> {
+        Ok(self.store.audit_list(filter)?.map(Into::into))
     }
 
-    pub fn audit_verify(&self, _: &MasterAuth) -> Result<AuditVerification> {
-        Ok(self.store.audit_verify()?)
+    pub fn audit_verify(&self, _: &MasterAuth) -> Result<AuditVerificationView> {
+        Ok(self.store.audit_verify()?.into())
     }
 
     pub fn status(&self, _: &MasterAuth) -> Result<DaemonStatus> {

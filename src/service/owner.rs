@@ -8,7 +8,7 @@
 
 use super::transfers::Stop;
 use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, now};
-use crate::domain::{Address, ChainKind, TxId, TxState, WalletId};
+use crate::domain::{Address, ChainKind, Freeze, Transfer, TxId, TxState, Wallet, WalletId};
 use crate::notify::{Actor, AuthKind, Event, KillScope};
 use crate::owner::{self, Action, Claims, NONCE_TTL_SECONDS, Subject};
 use crate::store::records::{FreezeRecord, SessionRecord, TxRecord, WalletRecord};
@@ -108,7 +108,7 @@ struct AutoStopCounters {
 #[derive(Debug, Clone)]
 pub struct KillSwitchReport {
     pub wallet_id: WalletId,
-    pub frozen: Option<FreezeRecord>,
+    pub frozen: Option<Freeze>,
     pub sessions_revoked: usize,
     pub transactions_cancelled: usize,
     /// Lifting was refused: the wallet's LOCKED owner must sign too.
@@ -180,7 +180,7 @@ impl Service {
     }
 
     /// The canonical decoded transaction an approval binds.
-    pub fn approval_subject(&self, wallet: &WalletRecord, tx: &TxRecord) -> Result<Subject> {
+    fn approval_subject(&self, wallet: &WalletRecord, tx: &TxRecord) -> Result<Subject> {
         Ok(Subject {
             tx: tx.id.to_string(),
             wallet: wallet.id.to_string(),
@@ -568,7 +568,7 @@ impl Service {
 
     /// `POST /v1/transactions/{id}/approve`: verified owner signature → policy re-checked →
     /// signed now, with a fresh nonce, through the normal pipeline.
-    pub async fn approve(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+    pub async fn approve(&self, id: TxId, proof: &OwnerProof) -> Result<Transfer> {
         // Past its approval window the transfer is EXPIRED, whether or not the worker ran.
         if let Ok(wallet) = self.active_tx_wallet(id)
             && let Some(expired) = self.expire_if_due(wallet, id).await?
@@ -596,46 +596,53 @@ impl Service {
     }
 
     /// `POST /v1/transactions/{id}/reject`: REJECTED, reservation released, nothing signed.
-    pub async fn reject(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+    pub async fn reject(&self, id: TxId, proof: &OwnerProof) -> Result<Transfer> {
         let (wallet, claims) = self.verify_owner(proof, Action::Reject, Some(id))?;
-        self.stop_unsigned(wallet.id, id, &Stop::OwnerReject(format!("owner:{}", claims.owner)))
-            .await
+        let tx = self
+            .stop_unsigned(wallet.id, id, &Stop::OwnerReject(format!("owner:{}", claims.owner)))
+            .await?;
+        Ok(tx.transfer(wallet.kind)?)
     }
 
     /// `POST /v1/transactions/{id}/cancel` with owner headers: the owner cancels a DELAYED or
     /// PENDING_APPROVAL transfer of its wallet.
-    pub async fn cancel_by_owner(&self, id: TxId, proof: &OwnerProof) -> Result<TxRecord> {
+    pub async fn cancel_by_owner(&self, id: TxId, proof: &OwnerProof) -> Result<Transfer> {
         let (wallet, claims) = self.verify_owner(proof, Action::Cancel, Some(id))?;
-        self.stop_unsigned(wallet.id, id, &Stop::OwnerCancel(format!("owner:{}", claims.owner)))
-            .await
+        let tx = self
+            .stop_unsigned(wallet.id, id, &Stop::OwnerCancel(format!("owner:{}", claims.owner)))
+            .await?;
+        Ok(tx.transfer(wallet.kind)?)
     }
 
     /// `POST /v1/transactions/{id}/cancel` with the master password: any wallet's DELAYED or
     /// PENDING_APPROVAL transfer.
-    pub async fn cancel_by_master(&self, _: &MasterAuth, id: TxId) -> Result<TxRecord> {
+    pub async fn cancel_by_master(&self, _: &MasterAuth, id: TxId) -> Result<Transfer> {
         let wallet = self.active_tx_wallet(id)?;
-        self.stop_unsigned(wallet, id, &Stop::Cancel("master".into())).await
+        let tx = self.stop_unsigned(wallet, id, &Stop::Cancel("master".into())).await?;
+        self.transfer(&tx)
     }
 
     // ---- owner lifecycle -----------------------------------------------------------------
 
     /// `POST /v1/owner/connect`: the registered owner proves control; GRACE → LOCKED.
-    pub fn owner_connect(&self, proof: &OwnerProof) -> Result<WalletRecord> {
+    pub fn owner_connect(&self, proof: &OwnerProof) -> Result<Wallet> {
         let (wallet, claims) = self.verify_owner(proof, Action::Connect, None)?;
         let actor = format!("owner:{}", claims.owner);
         let mut batch = Batch::new();
         batch.audit(AuditEvent::new("owner_connected", &actor).wallet(wallet.id));
-        self.commit_owner_change(wallet.id, &actor, |_| Ok(()), batch)
+        Ok(self
+            .commit_owner_change(wallet.id, &actor, |_| Ok(()), batch)?
+            .wallet()?)
     }
 
     /// `POST /v1/owner/disconnect`: the owner removes itself. Pending approvals wait for a
     /// new owner (or expire).
-    pub fn owner_disconnect(&self, proof: &OwnerProof) -> Result<WalletRecord> {
+    pub fn owner_disconnect(&self, proof: &OwnerProof) -> Result<Wallet> {
         let (wallet, claims) = self.verify_owner(proof, Action::Disconnect, None)?;
         let actor = format!("owner:{}", claims.owner);
         let mut batch = Batch::new();
         batch.audit(AuditEvent::new("owner_disconnected", &actor).wallet(wallet.id));
-        self.commit_owner_change(
+        let wallet = self.commit_owner_change(
             wallet.id,
             &actor,
             |w| {
@@ -643,11 +650,12 @@ impl Service {
                 Ok(())
             },
             batch,
-        )
+        )?;
+        Ok(wallet.wallet()?)
     }
 
     /// `DELETE /v1/wallets/{id}/owner`: the operator removes an owner that never signed.
-    pub fn remove_owner(&self, _: &MasterAuth, wallet_id: WalletId) -> Result<WalletRecord> {
+    pub fn remove_owner(&self, _: &MasterAuth, wallet_id: WalletId) -> Result<Wallet> {
         let _guard = self.write_lock.lock().expect("write lock");
         let mut wallet = self.wallet(wallet_id)?;
         match &wallet.owner {
@@ -667,7 +675,7 @@ impl Service {
                 .detail(serde_json::json!({ "address": address })),
         );
         self.store.commit(batch)?;
-        Ok(wallet)
+        Ok(wallet.wallet()?)
     }
 
     // ---- kill switch ---------------------------------------------------------------------
@@ -733,7 +741,7 @@ impl Service {
             let locked_owner = record.owner.as_ref().is_some_and(|o| o.state == "LOCKED");
             let mut report = KillSwitchReport {
                 wallet_id: id,
-                frozen: record.frozen.clone(),
+                frozen: record.frozen.as_ref().map(Into::into),
                 sessions_revoked: 0,
                 transactions_cancelled: 0,
                 needs_owner_signature: false,
@@ -779,10 +787,10 @@ impl Service {
     }
 
     /// Which wallets are frozen.
-    pub fn kill_switch_status(&self, _: &MasterAuth) -> Result<Vec<WalletRecord>> {
-        let mut wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
-        wallets.retain(|w| w.frozen.is_some());
-        Ok(wallets)
+    pub fn kill_switch_status(&self, _: &MasterAuth) -> Result<Vec<Wallet>> {
+        let wallets: Vec<WalletRecord> = self.store.list(keys::WALLETS)?;
+        let frozen = wallets.iter().filter(|w| w.frozen.is_some());
+        Ok(frozen.map(WalletRecord::wallet).collect::<Result<_, _>>()?)
     }
 
     /// Freezes one wallet: under its `decide` lock (never held across an RPC call, so a
@@ -847,7 +855,7 @@ impl Service {
         });
         Ok(KillSwitchReport {
             wallet_id,
-            frozen: Some(frozen),
+            frozen: Some((&frozen).into()),
             sessions_revoked: revoked,
             transactions_cancelled: cancelled,
             needs_owner_signature: false,

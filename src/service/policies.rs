@@ -2,10 +2,10 @@
 //! parser at creation (unknown types or fields are refused), and the owner registration that
 //! tells APPROVAL from DENY.
 
-use super::{MasterAuth, Result, Service, ServiceError, SessionAuth, now};
-use crate::domain::{Address, PolicyId, WalletId};
+use super::{MasterAuth, PolicyView, Result, Service, ServiceError, SessionAuth, now};
+use crate::domain::{Address, PolicyId, Wallet, WalletId};
 use crate::policy::{self, ParseContext};
-use crate::store::records::{OwnerRecord, PolicyRecord, RECORD_VERSION, WalletRecord};
+use crate::store::records::{OwnerRecord, PolicyRecord, RECORD_VERSION};
 use crate::store::{AuditEvent, Batch, keys};
 
 /// Policy types the engine understands but that nothing bursar signs can trigger yet: every
@@ -25,7 +25,7 @@ impl Service {
         wallet_id: WalletId,
         kind: &str,
         rules: serde_json::Value,
-    ) -> Result<PolicyRecord> {
+    ) -> Result<PolicyView> {
         let wallet = self.wallet(wallet_id)?;
         let adapter = self.adapter(&wallet)?;
         let ctx = ParseContext {
@@ -55,24 +55,26 @@ impl Service {
             ),
         );
         self.store.commit(batch)?;
-        Ok(record)
+        Ok(record.into())
     }
 
-    pub fn list_policies(&self, _: &MasterAuth, wallet: Option<WalletId>) -> Result<Vec<PolicyRecord>> {
-        let prefix = wallet.map_or_else(|| keys::POLICIES.to_owned(), keys::wallet_policies);
-        let mut list: Vec<PolicyRecord> = self.store.list(&prefix)?;
-        list.sort_by_key(|p| p.created_at);
-        Ok(list)
+    pub fn list_policies(&self, _: &MasterAuth, wallet: Option<WalletId>) -> Result<Vec<PolicyView>> {
+        self.policies_under(&wallet.map_or_else(|| keys::POLICIES.to_owned(), keys::wallet_policies))
     }
 
     /// The session's own wallet's policies (read-only, for agents).
-    pub fn session_policies(&self, auth: &SessionAuth) -> Result<Vec<PolicyRecord>> {
-        let mut list: Vec<PolicyRecord> = self.store.list(&keys::wallet_policies(auth.wallet_id))?;
-        list.sort_by_key(|p| p.created_at);
-        Ok(list)
+    pub fn session_policies(&self, auth: &SessionAuth) -> Result<Vec<PolicyView>> {
+        self.policies_under(&keys::wallet_policies(auth.wallet_id))
     }
 
-    pub fn remove_policy(&self, _: &MasterAuth, id: PolicyId) -> Result<PolicyRecord> {
+    /// The policies stored under `prefix`, oldest first.
+    fn policies_under(&self, prefix: &str) -> Result<Vec<PolicyView>> {
+        let mut list: Vec<PolicyRecord> = self.store.list(prefix)?;
+        list.sort_by_key(|p| p.created_at);
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    pub fn remove_policy(&self, _: &MasterAuth, id: PolicyId) -> Result<PolicyView> {
         let all: Vec<PolicyRecord> = self.store.list(keys::POLICIES)?;
         let record = all
             .into_iter()
@@ -85,12 +87,12 @@ impl Service {
                 .detail(serde_json::json!({ "policy": id.to_string(), "type": record.kind })),
         );
         self.store.commit(batch)?;
-        Ok(record)
+        Ok(record.into())
     }
 
     /// Registers the wallet's owner (state GRACE). Once the owner has signed (LOCKED), the
     /// master password alone can no longer change it.
-    pub fn set_owner(&self, _: &MasterAuth, wallet_id: WalletId, address: &str) -> Result<WalletRecord> {
+    pub fn set_owner(&self, _: &MasterAuth, wallet_id: WalletId, address: &str) -> Result<Wallet> {
         let _guard = self.write_lock.lock().expect("write lock");
         let mut wallet = self.wallet(wallet_id)?;
         let address =
@@ -112,6 +114,6 @@ impl Service {
                 .detail(serde_json::json!({ "address": address.to_string(), "state": "GRACE" })),
         );
         self.store.commit(batch)?;
-        Ok(wallet)
+        Ok(wallet.wallet()?)
     }
 }

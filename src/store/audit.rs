@@ -8,6 +8,7 @@
 //! damage but not a forger) up to `keyed_from`, the first keyed entry; that switch point is
 //! bound into the sealed key's AAD, so it cannot be moved either.
 
+use crate::domain::AuditFilter;
 use crate::keystore::AuditKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -148,46 +149,11 @@ fn entry_mac(key: &AuditKey, seq: u64, ts: i64, event: &AuditEvent, prev_hash: &
     hex::encode(key.mac(&[b"bursar/audit/v2\0", prev_hash.as_bytes(), &[0], &body]))
 }
 
-/// Which entries to list: newest first from `before` (exclusive) down to `after_seq`
-/// (exclusive), returned oldest first.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub kind: Option<String>,
-    pub wallet_id: Option<String>,
-    pub after_seq: Option<u64>,
-    /// Only entries before this sequence number: the cursor of the next (older) page.
-    pub before: Option<u64>,
-    /// Default 50, at most 500.
-    pub limit: Option<usize>,
-}
-
-impl AuditFilter {
-    pub const DEFAULT_LIMIT: usize = 50;
-    pub const MAX_LIMIT: usize = 500;
-
-    pub(super) fn limit(&self) -> usize {
-        self.limit.unwrap_or(Self::DEFAULT_LIMIT).clamp(1, Self::MAX_LIMIT)
+impl AuditEntry {
+    /// Whether `filter` lists this entry.
+    pub(super) fn listed_by(&self, filter: &AuditFilter) -> bool {
+        filter.matches(&self.event.kind, self.event.wallet_id.as_deref())
     }
-
-    pub(super) fn matches(&self, e: &AuditEntry) -> bool {
-        self.kind.as_ref().is_none_or(|k| &e.event.kind == k)
-            && self
-                .wallet_id
-                .as_ref()
-                .is_none_or(|w| e.event.wallet_id.as_ref() == Some(w))
-    }
-
-    pub(super) fn is_filtered(&self) -> bool {
-        self.kind.is_some() || self.wallet_id.is_some()
-    }
-}
-
-/// One page of a listing, and where the next (older) page starts if there may be one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T, C> {
-    pub items: Vec<T>,
-    /// Pass back as `before` for the next page; `None` when nothing older is left.
-    pub next_before: Option<C>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

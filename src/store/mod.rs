@@ -11,15 +11,17 @@ mod kv;
 pub mod records;
 mod txs;
 
+use crate::domain::Page;
 use crate::keystore::AuditKey;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditVerification, Page};
+/// What `audit_list` reads (a domain type: the edges name it from there).
+pub use crate::domain::AuditFilter;
+pub use audit::{AuditEntry, AuditEvent, AuditVerification};
 pub use kv::{Entries, Kv, MemKv, Op, Order, SledKv};
-pub use txs::MAX_PAGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -417,7 +419,7 @@ impl Store {
                 let entry: AuditEntry = decode(&key, &bytes)?;
                 cursor = seq;
                 scanned += 1;
-                if filter.matches(&entry) {
+                if entry.listed_by(filter) {
                     items.push(entry);
                     if items.len() == limit {
                         break 'scan;

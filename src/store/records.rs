@@ -2,7 +2,10 @@
 //! with `#[serde(default)]`, never rename; bump `v` and migrate on read when a change is
 //! not additive.
 
-use crate::domain::{Address, ChainKind, ChainName, PolicyId, Sequence, SessionId, TxId, TxState, WalletId};
+use crate::domain::{
+    Address, Amount, Asset, ChainKind, ChainName, Effect, FeeQuote, Freeze, Owner, PeriodSpend, PolicyId, Sequence,
+    Session, SessionId, TraceEntry, Transfer, TxId, TxState, Wallet, WalletId,
+};
 use crate::keystore::Sealed;
 use alloy_primitives::U256;
 use serde::{Deserialize, Serialize};
@@ -82,10 +85,48 @@ pub struct OwnerRecord {
 
 impl WalletRecord {
     pub fn address(&self) -> Result<Address, super::StoreError> {
-        Address::parse(self.kind, &self.address).map_err(|err| super::StoreError::Corrupt {
-            key: super::keys::wallet(self.id),
-            reason: err.to_string(),
+        Address::parse(self.kind, &self.address).map_err(|err| corrupt(super::keys::wallet(self.id), err))
+    }
+
+    /// What a caller may see of the wallet (no sealed key): refused as corrupt when a stored
+    /// field does not parse.
+    pub fn wallet(&self) -> Result<Wallet, super::StoreError> {
+        let bad = |err: crate::domain::DomainError| corrupt(super::keys::wallet(self.id), err);
+        let owner = match &self.owner {
+            Some(o) => Some(Owner {
+                address: Address::parse(self.kind, &o.address).map_err(bad)?,
+                state: o.state.parse().map_err(bad)?,
+                registered_at: o.registered_at,
+            }),
+            None => None,
+        };
+        Ok(Wallet {
+            id: self.id,
+            name: self.name.parse().map_err(bad)?,
+            chain: self.chain.clone(),
+            kind: self.kind,
+            address: self.address()?,
+            created_at: self.created_at,
+            owner,
+            frozen: self.frozen.as_ref().map(Into::into),
         })
+    }
+}
+
+impl From<&FreezeRecord> for Freeze {
+    fn from(f: &FreezeRecord) -> Self {
+        Freeze {
+            by: f.by.clone(),
+            reason: f.reason.clone(),
+            since: f.since,
+        }
+    }
+}
+
+fn corrupt(key: String, reason: impl std::fmt::Display) -> super::StoreError {
+    super::StoreError::Corrupt {
+        key,
+        reason: reason.to_string(),
     }
 }
 
@@ -110,6 +151,23 @@ pub struct SessionRecord {
     pub token_hash: String,
     /// `jti` of that token.
     pub jti: String,
+}
+
+/// What a caller may see of the session (no token hash, no `jti`).
+impl From<&SessionRecord> for Session {
+    fn from(s: &SessionRecord) -> Self {
+        Session {
+            id: s.id,
+            wallet_id: s.wallet_id,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            absolute_expires_at: s.absolute_expires_at,
+            ttl_seconds: s.ttl_seconds,
+            max_renewals: s.max_renewals,
+            renewals: s.renewals,
+            revoked_at: s.revoked_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +276,50 @@ impl TxRecord {
         })
     }
 
+    /// What a caller may see of the transfer, typed (`kind`: its wallet's chain kind, which
+    /// the addresses are parsed for): no signed bytes, no reservation, no request hash. A
+    /// stored field that does not parse is refused as corrupt.
+    pub fn transfer(&self, kind: ChainKind) -> Result<Transfer, super::StoreError> {
+        let key = || super::keys::tx(self.wallet_id, self.id);
+        let address = |s: &str| Address::parse(kind, s).map_err(|e| corrupt(key(), e));
+        Ok(Transfer {
+            id: self.id,
+            wallet_id: self.wallet_id,
+            chain: self.chain.clone(),
+            status: self.status,
+            tier: self
+                .tier
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt(key(), e))?,
+            to: address(&self.to)?,
+            asset: match &self.token {
+                Some(token) => Asset::Token(address(token)?),
+                None => Asset::Native,
+            },
+            symbol: self.symbol.clone(),
+            amount: Amount::new(self.base_units, self.decimals).map_err(|e| corrupt(key(), e))?,
+            memo: self.memo.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            reasons: self.reasons.clone(),
+            trace: read_trace(&self.trace).map_err(|e| corrupt(key(), format!("trace: {e}")))?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            executes_at: self.executes_at,
+            expires_at: self.expires_at,
+            sequence: self.sequence(),
+            hash: self.hash.clone(),
+            block: self.block,
+            confirmations: self.confirmations,
+            error: self.error.clone(),
+            fee: self.fee.map(Into::into),
+            fee_paid: self.fee_paid,
+            replaced_hashes: self.replaced_hashes.clone(),
+            cancel_hash: self.cancel_hash.clone(),
+        })
+    }
+
     pub fn set_sequence(&mut self, sequence: Sequence) {
         match sequence {
             Sequence::AccountNonce(n) => self.nonce = Some(n),
@@ -242,6 +344,74 @@ pub struct FeeRecord {
     /// Native base units beyond gas × price (Solana: the whole fee with rent); absent: 0.
     #[serde(default, with = "super::as_string", skip_serializing_if = "is_zero")]
     pub extra_fee: u128,
+}
+
+impl From<FeeQuote> for FeeRecord {
+    fn from(q: FeeQuote) -> Self {
+        FeeRecord {
+            gas_limit: q.gas_limit,
+            max_fee_per_gas: q.max_fee_per_gas,
+            max_priority_fee_per_gas: q.max_priority_fee_per_gas,
+            extra_fee: q.extra_fee,
+        }
+    }
+}
+
+impl From<FeeRecord> for FeeQuote {
+    fn from(r: FeeRecord) -> Self {
+        FeeQuote {
+            gas_limit: r.gas_limit,
+            max_fee_per_gas: r.max_fee_per_gas,
+            max_priority_fee_per_gas: r.max_priority_fee_per_gas,
+            extra_fee: r.extra_fee,
+        }
+    }
+}
+
+/// One policy rule's verdict as stored in a transfer's `trace` (camelCase keys).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredTraceEntry {
+    policy_id: Option<String>,
+    rule: String,
+    counter: Option<String>,
+    effect: String,
+    detail: String,
+}
+
+/// The policy's trace as stored with a transfer.
+pub fn trace_json(trace: &[TraceEntry]) -> serde_json::Value {
+    let stored: Vec<StoredTraceEntry> = trace
+        .iter()
+        .map(|t| StoredTraceEntry {
+            policy_id: t.policy_id.clone(),
+            rule: t.rule.clone(),
+            counter: t.counter.clone(),
+            effect: t.effect.as_str().to_owned(),
+            detail: t.detail.clone(),
+        })
+        .collect();
+    serde_json::to_value(stored).expect("a trace serialises")
+}
+
+/// A stored trace, typed (`null`: none recorded).
+fn read_trace(value: &serde_json::Value) -> Result<Vec<TraceEntry>, String> {
+    if value.is_null() {
+        return Ok(Vec::new());
+    }
+    let stored = Vec::<StoredTraceEntry>::deserialize(value).map_err(|e| e.to_string())?;
+    stored
+        .into_iter()
+        .map(|t| {
+            Ok(TraceEntry {
+                effect: t.effect.parse::<Effect>().map_err(|e| e.to_string())?,
+                policy_id: t.policy_id,
+                rule: t.rule,
+                counter: t.counter,
+                detail: t.detail,
+            })
+        })
+        .collect()
 }
 
 fn is_zero(v: &u128) -> bool {
@@ -274,6 +444,15 @@ pub struct BudgetRecord {
     pub micro_usd: U256,
     #[serde(with = "super::as_string")]
     pub native: U256,
+}
+
+impl From<&BudgetRecord> for PeriodSpend {
+    fn from(b: &BudgetRecord) -> Self {
+        PeriodSpend {
+            micro_usd: b.micro_usd,
+            native: b.native,
+        }
+    }
 }
 
 /// An idempotency key, bound to the first request's hash and its transfer.

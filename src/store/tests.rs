@@ -463,3 +463,136 @@ fn pruning_removes_old_final_transfers_with_their_index_and_idempotency_keys() {
         assert!(store.get::<records::IdempotencyRecord>(idem).unwrap().is_some());
     }
 }
+
+/// What a caller sees of a stored transfer is typed: every field parses back to what was
+/// stored (addresses for the wallet's chain kind, tier, amount, sequence, fees, the rule
+/// trace), and a record with a field that does not parse is refused as corrupt, by key.
+#[test]
+fn a_stored_transfer_reads_back_typed_and_a_bad_field_is_refused_as_corrupt() {
+    use crate::domain::{Address, Amount, Asset, ChainKind, Effect, FeeQuote, Sequence, Tier, TraceEntry};
+    let token = "0x000000000000000000000000000000000000dEaD";
+    let trace = vec![TraceEntry {
+        policy_id: Some("p1".into()),
+        rule: "SPENDING_LIMIT.delay_max".into(),
+        counter: None,
+        effect: Effect::Tier(Tier::Delay),
+        detail: "1 is within 5".into(),
+    }];
+    let fee = FeeQuote {
+        gas_limit: 21_000,
+        max_fee_per_gas: 3,
+        max_priority_fee_per_gas: 1,
+        extra_fee: 0,
+    };
+    let mut record = tx_record(WalletId::new(), TxState::Delayed);
+    record.tier = Some("DELAY".into());
+    record.token = Some(token.to_lowercase());
+    record.trace = records::trace_json(&trace);
+    record.fee = Some(fee.into());
+    record.nonce = Some(7);
+    record.replaced_hashes = vec!["0xab".into()];
+
+    let t = record.transfer(ChainKind::Evm).unwrap();
+    assert_eq!(
+        (t.id, t.wallet_id, t.status),
+        (record.id, record.wallet_id, TxState::Delayed)
+    );
+    assert_eq!(t.tier, Some(Tier::Delay));
+    assert_eq!(t.to, Address::parse(ChainKind::Evm, &record.to).unwrap());
+    assert_eq!(t.asset, Asset::Token(Address::parse(ChainKind::Evm, token).unwrap()));
+    assert_eq!(t.token().unwrap().to_string(), token, "shown EIP-55 checksummed");
+    assert_eq!(t.amount, Amount::new(record.base_units, 18).unwrap());
+    assert_eq!(t.trace, trace);
+    assert_eq!(t.fee, Some(fee));
+    assert_eq!((t.sequence, t.nonce()), (Some(Sequence::AccountNonce(7)), Some(7)));
+    assert_eq!(t.replaced_hashes, record.replaced_hashes);
+    // Recorded without a trace (null) reads as none.
+    record.trace = serde_json::Value::Null;
+    assert!(record.transfer(ChainKind::Evm).unwrap().trace.is_empty());
+
+    let key = keys::tx(record.wallet_id, record.id);
+    let refused = |r: &records::TxRecord, kind: ChainKind| match r.transfer(kind) {
+        Err(StoreError::Corrupt { key: k, reason }) => {
+            assert_eq!(k, key);
+            reason
+        }
+        other => panic!("expected a corrupt record, got {other:?}"),
+    };
+    let bad_to = records::TxRecord {
+        to: "0xnot-an-address".into(),
+        ..record.clone()
+    };
+    assert!(refused(&bad_to, ChainKind::Evm).contains("invalid evm address"));
+    // The addresses are parsed for the wallet's chain kind: an EVM address is no Solana one.
+    assert!(refused(&record, ChainKind::Solana).contains("invalid solana address"));
+    let bad_tier = records::TxRecord {
+        tier: Some("FAST".into()),
+        ..record.clone()
+    };
+    assert!(refused(&bad_tier, ChainKind::Evm).contains("unknown tier"));
+    let bad_trace = records::TxRecord {
+        trace: serde_json::json!([{ "rule": "X", "effect": "MAYBE", "detail": "", "policyId": null, "counter": null }]),
+        ..record
+    };
+    assert!(refused(&bad_trace, ChainKind::Evm).contains("unknown rule effect"));
+}
+
+/// What a caller sees of a stored wallet: the address and the owner's typed (no sealed key),
+/// and an owner state or address that does not parse is refused as corrupt.
+#[test]
+fn a_stored_wallet_reads_back_typed_and_a_bad_owner_is_refused_as_corrupt() {
+    use crate::domain::{Address, ChainKind, OwnerState};
+    let address = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    let record = records::WalletRecord {
+        v: records::RECORD_VERSION,
+        id: WalletId::new(),
+        name: "ops".into(),
+        chain: "anvil".parse().unwrap(),
+        kind: ChainKind::Evm,
+        address: address.into(),
+        created_at: 1,
+        key: crate::keystore::Sealed {
+            nonce: [0; 12],
+            ciphertext: Vec::new(),
+        },
+        owner: Some(records::OwnerRecord {
+            address: address.to_lowercase(),
+            state: "LOCKED".into(),
+            registered_at: 2,
+        }),
+        frozen: Some(records::FreezeRecord {
+            by: "owner".into(),
+            reason: "lost phone".into(),
+            since: 3,
+        }),
+    };
+    let w = record.wallet().unwrap();
+    assert_eq!((w.id, w.name.as_str(), w.kind), (record.id, "ops", ChainKind::Evm));
+    assert_eq!(w.address, Address::parse(ChainKind::Evm, address).unwrap());
+    let owner = w.owner.unwrap();
+    assert_eq!((owner.address, owner.state), (w.address, OwnerState::Locked));
+    assert_eq!(w.frozen.map(|f| (f.by, f.since)), Some(("owner".into(), 3)));
+
+    for owner in [
+        records::OwnerRecord {
+            address: address.into(),
+            state: "MAYBE".into(),
+            registered_at: 2,
+        },
+        records::OwnerRecord {
+            address: "0x12".into(),
+            state: "GRACE".into(),
+            registered_at: 2,
+        },
+    ] {
+        let bad = records::WalletRecord {
+            owner: Some(owner),
+            ..record.clone()
+        };
+        assert!(
+            matches!(bad.wallet(), Err(StoreError::Corrupt { key, .. }) if key == keys::wallet(record.id)),
+            "{:?}",
+            bad.wallet()
+        );
+    }
+}

@@ -7,11 +7,8 @@
 //! range scans with a limit; counters count keys in a range and stop at what the caller needs.
 
 use super::records::TxRecord;
-use super::{Batch, Order, Page, Store, StoreError, decode, keys};
-use crate::domain::{TxId, TxState, WalletId};
-
-/// The largest page a listing returns.
-pub const MAX_PAGE: usize = 500;
+use super::{Batch, Order, Store, StoreError, decode, keys};
+use crate::domain::{MAX_PAGE, Page, TxId, TxState, WalletId};
 
 /// Format version of the (wallet, status) index, stored under [`keys::TX_INDEX`].
 const TX_INDEX_VERSION: u32 = 1;

@@ -161,6 +161,9 @@ const BORDERS: &[(&str, &[&str])] = &[
     (
         "api",
         &[
+            // The wire speaks domain types and the service's views, never the stored records:
+            // the on-disk format can change without touching a DTO.
+            "crate::store",
             "crate::keystore",
             "crate::chains::evm",
             "crate::chains::solana",

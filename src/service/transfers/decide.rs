@@ -171,7 +171,7 @@ impl Service {
     }
 
     /// `POST /v1/transactions/send`.
-    pub async fn send(&self, auth: &SessionAuth, req: &TransferRequest) -> Result<TxRecord> {
+    pub async fn send(&self, auth: &SessionAuth, req: &TransferRequest) -> Result<Transfer> {
         let key = req.idempotency_key.trim();
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
             return Err(field(
@@ -201,7 +201,7 @@ impl Service {
         };
         // A retry answers from the record, without asking the chain again.
         if let Some(tx) = seen(&self.store)? {
-            return Ok(tx);
+            return Ok(tx.transfer(wallet.kind)?);
         }
         // The fee quote is part of what the policy judges: fetched before the lock (RPC).
         let quote = match self.quote_fee(&wallet, &intent).await {
@@ -215,7 +215,7 @@ impl Service {
         let tx = {
             let _decide = locks.decide.lock().await;
             if let Some(tx) = seen(&self.store)? {
-                return Ok(tx);
+                return Ok(tx.transfer(wallet.kind)?);
             }
             self.refuse_over_open_cap(wallet.id)?;
             let now = now();
@@ -241,7 +241,7 @@ impl Service {
                         status,
                         tier,
                         decision.reasons.clone(),
-                        trace_json(&decision),
+                        trace_json(&decision.trace),
                         Some(decision),
                     )
                 }
@@ -298,7 +298,7 @@ impl Service {
                 confirmations: 0,
                 error: quote.as_ref().err().map(|r| format!("rejected by the chain: {r}")),
                 nonce_passed_at: None,
-                fee: quote.as_ref().ok().map(|q| fee_record(*q)),
+                fee: quote.as_ref().ok().map(|q| FeeRecord::from(*q)),
                 fee_paid: None,
                 signed_at: None,
                 replaced_hashes: Vec::new(),
@@ -336,7 +336,7 @@ impl Service {
             _ => tx,
         };
         self.autostop_outcome(wallet.id, tx.status).await?;
-        Ok(tx)
+        Ok(tx.transfer(wallet.kind)?)
     }
 
     /// Re-checks a DELAY or APPROVAL transfer at execution time. Returns the record when it
@@ -377,7 +377,7 @@ impl Service {
             }
             self.change_budgets(&mut batch, tx.wallet_id, &changes)?;
             tx.reserved = moved;
-            tx.fee = Some(fee_record(quote));
+            tx.fee = Some(FeeRecord::from(quote));
         }
         let event = |kind: &str| {
             AuditEvent::new(kind, "system")
@@ -393,7 +393,7 @@ impl Service {
             Outcome::Denied => {
                 let e = event("tx_denied_on_recheck");
                 tx.reasons = decision.reasons.clone();
-                tx.trace = trace_json(&decision);
+                tx.trace = trace_json(&decision.trace);
                 let error = Some("denied when re-checked before signing".into());
                 self.finish_with_audit(&mut batch, tx, TxState::Denied, error, e)?;
             }
@@ -402,7 +402,7 @@ impl Service {
                 tx.status = TxState::PendingApproval;
                 tx.tier = Some(Tier::Approval.as_str().to_owned());
                 tx.reasons = decision.reasons.clone();
-                tx.trace = trace_json(&decision);
+                tx.trace = trace_json(&decision.trace);
                 tx.expires_at = decision
                     .approval_timeout_seconds
                     .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
@@ -439,7 +439,7 @@ impl Service {
             amount,
             call: None,
             approve: None,
-            max_fee: tx.fee.map(|f| fee_quote(f).max_fee()),
+            max_fee: tx.fee.map(|f| FeeQuote::from(f).max_fee()),
         })
     }
 }

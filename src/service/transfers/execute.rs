@@ -8,7 +8,7 @@ use super::*;
 impl Service {
     /// The seam for owner approvals: a PENDING_APPROVAL transfer, approved by a verified
     /// owner signature, is re-checked (denials still win) and executed with a fresh nonce.
-    pub async fn execute_approved(&self, wallet: WalletId, id: TxId) -> Result<TxRecord> {
+    pub async fn execute_approved(&self, wallet: WalletId, id: TxId) -> Result<Transfer> {
         let tx = self.tx(wallet, id)?;
         if tx.status != TxState::PendingApproval {
             return Err(ServiceError::Conflict(format!(
@@ -17,7 +17,7 @@ impl Service {
             )));
         }
         let tx = self.execute(id, wallet, true).await?;
-        Ok(self.wait_confirmed(tx).await)
+        self.transfer(&self.wait_confirmed(tx).await)
     }
 
     /// Signs and broadcasts `id` under the wallet's nonce lock. `recheck` re-runs policy first
@@ -51,7 +51,7 @@ impl Service {
             }
         }
         let fee = match tx.fee {
-            Some(fee) => fee_quote(fee),
+            Some(fee) => FeeQuote::from(fee),
             // Decided before fees were recorded (an older version, then a crash): quote now.
             None => match self.quote_fee(&wallet, &self.intent_of(&wallet, &tx)?).await {
                 Ok(q) => q,
@@ -169,7 +169,7 @@ impl Service {
                 format!("dropped: its blockhash expired before it was included ({reason}); not re-signed: the wallet is frozen"),
             );
         }
-        let approved = approved(wallet, &tx, fee_quote(fee))?;
+        let approved = approved(wallet, &tx, FeeQuote::from(fee))?;
         if let Some(token) = approved.token() {
             adapter.asset_meta(Some(token)).await?;
         }
@@ -280,7 +280,7 @@ impl Service {
                 max_priority_fee_per_gas: priority,
                 extra_fee: 0,
             };
-            let same = approved(wallet, &tx, fee_quote(old))?;
+            let same = approved(wallet, &tx, FeeQuote::from(old))?;
             let plan = TransferPlan::new(
                 &match kind {
                     Replacement::SpeedUp => same.with_fee(fee),
@@ -331,7 +331,7 @@ impl Service {
             tx.replaced_hashes.push(old_hash.clone());
             tx.hash = Some(signed.hash.clone());
             tx.raw = Some(hex::encode(&signed.raw));
-            tx.fee = Some(fee_record(fee));
+            tx.fee = Some(FeeRecord::from(fee));
             tx.signed_at = Some(now());
             tx.updated_at = now();
             if kind == Replacement::CancelOnChain {
@@ -366,18 +366,18 @@ impl Service {
     }
 
     /// `bursar tx speed-up`: the operator replaces a signed, unmined transfer with higher fees.
-    pub async fn speed_up(&self, _: &super::MasterAuth, id: TxId) -> Result<TxRecord> {
+    pub async fn speed_up(&self, _: &super::MasterAuth, id: TxId) -> Result<Transfer> {
         self.operator_replace(id, Replacement::SpeedUp).await
     }
 
     /// `bursar tx cancel-onchain`: the operator replaces a signed, unmined transfer with a
     /// zero-value transfer to the wallet itself at the same nonce; if that is the one mined,
     /// the transfer ends FAILED with its budget released (but for the fee paid).
-    pub async fn cancel_onchain(&self, _: &super::MasterAuth, id: TxId) -> Result<TxRecord> {
+    pub async fn cancel_onchain(&self, _: &super::MasterAuth, id: TxId) -> Result<Transfer> {
         self.operator_replace(id, Replacement::CancelOnChain).await
     }
 
-    pub(super) async fn operator_replace(&self, id: TxId, kind: Replacement) -> Result<TxRecord> {
+    pub(super) async fn operator_replace(&self, id: TxId, kind: Replacement) -> Result<Transfer> {
         let wallet = self.wallet(self.active_tx_wallet(id)?)?;
         let adapter = self.adapter(&wallet)?;
         let tx = self.tx(wallet.id, id)?;
@@ -408,7 +408,7 @@ impl Service {
             .wallet(wallet.id)
             .detail(serde_json::json!({ "tx": id.to_string(), "hash": actor_tx.hash })),
         )?;
-        Ok(actor_tx)
+        Ok(actor_tx.transfer(wallet.kind)?)
     }
 }
 

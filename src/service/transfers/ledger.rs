@@ -41,9 +41,13 @@ impl Service {
 
     pub(in crate::service) fn spent(&self, wallet: WalletId, now: i64) -> Result<Spent> {
         let (day, month) = period_keys(now);
+        let period = |key: &str| -> Result<PeriodSpend> {
+            let budget: Option<BudgetRecord> = self.store.get(&keys::budget(wallet, key))?;
+            Ok(budget.as_ref().map(Into::into).unwrap_or_default())
+        };
         Ok(Spent {
-            today: self.store.get(&keys::budget(wallet, &day))?.unwrap_or_default(),
-            month: self.store.get(&keys::budget(wallet, &month))?.unwrap_or_default(),
+            today: period(&day)?,
+            month: period(&month)?,
         })
     }
 

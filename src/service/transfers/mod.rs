@@ -19,10 +19,11 @@ use ledger::*;
 
 use super::{Field, MasterAuth, Result, Service, ServiceError, SessionAuth, key_ref, now};
 use crate::chains::{Adapter, Approved, AssetMeta, ChainError, FeeQuote, FeeRequest, TransferPlan, TxStatus};
-use crate::domain::{Address, Amount, Sequence, TxId, TxState, WalletId, sanitize};
+use crate::domain::{Address, Amount, PeriodSpend, Sequence, Transfer, TxId, TxState, WalletId, sanitize};
 use crate::policy::{self, Asset, Decision, Intent, Outcome, ParseContext, Policy, Tier};
 use crate::store::records::{
     BudgetRecord, FeeRecord, IdempotencyRecord, PolicyRecord, RECORD_VERSION, Reservation, TxRecord, WalletRecord,
+    trace_json,
 };
 use crate::store::{AuditEvent, Batch, keys};
 use alloy_primitives::U256;
@@ -54,8 +55,8 @@ pub struct CheckResult {
 /// Spend counted in the current day and month (confirmed plus in flight).
 #[derive(Debug, Clone, Default)]
 pub struct Spent {
-    pub today: BudgetRecord,
-    pub month: BudgetRecord,
+    pub today: PeriodSpend,
+    pub month: PeriodSpend,
 }
 
 /// Per-wallet serialisation: `decide` covers evaluation + reservation + every budget change
@@ -108,8 +109,13 @@ impl Service {
             .clone()
     }
 
-    pub fn get_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
-        self.tx(auth.wallet_id, id)
+    pub fn get_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<Transfer> {
+        self.transfer(&self.tx(auth.wallet_id, id)?)
+    }
+
+    /// What a caller sees of a stored transfer (its addresses parsed for its wallet's chain).
+    pub(in crate::service) fn transfer(&self, tx: &TxRecord) -> Result<Transfer> {
+        Ok(tx.transfer(self.wallet(tx.wallet_id)?.kind)?)
     }
 
     pub(in crate::service) fn tx(&self, wallet: WalletId, id: TxId) -> Result<TxRecord> {
@@ -156,24 +162,6 @@ impl Service {
     }
 }
 
-pub(super) fn fee_record(q: FeeQuote) -> FeeRecord {
-    FeeRecord {
-        gas_limit: q.gas_limit,
-        max_fee_per_gas: q.max_fee_per_gas,
-        max_priority_fee_per_gas: q.max_priority_fee_per_gas,
-        extra_fee: q.extra_fee,
-    }
-}
-
-pub(super) fn fee_quote(r: FeeRecord) -> FeeQuote {
-    FeeQuote {
-        gas_limit: r.gas_limit,
-        max_fee_per_gas: r.max_fee_per_gas,
-        max_priority_fee_per_gas: r.max_priority_fee_per_gas,
-        extra_fee: r.extra_fee,
-    }
-}
-
 pub(super) fn refuse_frozen(wallet: &WalletRecord) -> Result<()> {
     match &wallet.frozen {
         Some(f) => Err(ServiceError::Frozen(format!(
@@ -182,26 +170,4 @@ pub(super) fn refuse_frozen(wallet: &WalletRecord) -> Result<()> {
         ))),
         None => Ok(()),
     }
-}
-
-pub fn trace_json(decision: &Decision) -> serde_json::Value {
-    serde_json::Value::Array(
-        decision
-            .trace
-            .iter()
-            .map(|t| {
-                serde_json::json!({
-                    "policyId": t.policy_id,
-                    "rule": t.rule,
-                    "counter": t.counter,
-                    "effect": match t.effect {
-                        policy::Effect::Tier(tier) => tier.as_str(),
-                        policy::Effect::Deny => "DENY",
-                        policy::Effect::Pass => "PASS",
-                    },
-                    "detail": t.detail,
-                })
-            })
-            .collect(),
-    )
 }

@@ -6,13 +6,15 @@ use super::*;
 
 impl Service {
     /// Cancels the session's own DELAY or APPROVAL transfer that has not been signed.
-    pub async fn cancel_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<TxRecord> {
-        self.stop_unsigned(
-            auth.wallet_id,
-            id,
-            &Stop::Cancel(format!("session:{}", auth.session_id)),
-        )
-        .await
+    pub async fn cancel_transaction(&self, auth: &SessionAuth, id: TxId) -> Result<Transfer> {
+        let tx = self
+            .stop_unsigned(
+                auth.wallet_id,
+                id,
+                &Stop::Cancel(format!("session:{}", auth.session_id)),
+            )
+            .await?;
+        self.transfer(&tx)
     }
 
     /// Stops one transfer that is not signed yet (cancel or owner reject), under the

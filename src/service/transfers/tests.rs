@@ -66,10 +66,10 @@ async fn fixture(policies: &[(&str, serde_json::Value)], config: &str) -> Fixtur
         _ => panic!("the fake chain is configured"),
     };
     Fixture {
+        wallet: svc.wallet(wallet.id).expect("the wallet's record"),
         svc: Arc::new(svc),
         chain,
         auth,
-        wallet,
     }
 }
 
@@ -96,7 +96,7 @@ impl Fixture {
         self.svc.spent(self.wallet.id, now()).unwrap().today.native
     }
 
-    fn reload(&self, tx: &TxRecord) -> TxRecord {
+    fn reload(&self, tx: &Transfer) -> TxRecord {
         self.svc.tx(self.wallet.id, tx.id).unwrap()
     }
 }
@@ -109,11 +109,8 @@ async fn instant_confirms_and_counts_value_plus_the_fee_paid() {
     assert_eq!(tx.status, TxState::Confirmed, "{tx:?}");
     assert_eq!(f.recipient() - before, eth("0.5"));
     // The record keeps the policy's rule trace: which rule decided, and why.
-    let trace = tx.trace.as_array().expect("a trace");
-    assert!(
-        trace.iter().any(|t| t.to_string().contains("SPENDING_LIMIT")),
-        "{trace:?}"
-    );
+    let trace = &tx.trace;
+    assert!(trace.iter().any(|t| t.rule.contains("SPENDING_LIMIT")), "{trace:?}");
     let paid = tx.fee_paid.expect("fee from the receipt");
     assert!(!paid.is_zero());
     assert_eq!(
@@ -208,7 +205,7 @@ async fn a_definitive_refusal_fails_and_frees_the_nonce_for_the_next_send() {
     assert_eq!(f.spent_today(), U256::ZERO, "the reservation went back");
     let next = f.svc.send(&f.auth, &request("0.5", "next")).await.unwrap();
     assert_eq!(next.status, TxState::Confirmed);
-    assert_eq!(next.nonce, Some(0), "no nonce gap after a refused broadcast");
+    assert_eq!(next.nonce(), Some(0), "no nonce gap after a refused broadcast");
 }
 
 #[tokio::test]
@@ -399,7 +396,7 @@ async fn the_daily_summary_counts_what_the_store_holds() {
         for t in all.iter().filter(|t| (from..to).contains(&t.created_at)) {
             *by_status.entry(t.status.to_string()).or_insert(0u32) += 1;
             if t.status == TxState::Confirmed {
-                moved += t.base_units;
+                moved += t.amount.base_units;
                 count += 1;
             }
         }
