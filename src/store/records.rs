@@ -185,6 +185,19 @@ pub struct PolicyRecord {
     pub created_at: i64,
 }
 
+/// What a copy of a [`TxRecord`] knows of its entry in the (wallet, status) index: saving it
+/// deletes exactly the stale entry when known (one key instead of one per state).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Indexed {
+    /// Read without it (a scan), or an older copy: every other state's key is deleted.
+    #[default]
+    Unknown,
+    /// A new record: nothing to delete.
+    Absent,
+    /// Under this state, as read or last saved.
+    Under(TxState),
+}
+
 /// One transfer request and its whole life.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TxRecord {
@@ -260,6 +273,9 @@ pub struct TxRecord {
     /// signed: if it is the one mined, the transfer ends FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_hash: Option<String>,
+    /// Not stored: see [`Indexed`].
+    #[serde(skip)]
+    pub indexed: Indexed,
 }
 
 impl TxRecord {

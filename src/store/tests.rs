@@ -290,14 +290,18 @@ fn tx_record(wallet: WalletId, status: TxState) -> records::TxRecord {
         signed_at: None,
         replaced_hashes: Vec::new(),
         cancel_hash: None,
+        indexed: records::Indexed::Absent,
     }
 }
 
 fn save(store: &Store, tx: &records::TxRecord) {
     let mut batch = Batch::new();
-    batch
-        .put(keys::tx(tx.wallet_id, tx.id), tx)
-        .index_tx_status(tx.wallet_id, tx.id, tx.status);
+    batch.put(keys::tx(tx.wallet_id, tx.id), tx).index_tx_status(
+        tx.wallet_id,
+        tx.id,
+        records::Indexed::Unknown,
+        tx.status,
+    );
     store.commit(batch).unwrap();
 }
 
@@ -336,15 +340,38 @@ fn transfer_pages_counts_and_the_status_index_follow_each_save() {
     let mut batch = Batch::new();
     for status in [TxState::Signed, TxState::Confirmed] {
         moved.status = status;
-        batch
-            .put(keys::tx(wallet, moved.id), &moved)
-            .index_tx_status(wallet, moved.id, status);
+        batch.put(keys::tx(wallet, moved.id), &moved).index_tx_status(
+            wallet,
+            moved.id,
+            records::Indexed::Unknown,
+            status,
+        );
     }
     store.commit(batch).unwrap();
     assert_eq!(store.count_txs_in(wallet, &open, 100).unwrap(), 2);
     let confirmed = store.tx_page(wallet, Some(TxState::Confirmed), None, 10).unwrap();
     assert_eq!(confirmed.items.len(), 1);
     assert_eq!(confirmed.items[0].id, moved.id);
+    // The same when the copy knows its entry: only the stale key is deleted, each time.
+    let mut tracked = txs[3].clone();
+    let mut from = records::Indexed::Under(TxState::Requested);
+    let mut batch = Batch::new();
+    for status in [TxState::Signed, TxState::Submitted, TxState::Submitted, TxState::Failed] {
+        tracked.status = status;
+        batch
+            .put(keys::tx(wallet, tracked.id), &tracked)
+            .index_tx_status(wallet, tracked.id, from, status);
+        from = records::Indexed::Under(status);
+    }
+    store.commit(batch).unwrap();
+    let in_flight = [TxState::Requested, TxState::Signed, TxState::Submitted];
+    assert_eq!(
+        store.count_txs_in(wallet, &in_flight, 100).unwrap(),
+        1,
+        "only txs[5] is left"
+    );
+    let failed = store.tx_page(wallet, Some(TxState::Failed), None, 10).unwrap();
+    assert_eq!(failed.items.iter().map(|t| t.id).collect::<Vec<_>>(), [tracked.id]);
 
     let created_ms =
         |tx: &records::TxRecord| i64::from_str_radix(&tx.id.to_string().replace('-', "")[..12], 16).unwrap();
@@ -426,7 +453,7 @@ fn pruning_removes_old_final_transfers_with_their_index_and_idempotency_keys() {
         let mut batch = Batch::new();
         batch
             .put(keys::tx(wallet, tx.id), &tx)
-            .index_tx_status(wallet, tx.id, status)
+            .index_tx_status(wallet, tx.id, records::Indexed::Unknown, status)
             .put(
                 idem.clone(),
                 &records::IdempotencyRecord {

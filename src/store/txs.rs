@@ -6,7 +6,7 @@
 //! the (wallet, status) index, written in the same batch as the record. Listings are reverse
 //! range scans with a limit; counters count keys in a range and stop at what the caller needs.
 
-use super::records::TxRecord;
+use super::records::{Indexed, TxRecord};
 use super::{Batch, Order, Store, StoreError, decode, keys};
 use crate::domain::{MAX_PAGE, Page, TxId, TxState, WalletId};
 
@@ -15,11 +15,20 @@ const TX_INDEX_VERSION: u32 = 1;
 
 impl Batch {
     /// Keeps the (wallet, status) index in step with a transfer saved in this batch: its
-    /// entry under `status`, none under any other. Deleting every other state's key (rather
-    /// than reading the old state) holds even when one batch saves a transfer twice.
-    pub fn index_tx_status(&mut self, wallet: WalletId, id: TxId, status: TxState) -> &mut Self {
-        for other in TxState::ALL.into_iter().filter(|s| *s != status) {
-            self.delete(keys::tx_status(wallet, other.as_str(), id));
+    /// entry under `status`, none under any other. `from` is what the saved copy knows of its
+    /// entry: the one key to delete when known, every other state's key when not.
+    pub fn index_tx_status(&mut self, wallet: WalletId, id: TxId, from: Indexed, status: TxState) -> &mut Self {
+        match from {
+            Indexed::Absent => {}
+            Indexed::Under(old) if old == status => {}
+            Indexed::Under(old) => {
+                self.delete(keys::tx_status(wallet, old.as_str(), id));
+            }
+            Indexed::Unknown => {
+                for other in TxState::ALL.into_iter().filter(|s| *s != status) {
+                    self.delete(keys::tx_status(wallet, other.as_str(), id));
+                }
+            }
         }
         self.put(keys::tx_status(wallet, status.as_str(), id), &())
     }

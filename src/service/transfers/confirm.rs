@@ -99,7 +99,7 @@ impl Service {
         let event = AuditEvent::new("tx_broadcast", "system")
             .wallet(wallet_id)
             .detail(detail);
-        self.save_tx(&mut batch, &tx, event);
+        self.save_tx(&mut batch, &mut tx, event);
         self.store.commit(batch)?;
         Ok((tx, true))
     }
@@ -182,7 +182,8 @@ impl Service {
             tx.status = TxState::Submitted;
             batch
                 .put(keys::tx(wallet_id, id), &tx)
-                .index_tx_status(wallet_id, id, tx.status);
+                .index_tx_status(wallet_id, id, tx.indexed, tx.status);
+            tx.indexed = Indexed::Under(tx.status);
         } else {
             let sent = mined.success && !cancelled;
             let (state, kind, error) = match (mined.success, cancelled) {
@@ -254,13 +255,10 @@ impl Service {
             tx.updated_at = now;
             let mut batch = Batch::new();
             let detail = serde_json::json!({ "tx": tx.id.to_string(), "hash": hash, "nonce": nonce, "reason": reason });
-            self.save_tx(
-                &mut batch,
-                &tx,
-                AuditEvent::new("tx_nonce_passed", "system")
-                    .wallet(tx.wallet_id)
-                    .detail(detail),
-            );
+            let event = AuditEvent::new("tx_nonce_passed", "system")
+                .wallet(tx.wallet_id)
+                .detail(detail);
+            self.save_tx(&mut batch, &mut tx, event);
             self.store.commit(batch)?;
             return Ok(tx);
         };

@@ -258,7 +258,7 @@ impl Service {
                 }
             };
             let to_i64 = |s: Option<u64>| s.map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
-            let tx = TxRecord {
+            let mut tx = TxRecord {
                 v: RECORD_VERSION,
                 id: TxId::new(),
                 wallet_id: wallet.id,
@@ -303,6 +303,7 @@ impl Service {
                 signed_at: None,
                 replaced_hashes: Vec::new(),
                 cancel_hash: None,
+                indexed: Indexed::Absent,
             };
             let mut batch = Batch::new();
             if tx.reserved.held {
@@ -315,7 +316,8 @@ impl Service {
                     request_hash,
                 },
             );
-            self.save_tx(&mut batch, &tx, decided_event(&tx));
+            let event = decided_event(&tx);
+            self.save_tx(&mut batch, &mut tx, event);
             if tx.status == TxState::Requested {
                 // Nobody hears of an INSTANT or NOTIFY transfer before it is signed or failed
                 // (its answer and its notice wait for that), and that commit makes this

@@ -103,7 +103,7 @@ impl Service {
             let event = AuditEvent::new("tx_signed", "system")
                 .wallet(wallet_id)
                 .detail(serde_json::json!({ "tx": id.to_string(), "nonce": tx.nonce, "hash": signed.hash }));
-            self.save_tx(&mut batch, &tx, event);
+            self.save_tx(&mut batch, &mut tx, event);
             // The outbox: durable (and audited) before the signature leaves the process.
             self.store.commit(batch)?;
             signed
@@ -203,7 +203,7 @@ impl Service {
                 "replaces": old_hash,
                 "reason": format!("its blockhash expired before it was included ({reason})"),
             }));
-        self.save_tx(&mut batch, &tx, event);
+        self.save_tx(&mut batch, &mut tx, event);
         self.store.commit(batch)?;
         Ok(tx)
     }
@@ -353,7 +353,7 @@ impl Service {
                 "maxFeePerGas": fee.max_fee_per_gas.to_string(),
                 "maxPriorityFeePerGas": fee.max_priority_fee_per_gas.to_string(),
             }));
-            self.save_tx(&mut batch, &tx, event);
+            self.save_tx(&mut batch, &mut tx, event);
             // The outbox again: durable before the replacement leaves the process.
             self.store.commit(batch)?;
             signed

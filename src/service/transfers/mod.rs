@@ -22,8 +22,8 @@ use crate::chains::{Adapter, Approved, AssetMeta, ChainError, FeeQuote, FeeReque
 use crate::domain::{Address, Amount, PeriodSpend, Sequence, Transfer, TxId, TxState, WalletId, sanitize};
 use crate::policy::{self, Asset, Decision, Intent, Outcome, ParseContext, Policy, Tier};
 use crate::store::records::{
-    BudgetRecord, FeeRecord, IdempotencyRecord, PolicyRecord, RECORD_VERSION, Reservation, TxRecord, WalletRecord,
-    trace_json,
+    BudgetRecord, FeeRecord, IdempotencyRecord, Indexed, PolicyRecord, RECORD_VERSION, Reservation, TxRecord,
+    WalletRecord, trace_json,
 };
 use crate::store::{AuditEvent, Batch, keys};
 use alloy_primitives::U256;
@@ -120,16 +120,20 @@ impl Service {
 
     pub(in crate::service) fn tx(&self, wallet: WalletId, id: TxId) -> Result<TxRecord> {
         // Keyed by wallet: another wallet's transaction is simply not found.
-        self.store
+        let mut tx: TxRecord = self
+            .store
             .get(&keys::tx(wallet, id))?
-            .ok_or_else(|| ServiceError::NotFound(format!("transaction {id}")))
+            .ok_or_else(|| ServiceError::NotFound(format!("transaction {id}")))?;
+        tx.indexed = Indexed::Under(tx.status);
+        Ok(tx)
     }
 
     /// Puts the record, keeps the active index (what the workers scan) in step, and audits.
-    pub(in crate::service) fn save_tx(&self, batch: &mut Batch, tx: &TxRecord, event: AuditEvent) {
+    pub(in crate::service) fn save_tx(&self, batch: &mut Batch, tx: &mut TxRecord, event: AuditEvent) {
         batch
-            .put(keys::tx(tx.wallet_id, tx.id), tx)
-            .index_tx_status(tx.wallet_id, tx.id, tx.status);
+            .put(keys::tx(tx.wallet_id, tx.id), &*tx)
+            .index_tx_status(tx.wallet_id, tx.id, tx.indexed, tx.status);
+        tx.indexed = Indexed::Under(tx.status);
         let active = keys::active_tx(tx.id);
         if tx.status.is_final() {
             batch.delete(active);
