@@ -11,7 +11,7 @@ use bursar::keystore::{KdfParams, SigningPayload, Unlocked, WalletKeyRef};
 use bursar::policy::{self, Asset, Counters, Intent, ParseContext, Policy};
 use bursar::secret::Passphrase;
 use bursar::session::{self, SessionKeys};
-use bursar::store::records::{BudgetRecord, RECORD_VERSION, Reservation, SessionRecord, TxRecord};
+use bursar::store::records::{BudgetRecord, Indexed, RECORD_VERSION, Reservation, SessionRecord, TxRecord};
 use bursar::store::{AuditEvent, AuditFilter, Batch, Store, keys};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -152,6 +152,7 @@ fn tx_record(wallet: WalletId, status: TxState, i: usize) -> TxRecord {
         signed_at: None,
         replaced_hashes: Vec::new(),
         cancel_hash: None,
+        indexed: Indexed::Absent,
     }
 }
 
@@ -179,7 +180,7 @@ fn bounded_reads(c: &mut Criterion) {
             let tx = tx_record(wallet, status, i);
             batch
                 .put(keys::tx(wallet, tx.id), &tx)
-                .index_tx_status(wallet, tx.id, status)
+                .index_tx_status(wallet, tx.id, Indexed::Absent, status)
                 .audit(
                     AuditEvent::new("tx_confirmed", "system")
                         .wallet(wallet)
@@ -302,7 +303,7 @@ fn bounded_reads(c: &mut Criterion) {
                 let mut batch = Batch::new();
                 batch.put(keys::tx(wallet, tx.id), &tx);
                 if indexed {
-                    batch.index_tx_status(wallet, tx.id, tx.status);
+                    batch.index_tx_status(wallet, tx.id, Indexed::Absent, tx.status);
                 }
                 batch.audit(AuditEvent::new("tx_confirmed", "system"));
                 store.commit(batch).unwrap();

@@ -557,9 +557,25 @@ async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize,
         let session = post("/v1/sessions", serde_json::json!({"walletId": wid})).await;
         tokens.push(session["token"].as_str().unwrap().to_owned());
     }
+    // fsyncs: the store's flush counter from /metrics (load-independent, unlike CPU time).
+    let flushes = || {
+        let request = client
+            .get(format!("{url}/metrics"))
+            .header("x-master-password", &master)
+            .send();
+        async move {
+            let text = request.await.unwrap().text().await.unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("bursar_store_flushes_total "))
+                .expect("bursar_store_flushes_total");
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        }
+    };
     let sends = (requests * 2).max(concurrency * 4);
     for (label, clients) in [("1 wallet", 1), ("wallets", concurrency)] {
         let n = if clients == 1 { sends / 4 } else { sends };
+        let flushes0 = flushes().await;
         let cpu0 = cpu_time(pid);
         let t0 = Instant::now();
         let mut tasks = Vec::new();
@@ -601,6 +617,10 @@ async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize,
             cpu.as_secs_f64() * 1e3 / all.len() as f64,
             all.len(),
             cpu.as_secs_f64()
+        );
+        println!(
+            "fake chain: store flushes (fsyncs) per transfer ({clients} {label}): {:.2}",
+            (flushes().await - flushes0) / all.len() as f64
         );
     }
     // The fake chain runs inside the daemon: its signature check (an ECDSA public-key

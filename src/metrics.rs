@@ -26,6 +26,7 @@ struct Counters {
     auth_failures: [AtomicU64; AUTH_KINDS.len()],
     audit_entries: AtomicU64,
     audit_commits: AtomicU64,
+    store_flushes: AtomicU64,
     /// Per configured chain name.
     rpc: Mutex<BTreeMap<String, Rpc>>,
 }
@@ -47,6 +48,7 @@ fn counters() -> &'static Counters {
         auth_failures: Default::default(),
         audit_entries: AtomicU64::new(0),
         audit_commits: AtomicU64::new(0),
+        store_flushes: AtomicU64::new(0),
         rpc: Mutex::new(BTreeMap::new()),
     })
 }
@@ -73,6 +75,11 @@ pub fn audit_written(entries: usize) {
         c.audit_entries.fetch_add(entries as u64, Relaxed);
         c.audit_commits.fetch_add(1, Relaxed);
     }
+}
+
+/// A flush that made the store durable (an fsync; it covers every batch applied before it).
+pub fn store_flushed() {
+    counters().store_flushes.fetch_add(1, Relaxed);
 }
 
 /// How one RPC call to a chain node ended.
@@ -175,7 +182,7 @@ pub fn render(g: &Gauges) -> String {
     family(
         "bursar_audit_entries_written_total",
         "counter",
-        "Audit entries appended since start (each in the same flushed commit as its change).",
+        "Audit entries appended since start (each in the same atomic batch as its change).",
         &one(c.audit_entries.load(Relaxed)),
     );
     family(
@@ -183,6 +190,12 @@ pub fn render(g: &Gauges) -> String {
         "counter",
         "Commits that appended audit entries since start.",
         &one(c.audit_commits.load(Relaxed)),
+    );
+    family(
+        "bursar_store_flushes_total",
+        "counter",
+        "Durable flushes (fsyncs) of the store since start; one covers every batch applied before it.",
+        &one(c.store_flushes.load(Relaxed)),
     );
     family(
         "bursar_audit_entries",

@@ -278,6 +278,7 @@ impl Store {
             return Err(err);
         }
         *flushed = covers;
+        crate::metrics::store_flushed();
         Ok(())
     }
 

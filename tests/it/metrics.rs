@@ -120,6 +120,15 @@ async fn metrics_count_transfers_decisions_rpc_and_failures_and_name_no_secret()
     let audited = value(&text, "bursar_audit_entries_written_total");
     assert!(audited >= 8.0, "{audited}");
     assert!(value(&text, "bursar_audit_entries") >= audited);
+    // Every change is audited; staged batches ride on a later flush (group commit).
+    let (flushes, commits) = (
+        value(&text, "bursar_store_flushes_total"),
+        value(&text, "bursar_audit_commits_total"),
+    );
+    assert!(
+        flushes >= 3.0 && flushes <= commits,
+        "{flushes} flushes, {commits} commits"
+    );
     // No secret, no address, no id.
     for secret in [daemon.password.as_str(), token.as_str(), wid, "0x", RECIPIENT] {
         assert!(!text.contains(secret), "the exposition holds {secret}");
