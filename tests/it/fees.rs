@@ -335,8 +335,11 @@ where
 }
 
 /// A signed transfer that cannot be mined (its max fee is below the base fee) is replaced at
-/// the same nonce with higher fees; the chain shows one transfer, the record both hashes, the
-/// budget counts it once.
+/// the same nonce with higher fees, and a replacement that waits as long unmined is replaced
+/// again (the timer restarts at each signing). The promise, however many versions it took:
+/// the chain shows one transfer, the record keeps every version's hash, the budget counts it
+/// once. The test holds mining back until the second replacement, so that path is taken every
+/// run rather than only when the machine is slow (a 2-second timer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_transfer_is_replaced_and_confirms_once() {
     let anvil = Anvil::start().await;
@@ -358,19 +361,27 @@ async fn a_stuck_transfer_is_replaced_and_confirms_once() {
     anvil.rpc("anvil_setNextBlockBaseFeePerGas", json!([base])).await;
     anvil.rpc("evm_mine", json!([])).await;
     let id = tx["id"].as_str().unwrap().to_owned();
-    eventually("the replacement", || async {
-        audit_count(&daemon, "tx_replaced").await > 0
+    // Nothing is mined meanwhile: the first replacement waits past the timer too.
+    eventually("the replacement of the replacement", || async {
+        replacements(&daemon, &id).await.len() >= 2
     })
     .await;
-    // The replacement is recorded (and audited) before it is broadcast: mine until it is in.
+    // Each replacement is recorded (and audited) before it is broadcast: mine until it is in.
     eventually("CONFIRMED", || async {
         anvil.rpc("evm_mine", json!([])).await;
         get_tx(&daemon, &token, &id).await["status"] == "CONFIRMED"
     })
     .await;
     let done = get_tx(&daemon, &token, &id).await;
-    assert_eq!(done["replacedHashes"], json!([original]), "{done}");
-    assert_ne!(done["hash"], json!(original), "{done}");
+    assert!(assert_every_version_recorded(&daemon, &done).await >= 2, "{done}");
+    assert!(
+        done["replacedHashes"].as_array().unwrap().contains(&json!(original)),
+        "{done}"
+    );
+    let hash = done["hash"].as_str().unwrap();
+    // The one mined is the one recorded.
+    let receipt = anvil.rpc("eth_getTransactionReceipt", json!([hash])).await;
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
     assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(10));
     let nonce = anvil
         .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
@@ -382,6 +393,48 @@ async fn a_stuck_transfer_is_replaced_and_confirms_once() {
         units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
         "counted once: {done}"
     );
+}
+
+/// Every signed version of the transfer `done` is on record once: its `hash` and its
+/// `replacedHashes` are exactly the hashes its `tx_replaced` audit entries name. Returns how
+/// many replacements were signed.
+async fn assert_every_version_recorded(daemon: &Daemon, done: &Value) -> usize {
+    let replaced: Vec<&str> = done["replacedHashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let mut recorded: std::collections::BTreeSet<&str> = replaced.iter().copied().collect();
+    assert_eq!(recorded.len(), replaced.len(), "a hash listed twice: {done}");
+    assert!(
+        recorded.insert(done["hash"].as_str().unwrap()),
+        "the mined hash is also listed as replaced: {done}"
+    );
+    let audited = replacements(daemon, done["id"].as_str().unwrap()).await;
+    assert!(!audited.is_empty(), "{done}");
+    let signed: std::collections::BTreeSet<&str> = audited
+        .iter()
+        .flat_map(|r| [r["replaces"].as_str().unwrap(), r["hash"].as_str().unwrap()])
+        .collect();
+    assert_eq!(recorded, signed, "every signed version is recorded: {done}");
+    audited.len()
+}
+
+/// The `tx_replaced` audit details of transfer `id`, oldest first.
+async fn replacements(daemon: &Daemon, id: &str) -> Vec<Value> {
+    let (_, entries) = daemon
+        .master(Method::GET, "/v1/audit?kind=tx_replaced&limit=1000", None)
+        .await;
+    entries
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["detail"]["tx"] == id)
+                .map(|e| e["detail"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The operator takes a stuck nonce back with a zero-value self-transfer: the transfer ends
