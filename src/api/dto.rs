@@ -719,8 +719,9 @@ pub struct Transaction {
     pub max_fee_base_units: Option<String>,
     /// What it paid in fees, in native base units, once mined.
     pub fee_paid_base_units: Option<String>,
-    /// Earlier signed versions at the same nonce, replaced with higher fees (`hash` is the
-    /// current one, or the one mined).
+    /// Its other signed versions at the same nonce, in signing order: each replaced with
+    /// higher fees, or signed before an earlier one turned out mined (`hash` is the current
+    /// one, or the one mined).
     pub replaced_hashes: Vec<String>,
     /// The operator's on-chain cancel, when signed.
     pub cancel_hash: Option<String>,

@@ -289,7 +289,10 @@ async fn a_delay_across_midnight_counts_on_the_day_it_is_signed() {
 /// A daemon on `anvil` whose signed transfers are replaced after `replace_after` seconds
 /// without a receipt, with answers bounded to a second so that tests see SUBMITTED at once.
 async fn replacing_daemon(anvil: &Anvil, replace_after: u64, fault: Option<&str>) -> Daemon {
-    let mut o = opts(anvil);
+    replacing_daemon_with(opts(anvil), replace_after, fault).await
+}
+
+async fn replacing_daemon_with(mut o: Opts, replace_after: u64, fault: Option<&str>) -> Daemon {
     o.extra_config = o
         .extra_config
         .replace("confirm_wait_seconds = 10", "confirm_wait_seconds = 1");
@@ -392,6 +395,63 @@ async fn a_stuck_transfer_is_replaced_and_confirms_once() {
         spent_today(&daemon, &token).await,
         units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
         "counted once: {done}"
+    );
+}
+
+/// The node serves a mined transfer's receipt late: meanwhile the worker, seeing it unmined
+/// past the timer, signs a replacement, which the node refuses (the nonce is used). When the
+/// receipt appears, the first version is recorded as the one mined and the replacement stays
+/// on record beside it: every signed hash is kept, none listed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_signed_while_the_receipt_lagged_stays_on_record() {
+    let anvil = Anvil::start().await;
+    let rpc = RpcProxy::start(&anvil.url).await;
+    let o = Opts {
+        anvil_url: Some(rpc.url.clone()),
+        ..opts(&anvil)
+    };
+    let daemon = replacing_daemon_with(o, 2, None).await;
+    let (wallet, token) = wallet(&anvil, &daemon, json!({ "instant_max": "1" })).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let (status, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "lagging" }),
+    )
+    .await;
+    assert_eq!((status, tx["status"].as_str()), (200, Some("SUBMITTED")), "{tx}");
+    let id = tx["id"].as_str().unwrap();
+    rpc.answer("eth_getTransactionReceipt", Value::Null);
+    anvil.rpc("evm_mine", json!([])).await;
+    // The version in the block (the send's, unless the timer already replaced it).
+    let block = anvil.rpc("eth_getBlockByNumber", json!(["latest", false])).await;
+    let mined = block["transactions"][0].as_str().unwrap().to_owned();
+    eventually("a replacement of the mined version", || async {
+        replacements(&daemon, id).await.iter().any(|r| r["replaces"] == mined)
+    })
+    .await;
+    rpc.clear();
+    eventually("CONFIRMED", || async {
+        anvil.rpc("evm_mine", json!([])).await;
+        get_tx(&daemon, &token, id).await["status"] == "CONFIRMED"
+    })
+    .await;
+    let done = get_tx(&daemon, &token, id).await;
+    assert_eq!(
+        done["hash"], mined,
+        "the version in the block is the one recorded: {done}"
+    );
+    assert_every_version_recorded(&daemon, &done).await;
+    assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(10));
+    let nonce = anvil
+        .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
+        .await;
+    assert_eq!(nonce, json!("0x1"), "one transaction");
+    assert_eq!(
+        spent_today(&daemon, &token).await,
+        units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
+        "counted once, the refused replacement's fee released: {done}"
     );
 }
 
