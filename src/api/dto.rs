@@ -1,6 +1,6 @@
 //! Wire types (JSON, camelCase). Requests are parsed into domain types here, once.
 
-use crate::domain::{ChainName, TraceEntry, WalletId, WalletName};
+use crate::domain::{ChainName, Tier, TraceEntry, TxState, WalletId, WalletName};
 use crate::service::{
     AuditEntryView, AuditVerificationView, DaemonStatus, IssuedSession, NewSession, PolicyView, ServiceError,
     WalletBalance,
@@ -13,6 +13,47 @@ pub fn rfc3339(unix: i64) -> String {
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
+
+/// The wire form of a domain enum that has `ALL` and `as_str`: exactly its `as_str` string
+/// both ways, and an inline schema that lists every value (`enum`). Implemented here, once,
+/// since `domain` has no serde. An unknown value is refused without being echoed (the
+/// caller's extractor names the field).
+macro_rules! wire_enum {
+    ($ty:ty, $name:literal, $what:literal) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                <$ty>::ALL.into_iter().find(|v| v.as_str() == value).ok_or_else(|| {
+                    let all: Vec<&str> = <$ty>::ALL.iter().map(|v| v.as_str()).collect();
+                    serde::de::Error::custom(format!(concat!("unknown ", $what, "; expected one of {}"), all.join(", ")))
+                })
+            }
+        }
+
+        impl schemars::JsonSchema for $ty {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "enum": <$ty>::ALL.map(|v| v.as_str()) })
+            }
+        }
+    };
+}
+
+wire_enum!(TxState, "TxState", "transaction status");
+wire_enum!(Tier, "Tier", "tier");
 
 fn invalid(field: &str, err: impl std::fmt::Display) -> ServiceError {
     ServiceError::InvalidInput(format!("{field}: {err}"))
@@ -447,13 +488,9 @@ pub struct ErrorBody {
 }
 
 impl ErrorBody {
-    pub fn new(code: &str, message: String, details: Option<serde_json::Value>) -> Self {
+    pub fn new(code: ErrorCode, message: String, details: Option<serde_json::Value>) -> Self {
         Self {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message,
-                details,
-            },
+            error: ErrorDetail { code, message, details },
         }
     }
 }
@@ -462,12 +499,126 @@ impl ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `INVALID_INPUT`, `UNAUTHENTICATED`, `SESSION_EXPIRED`,
     /// `POLICY_DENIED`, `NOT_FOUND`, … (see the responses of each operation).
-    pub code: String,
+    pub code: ErrorCode,
     /// For humans (and models): what happened and, where it helps, what to do.
     pub message: String,
     /// Structured context, e.g. the denied transaction with its reasons and trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Value>,
+}
+
+/// An error answer's `code`: stable and machine-readable. The HTTP status each goes with is
+/// in `api::error` (service errors) and at the edge that answers it; the OpenAPI document's
+/// error responses say which codes each status carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schemars(inline)]
+pub enum ErrorCode {
+    // 400
+    InvalidInput,
+    // 401
+    Unauthenticated,
+    SessionInvalid,
+    SessionExpired,
+    SessionRevoked,
+    OwnerRejected,
+    // 403
+    Forbidden,
+    ForbiddenHost,
+    ForbiddenOrigin,
+    RenewalsExhausted,
+    PolicyDenied,
+    // 404, 405, 406, 409
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    Conflict,
+    // 413, 415, 422, 423
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ChainRejected,
+    WalletFrozen,
+    // 429
+    RateLimited,
+    TooManyOpen,
+    TooManyStreams,
+    // 500, 501, 502, 503
+    Internal,
+    NotSupported,
+    ChainUnavailable,
+    Timeout,
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 27] = [
+        ErrorCode::InvalidInput,
+        ErrorCode::Unauthenticated,
+        ErrorCode::SessionInvalid,
+        ErrorCode::SessionExpired,
+        ErrorCode::SessionRevoked,
+        ErrorCode::OwnerRejected,
+        ErrorCode::Forbidden,
+        ErrorCode::ForbiddenHost,
+        ErrorCode::ForbiddenOrigin,
+        ErrorCode::RenewalsExhausted,
+        ErrorCode::PolicyDenied,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::NotAcceptable,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::ChainRejected,
+        ErrorCode::WalletFrozen,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManyOpen,
+        ErrorCode::TooManyStreams,
+        ErrorCode::Internal,
+        ErrorCode::NotSupported,
+        ErrorCode::ChainUnavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code as it is on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "INVALID_INPUT",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::SessionInvalid => "SESSION_INVALID",
+            ErrorCode::SessionExpired => "SESSION_EXPIRED",
+            ErrorCode::SessionRevoked => "SESSION_REVOKED",
+            ErrorCode::OwnerRejected => "OWNER_REJECTED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::ForbiddenHost => "FORBIDDEN_HOST",
+            ErrorCode::ForbiddenOrigin => "FORBIDDEN_ORIGIN",
+            ErrorCode::RenewalsExhausted => "RENEWALS_EXHAUSTED",
+            ErrorCode::PolicyDenied => "POLICY_DENIED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::NotAcceptable => "NOT_ACCEPTABLE",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::ChainRejected => "CHAIN_REJECTED",
+            ErrorCode::WalletFrozen => "WALLET_FROZEN",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::TooManyOpen => "TOO_MANY_OPEN",
+            ErrorCode::TooManyStreams => "TOO_MANY_STREAMS",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::NotSupported => "NOT_SUPPORTED",
+            ErrorCode::ChainUnavailable => "CHAIN_UNAVAILABLE",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Whether a body's parse errors may be echoed to the client. Off for bodies that carry a
@@ -541,8 +692,8 @@ pub struct Transaction {
     pub id: String,
     pub wallet_id: String,
     pub chain: String,
-    pub status: String,
-    pub tier: Option<String>,
+    pub status: TxState,
+    pub tier: Option<Tier>,
     pub to: String,
     pub token: Option<String>,
     pub symbol: String,
@@ -568,8 +719,9 @@ pub struct Transaction {
     pub max_fee_base_units: Option<String>,
     /// What it paid in fees, in native base units, once mined.
     pub fee_paid_base_units: Option<String>,
-    /// Earlier signed versions at the same nonce, replaced with higher fees (`hash` is the
-    /// current one, or the one mined).
+    /// Its other signed versions at the same nonce, in signing order: each replaced with
+    /// higher fees, or signed before an earlier one turned out mined (`hash` is the current
+    /// one, or the one mined).
     pub replaced_hashes: Vec<String>,
     /// The operator's on-chain cancel, when signed.
     pub cancel_hash: Option<String>,
@@ -581,8 +733,8 @@ impl From<crate::domain::Transfer> for Transaction {
             id: t.id.to_string(),
             wallet_id: t.wallet_id.to_string(),
             chain: t.chain.to_string(),
-            status: t.status.to_string(),
-            tier: t.tier.map(|tier| tier.as_str().to_owned()),
+            status: t.status,
+            tier: t.tier,
             to: t.to.to_string(),
             token: t.token().map(|token| token.to_string()),
             nonce: t.nonce(),
@@ -661,7 +813,7 @@ impl From<&crate::domain::PeriodSpend> for Spend {
 pub struct Check {
     pub allowed: bool,
     /// The tier the transfer would get; `null` when denied.
-    pub tier: Option<String>,
+    pub tier: Option<Tier>,
     pub reasons: Vec<String>,
     pub trace: serde_json::Value,
     pub base_units: String,
@@ -682,7 +834,7 @@ pub struct Check {
 impl From<crate::service::CheckResult> for Check {
     fn from(c: crate::service::CheckResult) -> Self {
         let tier = match c.decision.outcome {
-            crate::policy::Outcome::Allowed(t) => Some(t.as_str().to_owned()),
+            crate::policy::Outcome::Allowed(t) => Some(t),
             crate::policy::Outcome::Denied => None,
         };
         Self {
@@ -709,7 +861,7 @@ impl From<crate::service::CheckResult> for Check {
 pub struct TxQuery {
     /// Only this state: REQUESTED, DELAYED, PENDING_APPROVAL, SIGNED, SUBMITTED, CONFIRMED,
     /// DENIED, CANCELLED, REJECTED, EXPIRED or FAILED.
-    pub status: Option<String>,
+    pub status: Option<TxState>,
     /// At most this many, newest first (default 50, max 500).
     pub limit: Option<usize>,
     /// Only transactions older than this id: the `X-Next-Before` header of the previous page.
@@ -1054,6 +1206,46 @@ mod tests {
             !shown.contains("secret") && shown.contains("[REDACTED]") && shown.contains("s1"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn enums_are_their_strings_on_the_wire_and_in_the_schema() {
+        let schema_values = |schema: schemars::Schema| schema.as_value()["enum"].clone();
+        for state in TxState::ALL {
+            let wire = serde_json::to_value(state).unwrap();
+            assert_eq!(wire, state.as_str());
+            assert_eq!(serde_json::from_value::<TxState>(wire).unwrap(), state);
+        }
+        assert_eq!(
+            schema_values(schemars::schema_for!(TxState)),
+            serde_json::json!(TxState::ALL.map(TxState::as_str))
+        );
+        for tier in Tier::ALL {
+            assert_eq!(serde_json::to_value(tier).unwrap(), tier.as_str());
+            assert_eq!(serde_json::from_value::<Tier>(tier.as_str().into()).unwrap(), tier);
+        }
+        assert_eq!(
+            schema_values(schemars::schema_for!(Option<Tier>)),
+            serde_json::json!(["INSTANT", "NOTIFY", "DELAY", "APPROVAL", null])
+        );
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+            assert_eq!(serde_json::from_value::<ErrorCode>(code.as_str().into()).unwrap(), code);
+        }
+        assert_eq!(
+            schema_values(schemars::schema_for!(ErrorCode)),
+            serde_json::json!(ErrorCode::ALL.map(ErrorCode::as_str))
+        );
+        // Not lenient, and what was sent is not echoed.
+        let err = serde_json::from_value::<TxState>("confirmed\n<b>".into())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("unknown transaction status; expected one of REQUESTED, DELAYED"),
+            "{err}"
+        );
+        assert!(!err.contains("<b>"), "{err}");
+        assert!(serde_json::from_value::<Tier>("instant".into()).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! variant does not compile until it has a status. Internal errors get a generic message;
 //! the detail goes to the log (which never holds secrets either).
 
-use super::dto::ErrorBody;
+use super::dto::{ErrorBody, ErrorCode};
 use crate::chains::ChainError;
 use crate::service::ServiceError;
 use crate::session::SessionError;
@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -36,7 +36,7 @@ impl ApiError {
             .map(|t| serde_json::json!({ "transaction": t }));
         Self {
             details,
-            ..Self::new(StatusCode::FORBIDDEN, "POLICY_DENIED", message)
+            ..Self::new(StatusCode::FORBIDDEN, ErrorCode::PolicyDenied, message)
         }
     }
 }
@@ -46,38 +46,38 @@ impl From<ServiceError> for ApiError {
         use StatusCode as S;
         let msg = err.to_string();
         let (status, code) = match &err {
-            ServiceError::Unauthenticated(_) => (S::UNAUTHORIZED, "UNAUTHENTICATED"),
-            ServiceError::WrongPassword => (S::UNAUTHORIZED, "UNAUTHENTICATED"),
+            ServiceError::Unauthenticated(_) => (S::UNAUTHORIZED, ErrorCode::Unauthenticated),
+            ServiceError::WrongPassword => (S::UNAUTHORIZED, ErrorCode::Unauthenticated),
             ServiceError::Session(e) => match e {
                 SessionError::Invalid | SessionError::WrongAudience | SessionError::Superseded => {
-                    (S::UNAUTHORIZED, "SESSION_INVALID")
+                    (S::UNAUTHORIZED, ErrorCode::SessionInvalid)
                 }
-                SessionError::Expired | SessionError::LifetimeExceeded => (S::UNAUTHORIZED, "SESSION_EXPIRED"),
-                SessionError::Revoked => (S::UNAUTHORIZED, "SESSION_REVOKED"),
-                SessionError::RenewalsExhausted(_) => (S::FORBIDDEN, "RENEWALS_EXHAUSTED"),
+                SessionError::Expired | SessionError::LifetimeExceeded => (S::UNAUTHORIZED, ErrorCode::SessionExpired),
+                SessionError::Revoked => (S::UNAUTHORIZED, ErrorCode::SessionRevoked),
+                SessionError::RenewalsExhausted(_) => (S::FORBIDDEN, ErrorCode::RenewalsExhausted),
             },
-            ServiceError::RateLimited | ServiceError::TooMany(_) => (S::TOO_MANY_REQUESTS, "RATE_LIMITED"),
-            ServiceError::TooManyOpen(_) => (S::TOO_MANY_REQUESTS, "TOO_MANY_OPEN"),
-            ServiceError::Forbidden(_) => (S::FORBIDDEN, "FORBIDDEN"),
-            ServiceError::NotFound(_) => (S::NOT_FOUND, "NOT_FOUND"),
-            ServiceError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
+            ServiceError::RateLimited | ServiceError::TooMany(_) => (S::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            ServiceError::TooManyOpen(_) => (S::TOO_MANY_REQUESTS, ErrorCode::TooManyOpen),
+            ServiceError::Forbidden(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
+            ServiceError::NotFound(_) => (S::NOT_FOUND, ErrorCode::NotFound),
+            ServiceError::InvalidInput(_) => (S::BAD_REQUEST, ErrorCode::InvalidInput),
             ServiceError::InvalidField { field, reason } => {
                 let name = rest_field(*field);
-                let mut error = Self::new(S::BAD_REQUEST, "INVALID_INPUT", format!("{name}: {reason}"));
+                let mut error = Self::new(S::BAD_REQUEST, ErrorCode::InvalidInput, format!("{name}: {reason}"));
                 error.details = Some(serde_json::json!({ "field": name, "reason": reason }));
                 return error;
             }
-            ServiceError::Conflict(_) => (S::CONFLICT, "CONFLICT"),
-            ServiceError::OwnerRejected(_) => (S::UNAUTHORIZED, "OWNER_REJECTED"),
-            ServiceError::Frozen(_) => (S::LOCKED, "WALLET_FROZEN"),
+            ServiceError::Conflict(_) => (S::CONFLICT, ErrorCode::Conflict),
+            ServiceError::OwnerRejected(_) => (S::UNAUTHORIZED, ErrorCode::OwnerRejected),
+            ServiceError::Frozen(_) => (S::LOCKED, ErrorCode::WalletFrozen),
             ServiceError::Chain(e) => match e {
                 ChainError::Unreachable { .. }
                 | ChainError::ChainIdMismatch { .. }
                 | ChainError::GenesisMismatch { .. }
-                | ChainError::NotAccepted { .. } => (S::BAD_GATEWAY, "CHAIN_UNAVAILABLE"),
-                ChainError::NotAToken(_) | ChainError::InvalidInput(_) => (S::BAD_REQUEST, "INVALID_INPUT"),
-                ChainError::NotSupported(_) => (S::NOT_IMPLEMENTED, "NOT_SUPPORTED"),
-                ChainError::Rejected { .. } => (S::UNPROCESSABLE_ENTITY, "CHAIN_REJECTED"),
+                | ChainError::NotAccepted { .. } => (S::BAD_GATEWAY, ErrorCode::ChainUnavailable),
+                ChainError::NotAToken(_) | ChainError::InvalidInput(_) => (S::BAD_REQUEST, ErrorCode::InvalidInput),
+                ChainError::NotSupported(_) => (S::NOT_IMPLEMENTED, ErrorCode::NotSupported),
+                ChainError::Rejected { .. } => (S::UNPROCESSABLE_ENTITY, ErrorCode::ChainRejected),
             },
             ServiceError::NotInitialised(_)
             | ServiceError::Keystore(_)
@@ -86,7 +86,7 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(error = %msg, "internal error");
                 return Self::new(
                     S::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
+                    ErrorCode::Internal,
                     "internal error; see the daemon log",
                 );
             }

@@ -2,7 +2,7 @@
 //! rejections are our JSON errors, the `{id}` path segment, and the owner's proof headers.
 //! A leaf of `api`, like `state`.
 
-use super::dto::ApiJsonBody;
+use super::dto::{ApiJsonBody, ErrorCode};
 use super::error::ApiError;
 use crate::service::ServiceError;
 use axum::Json;
@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, request::Parts};
 use serde::de::DeserializeOwned;
 
 pub fn invalid_id(err: crate::domain::DomainError) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", err.to_string())
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, err.to_string())
 }
 
 /// Reads `X-Owner-Message` (base64 of the exact text) and `X-Owner-Signature` (hex or
@@ -55,12 +55,12 @@ impl<S: Send + Sync, T: DeserializeOwned + ApiJsonBody> FromRequest<S> for ApiJs
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rej) => {
                 let (status, code) = match rej.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE"),
+                    StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::UnsupportedMediaType)
                     }
                     // Syntax (400) and data (422) errors alike are bad input.
-                    _ => (StatusCode::BAD_REQUEST, "INVALID_INPUT"),
+                    _ => (StatusCode::BAD_REQUEST, ErrorCode::InvalidInput),
                 };
                 let message = if T::ECHO_ERRORS {
                     let text = rej.body_text();
@@ -90,7 +90,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|rej| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "INVALID_INPUT",
+                    ErrorCode::InvalidInput,
                     crate::domain::sanitize::chain_string(&rej.body_text(), 300),
                 )
             })
@@ -107,6 +107,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map(|p| Id(p.0))
-            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", "malformed path"))
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidInput, "malformed path"))
     }
 }

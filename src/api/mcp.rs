@@ -11,6 +11,7 @@
 //! (method, path, status; never a token).
 
 use super::dto;
+use crate::domain::TxState;
 use axum::body::Body;
 use rmcp::handler::server::common::FromContextPart;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -206,9 +207,8 @@ pub struct OwnerDecisionParams {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// Only this status: REQUESTED, DELAYED, PENDING_APPROVAL, SIGNED, SUBMITTED, CONFIRMED,
-    /// DENIED, CANCELLED, REJECTED, EXPIRED or FAILED.
-    pub status: Option<String>,
+    /// Only transactions in this status.
+    pub status: Option<TxState>,
     /// At most this many, newest first (default 20, max 500).
     pub limit: Option<usize>,
     /// Only transactions older than this id: the `next_before` of the previous page.
@@ -236,20 +236,20 @@ pub struct TransferOutcome {
 impl From<dto::Transaction> for TransferOutcome {
     fn from(t: dto::Transaction) -> Self {
         let when = |at: &Option<String>| at.clone().unwrap_or_else(|| "?".into());
-        let next = match t.status.as_str() {
-            "DELAYED" => Some(format!(
+        let next = match t.status {
+            TxState::Delayed => Some(format!(
                 "Not sent yet: it executes at {} unless cancelled. To stop it, call cancel_transaction with id {} before then.",
                 when(&t.executes_at),
                 t.id
             )),
-            "PENDING_APPROVAL" => Some(format!(
+            TxState::PendingApproval => Some(format!(
                 "Waiting for the owner's approval (transaction id {}, expires {}). Only the owner can approve it, with \
                  their own wallet, out of band: list_pending_approvals gives the page and the message they sign. Do \
                  not send it again; cancel_transaction withdraws it.",
                 t.id,
                 when(&t.expires_at)
             )),
-            "SUBMITTED" | "SIGNED" => Some(format!(
+            TxState::Submitted | TxState::Signed => Some(format!(
                 "Sent, not yet confirmed. Check with get_transaction id {}; do not send it again.",
                 t.id
             )),
@@ -316,7 +316,9 @@ impl BursarMcp {
     /// Every schema is also made compact, since `tools/list` is part of every conversation's
     /// context: no `$schema` (MCP's default dialect), no integer `format` annotations (the
     /// `minimum`/`maximum` say it), and in output schemas no per-field descriptions (the tool
-    /// and object descriptions say what to do with the answer) and only the always-present
+    /// and object descriptions say what to do with the answer), no lists of a field's values
+    /// (`status`, `tier`: the tool descriptions name the ones to act on, and the lists in seven
+    /// transaction schemas would cost 1.3 KB; inputs keep theirs) and only the always-present
     /// fields required (a nullable field is still typed). A transaction's schema names the
     /// fields an agent acts on; the answer carries the REST transaction whole (the schema
     /// allows the others: [`OPERATOR_FIELDS`]).
@@ -420,7 +422,7 @@ impl BursarMcp {
         let limit = p.limit.unwrap_or(20).clamp(1, crate::domain::MAX_PAGE);
         let mut path = format!("/v1/transactions?limit={limit}");
         if let Some(status) = p.status {
-            path += &format!("&status={}", urlencode(&status));
+            path += &format!("&status={}", status.as_str());
         }
         if let Some(before) = p.before {
             path += &format!("&before={}", urlencode(&before));
@@ -776,7 +778,7 @@ fn error_for(status: u16, bytes: &[u8]) -> ToolError {
     match (status, code) {
         // The agent sent something malformed: a protocol error naming the field.
         (400, _) => ToolError::Protocol(ErrorData::invalid_params(message.to_owned(), None)),
-        (403, "POLICY_DENIED") => {
+        (403, code) if code == dto::ErrorCode::PolicyDenied.as_str() => {
             let tx = &body["error"]["details"]["transaction"];
             ToolError::Result(format!(
                 "DENIED by the owner's policy: {message}\nThe transfer was not sent. Do not retry it as is. Transaction id: {}.\nRule trace: {}",
@@ -836,6 +838,7 @@ fn compact_schema(schema: &mut serde_json::Value, output: bool) {
         for property in properties.values_mut() {
             if let Value::Object(p) = property {
                 p.remove("description");
+                p.remove("enum");
             }
         }
         let transaction = properties.contains_key("idempotencyKey") && properties.contains_key("replacedHashes");

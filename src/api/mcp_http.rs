@@ -16,6 +16,7 @@
 //! future, so the opener travels there in a task-local set by [`McpHttp::handle`]; a
 //! session created outside one (never, in rmcp 3.11) is refused, failing closed.
 
+use super::dto::ErrorCode;
 use super::error::ApiError;
 use super::mcp::BursarMcp;
 use crate::domain::SessionId;
@@ -86,7 +87,7 @@ impl McpHttp {
             if !mine {
                 return ApiError::new(
                     StatusCode::NOT_FOUND,
-                    "NOT_FOUND",
+                    ErrorCode::NotFound,
                     "no open MCP session with this Mcp-Session-Id for this session token; send initialize again",
                 )
                 .into_response();
@@ -132,7 +133,7 @@ impl McpHttp {
         };
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
+            ErrorCode::RateLimited,
             format!(
                 "too many open MCP sessions {which}; close some with DELETE /mcp, or wait for idle ones \
                  to expire"
@@ -149,13 +150,13 @@ impl McpHttp {
             Ok(Ok(bytes)) => Ok((parts, bytes)),
             Ok(Err(_)) => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode::PayloadTooLarge,
                 format!("message larger than {} bytes", self.limits.max_body),
             )
             .into_response()),
             Err(_) => Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "TIMEOUT",
+                ErrorCode::Timeout,
                 format!(
                     "the request body did not arrive within {} s",
                     self.limits.body_timeout.as_secs()

@@ -10,6 +10,7 @@
 //! POST's own `Authorization` to its REST call, so revoking or expiring the token stops the
 //! next call at once. Closing the stream drops the rmcp service.
 
+use super::dto::ErrorCode;
 use super::error::ApiError;
 use super::mcp::{Backend, BursarMcp};
 use crate::domain::SessionId;
@@ -82,7 +83,7 @@ impl SseSessions {
         if !wants_sse {
             return ApiError::new(
                 StatusCode::NOT_ACCEPTABLE,
-                "NOT_ACCEPTABLE",
+                ErrorCode::NotAcceptable,
                 "GET /sse opens an event stream: send Accept: text/event-stream",
             )
             .into_response();
@@ -96,7 +97,7 @@ impl SseSessions {
             if streams.len() >= MAX_STREAMS || mine >= MAX_STREAMS_PER_SESSION {
                 return ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "TOO_MANY_STREAMS",
+                    ErrorCode::TooManyStreams,
                     "too many open MCP event streams; close one first",
                 )
                 .into_response();
@@ -139,7 +140,7 @@ impl SseSessions {
         else {
             return ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "INVALID_INPUT",
+                ErrorCode::InvalidInput,
                 "sessionId query parameter missing (it comes from the stream's endpoint event)",
             )
             .into_response();
@@ -170,7 +171,7 @@ impl SseSessions {
         if !is_json {
             return ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
+                ErrorCode::UnsupportedMediaType,
                 "Content-Type must be application/json",
             )
             .into_response();
@@ -178,7 +179,7 @@ impl SseSessions {
         let Ok(bytes) = axum::body::to_bytes(body, self.max_body).await else {
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode::PayloadTooLarge,
                 format!("message larger than {} bytes", self.max_body),
             )
             .into_response();
@@ -188,7 +189,7 @@ impl SseSessions {
             Err(e) => {
                 return ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "INVALID_INPUT",
+                    ErrorCode::InvalidInput,
                     crate::domain::sanitize::chain_string(&format!("not a JSON-RPC message: {e}"), 300),
                 )
                 .into_response();
@@ -256,7 +257,7 @@ impl SseSessions {
 fn not_found() -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "NOT_FOUND",
+        ErrorCode::NotFound,
         "no open MCP stream with this sessionId for this session; open GET /sse again",
     )
     .into_response()

@@ -487,6 +487,9 @@ fn query_params(schema: &Schema) -> Vec<Value> {
                     Value::Array(types)
                 };
             }
+            if let Some(Value::Array(values)) = prop.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+            }
             let mut param = json!({
                 "name": name, "in": "query", "required": required.contains(name.as_str()), "schema": prop,
             });

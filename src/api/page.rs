@@ -13,7 +13,7 @@
 //! message shown). The message to sign (with its single-use nonce) is fetched when the
 //! owner presses a button, by a same-origin `POST …/message`.
 
-use super::dto::{self, OwnerMessage};
+use super::dto::{self, ErrorCode, OwnerMessage};
 use super::error::ApiError;
 use super::extract::{ApiQuery, Id, invalid_id};
 use super::state::AppState;
@@ -117,7 +117,7 @@ pub async fn approval_page_message(
     if !s.same_origin(&headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "FORBIDDEN_ORIGIN",
+            ErrorCode::ForbiddenOrigin,
             "only the approval page served by this daemon may ask for its message (Origin missing or foreign)",
         ));
     }
@@ -184,7 +184,7 @@ pub async fn panic_page_message(
     if !s.same_origin(&headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "FORBIDDEN_ORIGIN",
+            ErrorCode::ForbiddenOrigin,
             "only the panic page served by this daemon may ask for its message (Origin missing or foreign)",
         ));
     }

@@ -3,7 +3,7 @@
 //! walks this table and proves each entry rejects missing, wrong-kind, bad, expired and
 //! revoked credentials. Handlers are thin: extract, one service call, convert.
 
-use super::dto;
+use super::dto::{self, ErrorCode};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Id, invalid_id};
 use super::state::AppState;
@@ -478,7 +478,7 @@ async fn tx_check(
     ApiJson(body): ApiJson<dto::Transfer>,
 ) -> ApiResult<dto::Check> {
     let check: dto::Check = s.service.check_transfer(&a, &body.into_request()?).await?.into();
-    crate::metrics::decision(true, check.tier.as_deref().unwrap_or("DENIED"));
+    crate::metrics::decision(true, check.tier.map_or("DENIED", Tier::as_str));
     Ok(Json(check))
 }
 
@@ -487,10 +487,9 @@ async fn tx_list(
     Extension(a): Session,
     ApiQuery(q): ApiQuery<dto::TxQuery>,
 ) -> Result<Paged<dto::Transaction>, ApiError> {
-    let status = q.status.map(|st| st.parse()).transpose().map_err(invalid_id)?;
     let before = q.before.map(|b| b.parse()).transpose().map_err(invalid_id)?;
     Ok(s.service
-        .list_transactions(&a, status, before, q.limit.unwrap_or(50))?
+        .list_transactions(&a, q.status, before, q.limit.unwrap_or(50))?
         .into())
 }
 
@@ -644,7 +643,7 @@ async fn admin_kill_switch_status(State(s): State<AppState>, Extension(m): Maste
 fn internal() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL",
+        ErrorCode::Internal,
         "internal error; see the daemon log",
     )
 }

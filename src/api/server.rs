@@ -3,6 +3,7 @@
 //! security headers on every response, body limits, request timeouts, JSON 404/405, and
 //! graceful shutdown. Sockets (header-read timeout, connection cap) are `listen`'s.
 
+use super::dto::ErrorCode;
 use super::error::ApiError;
 use super::extract::owner_proof;
 use super::listen;
@@ -124,7 +125,7 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
             tracing::error!(%method, path = path.as_deref().unwrap_or(""), error = %err, "request handler failed");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
+                ErrorCode::Internal,
                 "internal error; see the daemon log",
             )
             .into_response()
@@ -133,7 +134,7 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
             tracing::warn!(%method, path = path.as_deref().unwrap_or(""), seconds = limit.as_secs(), "request timed out");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "TIMEOUT",
+                ErrorCode::Timeout,
                 format!(
                     "no answer within {} s (server.request_timeout_seconds); what the request started may \
                      still complete: check its state before retrying",
@@ -232,10 +233,14 @@ async fn require_metrics(State(state): State<AppState>, req: Request, next: Next
 fn metrics_gate(access: crate::config::MetricsAccess, peer: Option<std::net::IpAddr>) -> Option<ApiError> {
     use crate::config::MetricsAccess;
     match access {
-        MetricsAccess::Off => Some(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")),
+        MetricsAccess::Off => Some(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such route",
+        )),
         MetricsAccess::Loopback if !peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => Some(ApiError::new(
             StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            ErrorCode::Forbidden,
             "metrics are served to loopback peers only ([metrics] access = \"loopback\"); use access = \"token\" behind a port mapping",
         )),
         _ => None,
@@ -278,13 +283,13 @@ async fn require_owner(mut req: Request, next: Next) -> Response {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }

@@ -2,6 +2,7 @@
 //! transports (set once the router they call into exists). A leaf of `api`: the router
 //! (`server`), the routes (`rest`) and the pages (`page`) import it, it imports none of them.
 
+use super::dto::ErrorCode;
 use super::error::ApiError;
 use super::mcp_http::McpHttp;
 use super::mcp_sse::SseSessions;
@@ -53,7 +54,7 @@ impl AppState {
             Some(body) => ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response(),
             None => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
+                ErrorCode::Internal,
                 "internal error; see the daemon log",
             )
             .into_response(),
@@ -110,7 +111,12 @@ impl AppState {
 }
 
 fn mcp_starting() -> Response {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "MCP is starting").into_response()
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "MCP is starting",
+    )
+    .into_response()
 }
 
 /// Accepted `Host` and `Origin` values. DNS-rebinding protection needs the host *name* to be
@@ -172,7 +178,7 @@ impl HostGuard {
         if !host.is_some_and(|h| self.host_allowed(h)) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "FORBIDDEN_HOST",
+                ErrorCode::ForbiddenHost,
                 "Host header is not allowed",
             ));
         }
@@ -181,7 +187,7 @@ impl HostGuard {
         {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "FORBIDDEN_ORIGIN",
+                ErrorCode::ForbiddenOrigin,
                 "Origin is not allowed",
             ));
         }

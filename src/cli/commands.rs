@@ -316,8 +316,8 @@ async fn tx(cmd: TxCommand, client: Client, out: &Output) -> CliResult {
         format!(
             "{}  {:<16} {:<8} {} {} → {}{}",
             t.id,
-            t.status,
-            t.tier.as_deref().unwrap_or("-"),
+            t.status.as_str(),
+            t.tier.map_or("-", |tier| tier.as_str()),
             t.amount,
             t.symbol,
             t.to,

@@ -161,7 +161,8 @@ pub struct Transfer {
     pub fee: Option<FeeQuote>,
     /// What it paid in fees (native base units), from the receipt.
     pub fee_paid: Option<U256>,
-    /// Earlier signed versions at the same sequence, replaced with higher fees.
+    /// Its other signed versions at the same sequence, in signing order (replaced with higher
+    /// fees, or signed before an earlier one turned out mined).
     pub replaced_hashes: Vec<String>,
     /// The operator's on-chain cancel, when signed.
     pub cancel_hash: Option<String>,

@@ -289,7 +289,10 @@ async fn a_delay_across_midnight_counts_on_the_day_it_is_signed() {
 /// A daemon on `anvil` whose signed transfers are replaced after `replace_after` seconds
 /// without a receipt, with answers bounded to a second so that tests see SUBMITTED at once.
 async fn replacing_daemon(anvil: &Anvil, replace_after: u64, fault: Option<&str>) -> Daemon {
-    let mut o = opts(anvil);
+    replacing_daemon_with(opts(anvil), replace_after, fault).await
+}
+
+async fn replacing_daemon_with(mut o: Opts, replace_after: u64, fault: Option<&str>) -> Daemon {
     o.extra_config = o
         .extra_config
         .replace("confirm_wait_seconds = 10", "confirm_wait_seconds = 1");
@@ -335,8 +338,11 @@ where
 }
 
 /// A signed transfer that cannot be mined (its max fee is below the base fee) is replaced at
-/// the same nonce with higher fees; the chain shows one transfer, the record both hashes, the
-/// budget counts it once.
+/// the same nonce with higher fees, and a replacement that waits as long unmined is replaced
+/// again (the timer restarts at each signing). The promise, however many versions it took:
+/// the chain shows one transfer, the record keeps every version's hash, the budget counts it
+/// once. The test holds mining back until the second replacement, so that path is taken every
+/// run rather than only when the machine is slow (a 2-second timer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_transfer_is_replaced_and_confirms_once() {
     let anvil = Anvil::start().await;
@@ -358,19 +364,27 @@ async fn a_stuck_transfer_is_replaced_and_confirms_once() {
     anvil.rpc("anvil_setNextBlockBaseFeePerGas", json!([base])).await;
     anvil.rpc("evm_mine", json!([])).await;
     let id = tx["id"].as_str().unwrap().to_owned();
-    eventually("the replacement", || async {
-        audit_count(&daemon, "tx_replaced").await > 0
+    // Nothing is mined meanwhile: the first replacement waits past the timer too.
+    eventually("the replacement of the replacement", || async {
+        replacements(&daemon, &id).await.len() >= 2
     })
     .await;
-    // The replacement is recorded (and audited) before it is broadcast: mine until it is in.
+    // Each replacement is recorded (and audited) before it is broadcast: mine until it is in.
     eventually("CONFIRMED", || async {
         anvil.rpc("evm_mine", json!([])).await;
         get_tx(&daemon, &token, &id).await["status"] == "CONFIRMED"
     })
     .await;
     let done = get_tx(&daemon, &token, &id).await;
-    assert_eq!(done["replacedHashes"], json!([original]), "{done}");
-    assert_ne!(done["hash"], json!(original), "{done}");
+    assert!(assert_every_version_recorded(&daemon, &done).await >= 2, "{done}");
+    assert!(
+        done["replacedHashes"].as_array().unwrap().contains(&json!(original)),
+        "{done}"
+    );
+    let hash = done["hash"].as_str().unwrap();
+    // The one mined is the one recorded.
+    let receipt = anvil.rpc("eth_getTransactionReceipt", json!([hash])).await;
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
     assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(10));
     let nonce = anvil
         .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
@@ -382,6 +396,105 @@ async fn a_stuck_transfer_is_replaced_and_confirms_once() {
         units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
         "counted once: {done}"
     );
+}
+
+/// The node serves a mined transfer's receipt late: meanwhile the worker, seeing it unmined
+/// past the timer, signs a replacement, which the node refuses (the nonce is used). When the
+/// receipt appears, the first version is recorded as the one mined and the replacement stays
+/// on record beside it: every signed hash is kept, none listed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_signed_while_the_receipt_lagged_stays_on_record() {
+    let anvil = Anvil::start().await;
+    let rpc = RpcProxy::start(&anvil.url).await;
+    let o = Opts {
+        anvil_url: Some(rpc.url.clone()),
+        ..opts(&anvil)
+    };
+    let daemon = replacing_daemon_with(o, 2, None).await;
+    let (wallet, token) = wallet(&anvil, &daemon, json!({ "instant_max": "1" })).await;
+    let before = balance_of(&anvil, RECIPIENT).await;
+    anvil.rpc("evm_setAutomine", json!([false])).await;
+    let (status, tx) = send(
+        &daemon,
+        &token,
+        json!({ "to": RECIPIENT, "amount": "0.1", "idempotencyKey": "lagging" }),
+    )
+    .await;
+    assert_eq!((status, tx["status"].as_str()), (200, Some("SUBMITTED")), "{tx}");
+    let id = tx["id"].as_str().unwrap();
+    rpc.answer("eth_getTransactionReceipt", Value::Null);
+    anvil.rpc("evm_mine", json!([])).await;
+    // The version in the block (the send's, unless the timer already replaced it).
+    let block = anvil.rpc("eth_getBlockByNumber", json!(["latest", false])).await;
+    let mined = block["transactions"][0].as_str().unwrap().to_owned();
+    eventually("a replacement of the mined version", || async {
+        replacements(&daemon, id).await.iter().any(|r| r["replaces"] == mined)
+    })
+    .await;
+    rpc.clear();
+    eventually("CONFIRMED", || async {
+        anvil.rpc("evm_mine", json!([])).await;
+        get_tx(&daemon, &token, id).await["status"] == "CONFIRMED"
+    })
+    .await;
+    let done = get_tx(&daemon, &token, id).await;
+    assert_eq!(
+        done["hash"], mined,
+        "the version in the block is the one recorded: {done}"
+    );
+    assert_every_version_recorded(&daemon, &done).await;
+    assert_eq!(balance_of(&anvil, RECIPIENT).await - before, eth(1) / U256::from(10));
+    let nonce = anvil
+        .rpc("eth_getTransactionCount", json!([wallet["address"], "latest"]))
+        .await;
+    assert_eq!(nonce, json!("0x1"), "one transaction");
+    assert_eq!(
+        spent_today(&daemon, &token).await,
+        units(&done["baseUnits"]) + units(&done["feePaidBaseUnits"]),
+        "counted once, the refused replacement's fee released: {done}"
+    );
+}
+
+/// Every signed version of the transfer `done` is on record once: its `hash` and its
+/// `replacedHashes` are exactly the hashes its `tx_replaced` audit entries name. Returns how
+/// many replacements were signed.
+async fn assert_every_version_recorded(daemon: &Daemon, done: &Value) -> usize {
+    let replaced: Vec<&str> = done["replacedHashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let mut recorded: std::collections::BTreeSet<&str> = replaced.iter().copied().collect();
+    assert_eq!(recorded.len(), replaced.len(), "a hash listed twice: {done}");
+    assert!(
+        recorded.insert(done["hash"].as_str().unwrap()),
+        "the mined hash is also listed as replaced: {done}"
+    );
+    let audited = replacements(daemon, done["id"].as_str().unwrap()).await;
+    assert!(!audited.is_empty(), "{done}");
+    let signed: std::collections::BTreeSet<&str> = audited
+        .iter()
+        .flat_map(|r| [r["replaces"].as_str().unwrap(), r["hash"].as_str().unwrap()])
+        .collect();
+    assert_eq!(recorded, signed, "every signed version is recorded: {done}");
+    audited.len()
+}
+
+/// The `tx_replaced` audit details of transfer `id`, oldest first.
+async fn replacements(daemon: &Daemon, id: &str) -> Vec<Value> {
+    let (_, entries) = daemon
+        .master(Method::GET, "/v1/audit?kind=tx_replaced&limit=1000", None)
+        .await;
+    entries
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["detail"]["tx"] == id)
+                .map(|e| e["detail"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The operator takes a stuck nonce back with a zero-value self-transfer: the transfer ends

@@ -315,6 +315,7 @@ async fn scenario(client: &Client, anvil: &Anvil, daemon: &Daemon, wallet: &Valu
         // Wrong JSON types and unknown arguments never reach the daemon.
         ("get_transaction", json!({ "id": 42 }), "`id`"),
         ("list_transactions", json!({ "limit": "ten" }), "`limit`"),
+        ("list_transactions", json!({ "status": "DONE" }), "`status`"),
         ("get_balance", json!({ "token": ["0x1"] }), "`token`"),
         ("check_policy", json!({ "to": RECIPIENT, "amount": 0.01 }), "`amount`"),
         (

@@ -216,7 +216,7 @@ fn openapi_component_schemas_accept_real_values() {
         let value = serde_json::to_value(value).unwrap();
         validate_at(&doc, &schema("AuditVerification"), &value).unwrap();
     }
-    let error = bursar::api::dto::ErrorBody::new("NOT_FOUND", "no such route".into(), None);
+    let error = bursar::api::dto::ErrorBody::new(bursar::api::dto::ErrorCode::NotFound, "no such route".into(), None);
     validate_at(&doc, &schema("ErrorBody"), &serde_json::to_value(&error).unwrap()).unwrap();
     let health = bursar::api::dto::Health { status: "ok" };
     validate_at(&doc, &schema("Health"), &serde_json::to_value(health).unwrap()).unwrap();

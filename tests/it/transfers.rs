@@ -178,6 +178,22 @@ async fn instant_transfer_confirms_on_chain_and_is_idempotent() {
         .session(&token, Method::GET, "/v1/transactions?status=CONFIRMED", None)
         .await;
     assert_eq!(list.as_array().unwrap().len(), 1);
+    // A status that is not one is a 400 that names the field and lists the states, without
+    // echoing what was sent.
+    let (status, body) = daemon
+        .session(&token, Method::GET, "/v1/transactions?status=DONE%3Cscript%3E", None)
+        .await;
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_INPUT")),
+        "{body}"
+    );
+    assert!(message.contains("status: unknown transaction status"), "{message}");
+    assert!(
+        message.contains("PENDING_APPROVAL") && !message.contains("DONE"),
+        "{message}"
+    );
     let (_, audit) = daemon.master(Method::GET, "/v1/audit?limit=1000", None).await;
     let kinds: Vec<&str> = audit
         .as_array()

@@ -137,6 +137,11 @@ impl Service {
         if !overdue && market.next_base_fee <= fee.max_fee_per_gas {
             return Ok(tx);
         }
+        // A version may have been mined since this pass looked (a refused re-broadcast comes
+        // here too): replacing it would only sign a transaction the node must refuse.
+        if mined_version(adapter, &tx).await?.is_some() {
+            return Ok(tx);
+        }
         self.replace(adapter, wallet, tx.id, Replacement::SpeedUp, market, locks)
             .await
     }
@@ -174,9 +179,9 @@ impl Service {
             );
         }
         let cancelled = tx.cancel_hash.as_deref() == Some(hash.as_str());
+        keep_every_version(&mut tx, &hash);
         tx.block = Some(mined.block);
         tx.confirmations = mined.confirmations;
-        tx.hash = Some(hash.clone());
         tx.updated_at = now();
         if !done {
             tx.status = TxState::Submitted;
@@ -297,6 +302,19 @@ impl Mined {
     pub(super) fn done(&self, adapter: &Adapter) -> bool {
         !self.success || self.confirmations >= adapter.config().confirmations
     }
+}
+
+/// Makes `mined` the transfer's `hash`, keeping every other signed version in
+/// `replaced_hashes`: when an earlier version is the one mined (a replacement signed while
+/// the node had not yet served its receipt, or one it refused), the later ones stay on record.
+fn keep_every_version(tx: &mut TxRecord, mined: &str) {
+    if let Some(current) = tx.hash.take().filter(|h| h != mined)
+        && !tx.replaced_hashes.contains(&current)
+    {
+        tx.replaced_hashes.push(current);
+    }
+    tx.replaced_hashes.retain(|h| h != mined);
+    tx.hash = Some(mined.to_owned());
 }
 
 /// The signed version of `tx` that is mined, if any: the current one or one it replaced
