@@ -1,7 +1,6 @@
 //! A small REST client for the CLI's daemon commands.
 
 use super::{CliError, CliResult, denied};
-use crate::api::dto::ErrorBody;
 use crate::secret::Passphrase;
 use anyhow::anyhow;
 use reqwest::{Method, StatusCode};
@@ -156,7 +155,18 @@ impl Client {
         if status.is_success() {
             return Ok((bytes.to_vec(), response_headers));
         }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+        // The code read as text: a daemon of another version may answer one this CLI does
+        // not know, and its message still reaches the operator.
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Detail,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            code: String,
+            message: String,
+        }
+        let message = serde_json::from_slice::<Body>(&bytes)
             .map(|b| format!("{} ({})", b.error.message, b.error.code))
             .unwrap_or_else(|_| format!("daemon answered {status}"));
         let err = anyhow!(message);
