@@ -8,7 +8,13 @@
 //! by the same variable, or in unit tests by [`arm_on_this_thread`].
 
 /// Points in the transfer pipeline, in order.
-pub const POINTS: [&str; 4] = ["before_sign", "after_sign", "after_broadcast", "before_confirm"];
+pub const POINTS: [&str; 5] = [
+    "before_sign",
+    "after_sign",
+    "after_broadcast",
+    "before_confirm",
+    "after_confirm_staged",
+];
 
 /// Points in `set-master`: before the store commit (after the new password is staged in
 /// `recovery.key.new` when `recovery.key` is kept); and after the commit, before

@@ -236,6 +236,8 @@ async fn kill_at_each_pipeline_point_then_restart_sends_exactly_once() {
         // made it (and its decision) durable: the retry finds the same record. At
         // `before_sign` the INSTANT decision was only staged (durable with the next commit),
         // so the retry may decide it anew; either way there is one record and one transfer.
+        // At `after_confirm_staged` the receipt's record was only staged: the restart finds
+        // the transfer SIGNED and records the same receipt again.
         let retried = send(&daemon, &token, "0.5", "k").await;
         let id = retried["id"].as_str().unwrap();
         let recorded = list(&daemon, &token, "").await;

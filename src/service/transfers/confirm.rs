@@ -216,6 +216,9 @@ impl Service {
         // flush leaves the transfer SIGNED or SUBMITTED, which the reconciler confirms again
         // from the same receipt (a held reservation is never less than what it settles to).
         self.store.stage(batch)?;
+        if done {
+            crate::faults::hit("after_confirm_staged");
+        }
         Ok(tx)
     }
 
