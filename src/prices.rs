@@ -55,11 +55,23 @@ pub enum PriceAlert {
     Restored { asset: String },
 }
 
-/// `"<chain>:<address>"` for tokens, the symbol for native assets.
+/// `"<chain>:<address>"` for tokens, the symbol for native assets, in [`key_form`].
 pub fn asset_key(chain: &ChainName, asset: &Asset, native_symbol: &str) -> String {
-    match asset {
+    key_form(&match asset {
         Asset::Native => native_symbol.to_owned(),
-        Asset::Token(address) => format!("{chain}:{}", address.to_string().to_lowercase()),
+        Asset::Token(address) => format!("{chain}:{address}"),
+    })
+}
+
+/// A price table key as compared: symbols, chain names and EVM hex addresses without case;
+/// a Solana (base58) address keeps its case, which is part of the address (two mints can
+/// differ only in case).
+fn key_form(key: &str) -> String {
+    match key.split_once(':') {
+        Some((chain, address)) if !address.starts_with("0x") && !address.starts_with("0X") => {
+            format!("{}:{address}", chain.to_lowercase())
+        }
+        _ => key.to_lowercase(),
     }
 }
 
@@ -85,7 +97,7 @@ impl Prices {
     pub fn new(cfg: &PricesConfig) -> Self {
         let lower = |m: &std::collections::BTreeMap<String, String>| -> HashMap<String, U256> {
             m.iter()
-                .filter_map(|(k, v)| Some((k.to_lowercase(), micro_usd(v)?)))
+                .filter_map(|(k, v)| Some((key_form(k), micro_usd(v)?)))
                 .collect()
         };
         let sanity = Sanity {
@@ -94,14 +106,14 @@ impl Prices {
                 .iter()
                 .map(|(k, b)| {
                     let usd = |v: &Option<String>| v.as_deref().and_then(micro_usd);
-                    (k.to_lowercase(), (usd(&b.min), usd(&b.max)))
+                    (key_form(k), (usd(&b.min), usd(&b.max)))
                 })
                 .collect(),
             max_change_ratio: cfg.max_change_ratio,
         };
         let http = cfg.http.as_ref().map(|h| HttpSource {
             base_url: h.base_url.trim_end_matches('/').to_owned(),
-            ids: h.ids.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect(),
+            ids: h.ids.iter().map(|(k, v)| (key_form(k), v.clone())).collect(),
             refresh: Duration::from_secs(h.refresh_seconds.max(1)),
             client: crate::tls::client(|| reqwest::Client::builder().timeout(Duration::from_secs(10)))
                 .expect("an HTTP client builds with the bundled roots"),
@@ -120,7 +132,7 @@ impl Prices {
 
     /// The price of `asset`, if any source has one. Freshness is judged by the policy engine.
     pub fn lookup(&self, chain: &ChainName, asset: &Asset, native_symbol: &str, now: i64) -> Option<Price> {
-        let key = asset_key(chain, asset, native_symbol).to_lowercase();
+        let key = asset_key(chain, asset, native_symbol);
         let table = match asset {
             Asset::Native => &self.static_native,
             Asset::Token(_) => &self.static_tokens,
@@ -261,8 +273,47 @@ impl HttpSource {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::domain::{Address, ChainKind};
+
+    /// A valid Solana address that differs from `address` only in the case of one letter.
+    pub(crate) fn case_twin(address: &str) -> String {
+        (0..address.len())
+            .filter(|&i| address.as_bytes()[i].is_ascii_alphabetic())
+            .map(|i| {
+                let mut b = address.as_bytes().to_vec();
+                b[i] ^= 0x20;
+                String::from_utf8(b).unwrap()
+            })
+            .find(|twin| Address::parse(ChainKind::Solana, twin).is_ok())
+            .expect("some one-letter case flip is a valid address")
+    }
+
+    #[test]
+    fn token_prices_match_evm_hex_in_any_case_and_base58_exactly() {
+        let mint = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v";
+        let twin = case_twin(mint);
+        let evm = "0x8464135c8F25Da09e49BC8782676a84730C318bC";
+        let cfg = PricesConfig {
+            tokens: [
+                (format!("Sol:{mint}"), "1".to_owned()),
+                (format!("anvil:{}", evm.to_lowercase()), "2".to_owned()),
+            ]
+            .into(),
+            ..PricesConfig::default()
+        };
+        let prices = Prices::new(&cfg);
+        let price = |chain: &str, kind, address: &str| {
+            let asset = Asset::Token(Address::parse(kind, address).unwrap());
+            prices
+                .lookup(&chain.parse().unwrap(), &asset, "X", 0)
+                .map(|p| p.micro_usd_per_unit)
+        };
+        assert_eq!(price("sol", ChainKind::Solana, mint), Some(U256::from(1_000_000)));
+        assert_eq!(price("sol", ChainKind::Solana, &twin), None, "{twin} is another mint");
+        assert_eq!(price("anvil", ChainKind::Evm, evm), Some(U256::from(2_000_000)));
+    }
 
     fn sanity(bounds: &[(&str, Option<&str>, Option<&str>)], ratio: u32) -> Sanity {
         Sanity {

@@ -449,14 +449,20 @@ impl Service {
 /// Identity of a transfer for idempotency: the decoded intent, not the raw strings, so
 /// "0.5" and "500000000000000000" base units are the same request.
 pub(super) fn request_hash(intent: &Intent, memo: Option<&str>) -> String {
-    let asset = match intent.asset {
+    // EVM hex without case (as hashed since the first version); base58 keeps it: two Solana
+    // addresses may differ only in case.
+    let text = |a: &Address| match a.kind() {
+        crate::domain::ChainKind::Evm => a.to_string().to_lowercase(),
+        crate::domain::ChainKind::Solana => a.to_string(),
+    };
+    let asset = match &intent.asset {
         Asset::Native => "native".to_owned(),
-        Asset::Token(t) => t.to_string().to_lowercase(),
+        Asset::Token(t) => text(t),
     };
     let canonical = format!(
         "{}\0{}\0{}\0{}\0{}",
         intent.chain,
-        intent.to.to_string().to_lowercase(),
+        text(&intent.to),
         asset,
         intent.amount.base_units,
         memo.unwrap_or("")
@@ -496,5 +502,40 @@ fn field(field: Field, reason: impl std::fmt::Display) -> ServiceError {
     ServiceError::InvalidField {
         field,
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ChainKind;
+
+    #[test]
+    fn the_request_hash_ignores_evm_hex_case_but_not_base58_case() {
+        let intent = |kind, to: &str| Intent {
+            chain: "c".parse().unwrap(),
+            to: Address::parse(kind, to).unwrap(),
+            asset: Asset::Native,
+            amount: Amount::new(U256::from(5), 9).unwrap(),
+            call: None,
+            approve: None,
+            max_fee: None,
+        };
+        let evm = "0x8464135c8F25Da09e49BC8782676a84730C318bC";
+        assert_eq!(
+            request_hash(&intent(ChainKind::Evm, evm), None),
+            request_hash(&intent(ChainKind::Evm, &evm.to_lowercase()), None)
+        );
+        let to = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v";
+        let twin = crate::prices::tests::case_twin(to);
+        assert_ne!(
+            request_hash(&intent(ChainKind::Solana, to), None),
+            request_hash(&intent(ChainKind::Solana, &twin), None),
+            "{twin} is another recipient"
+        );
+        assert_ne!(
+            request_hash(&intent(ChainKind::Solana, to), None),
+            request_hash(&intent(ChainKind::Solana, to), Some("memo"))
+        );
     }
 }
