@@ -11,8 +11,9 @@
 //! Run: `cargo bench --bench e2e` (needs `scripts/setup` for anvil). Env knobs:
 //! `E2E_REQUESTS` (default 2000), `E2E_CONCURRENCY` (default 16), `E2E_STARTS` (default 5),
 //! `E2E_BURSAR` (the binary to measure, e.g. an older commit's release build, for an A/B;
-//! default this build's; the fake-chain rows then run only for this build's), `E2E_ONLY=fake`
-//! (only the fake-chain rows, without anvil: the daemon-cost profile).
+//! default this build's; the fake-chain rows then run only for this build's, unless
+//! `E2E_ONLY=fake`), `E2E_ONLY=fake` (only the fake-chain rows, without anvil: the
+//! daemon-cost profile; with `E2E_BURSAR`, that binary must be built with `fake-chain`).
 
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
@@ -557,7 +558,8 @@ async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize,
         let session = post("/v1/sessions", serde_json::json!({"walletId": wid})).await;
         tokens.push(session["token"].as_str().unwrap().to_owned());
     }
-    // fsyncs: the store's flush counter from /metrics (load-independent, unlike CPU time).
+    // fsyncs: the store's flush counter from /metrics (load-independent, unlike CPU time);
+    // NaN for a build without it (an older commit's, under `E2E_BURSAR`).
     let flushes = || {
         let request = client
             .get(format!("{url}/metrics"))
@@ -565,11 +567,9 @@ async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize,
             .send();
         async move {
             let text = request.await.unwrap().text().await.unwrap();
-            let line = text
-                .lines()
-                .find(|l| l.starts_with("bursar_store_flushes_total "))
-                .expect("bursar_store_flushes_total");
-            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+            text.lines()
+                .find_map(|l| l.strip_prefix("bursar_store_flushes_total "))
+                .map_or(f64::NAN, |v| v.parse().unwrap())
         }
     };
     let sends = (requests * 2).max(concurrency * 4);
