@@ -513,6 +513,19 @@ async fn main() {
     }
 }
 
+/// Bytes the process has sent to storage so far (`write_bytes` of `/proc/<pid>/io`): unlike
+/// CPU time, the same on a loaded machine.
+fn storage_writes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// CPU time (user + system) the process has used so far.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -576,6 +589,7 @@ async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize,
     for (label, clients) in [("1 wallet", 1), ("wallets", concurrency)] {
         let n = if clients == 1 { sends / 4 } else { sends };
         let flushes0 = flushes().await;
+        let written0 = storage_writes(pid);
         let cpu0 = cpu_time(pid);
         let t0 = Instant::now();
         let mut tasks = Vec::new();
@@ -619,8 +633,9 @@ async fn fake_chain_load(root: &Path, client: &reqwest::Client, requests: usize,
             cpu.as_secs_f64()
         );
         println!(
-            "fake chain: store flushes (fsyncs) per transfer ({clients} {label}): {:.2}",
-            (flushes().await - flushes0) / all.len() as f64
+            "fake chain: store flushes (fsyncs) per transfer ({clients} {label}): {:.2}; bytes written to storage per transfer: {:.0}",
+            (flushes().await - flushes0) / all.len() as f64,
+            (storage_writes(pid) - written0) as f64 / all.len() as f64
         );
     }
     // The fake chain runs inside the daemon: its signature check (an ECDSA public-key
