@@ -230,6 +230,14 @@ async fn a_refusal_that_proves_nothing_keeps_the_transfer_and_counts_it_once() {
     let tx = f.reload(&tx);
     assert_eq!(tx.status, TxState::Confirmed);
     assert_eq!(f.spent_today(), eth("0.5") + tx.fee_paid.unwrap(), "counted once");
+    // Its broadcast was never recorded as accepted: the receipt is what audits it, once.
+    let broadcasts: Vec<_> = f
+        .audit_of(&tx)
+        .into_iter()
+        .filter(|(kind, _)| kind == "tx_broadcast")
+        .collect();
+    assert_eq!(broadcasts.len(), 1, "{broadcasts:?}");
+    assert_eq!(broadcasts[0].1["seenMined"], json!(true));
 }
 
 #[tokio::test]
@@ -244,13 +252,19 @@ async fn a_superseded_nonce_fails_only_after_the_grace_time() {
     assert_eq!(tx.status, TxState::Submitted);
     // Another signer of the same key uses the nonce: our bytes can never be mined.
     f.chain.supersede_next_nonce(f.wallet.address().unwrap());
+    start_of_a_second();
     f.svc.tick().await;
     let waiting = f.reload(&tx);
     assert_eq!(waiting.status, TxState::Submitted, "a refusal alone proves nothing");
     assert!(waiting.nonce_passed_at.is_some(), "the grace time started");
     assert!(f.spent_today() >= eth("0.5"), "it still holds its budget");
 
-    crate::clock::shift_this_thread(31);
+    // The grace time is `dropped_after_seconds` (30): not a second less.
+    crate::clock::shift_this_thread(29);
+    f.svc.tick().await;
+    let still = f.reload(&tx);
+    assert_eq!(still.status, TxState::Submitted, "29 s into the grace time: {still:?}");
+    crate::clock::shift_this_thread(1);
     f.svc.tick().await;
     let failed = f.reload(&tx);
     assert_eq!(failed.status, TxState::Failed, "{failed:?}");
@@ -442,4 +456,527 @@ async fn the_daily_summary_counts_what_the_store_holds() {
     let all_wallets = f.svc.daily_summaries(today + 1).unwrap();
     assert_eq!(all_wallets.len(), 1);
     assert_eq!(all_wallets[0].by_status, s.by_status);
+}
+
+/// Waits for the start of a wall-clock second, so that a test that shifts the clock by whole
+/// seconds and then looks at `now()` a few milliseconds later sees exactly the shift it made
+/// (not one second more because the real clock ticked over in between).
+fn start_of_a_second() {
+    let nanos = time::OffsetDateTime::now_utc().nanosecond();
+    if nanos > 50_000_000 {
+        std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - nanos) + 1_000_000));
+    }
+}
+
+impl Fixture {
+    /// The audit entries about `tx`, oldest first: (kind, detail).
+    fn audit_of(&self, tx: &TxRecord) -> Vec<(String, serde_json::Value)> {
+        let filter = crate::store::AuditFilter {
+            wallet_id: Some(self.wallet.id.to_string()),
+            limit: Some(crate::store::AuditFilter::MAX_LIMIT),
+            ..Default::default()
+        };
+        let page = self.svc.store.audit_list(&filter).unwrap();
+        page.items
+            .into_iter()
+            .filter(|e| e.event.detail["tx"] == json!(tx.id.to_string()))
+            .map(|e| (e.event.kind, e.event.detail))
+            .collect()
+    }
+
+    async fn master(&self) -> MasterAuth {
+        self.svc
+            .authenticate_master(Some(PASSWORD.as_bytes()), None)
+            .await
+            .expect("master")
+    }
+}
+
+/// A broadcast with no answer leaves the transfer SIGNED; the worker's re-broadcast of the
+/// stored bytes, once the node takes them, marks it SUBMITTED (audited as a re-broadcast).
+#[tokio::test]
+async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let tx = f.svc.send(&f.auth, &request("0.5", "unanswered")).await.unwrap();
+    assert_eq!(
+        f.reload(&tx).status,
+        TxState::Signed,
+        "outcome unknown: it stays SIGNED"
+    );
+    assert_eq!(f.chain.pooled(), 0);
+
+    f.svc.tick().await;
+    let submitted = f.reload(&tx);
+    assert_eq!(submitted.status, TxState::Submitted, "{submitted:?}");
+    assert_eq!(submitted.hash, tx.hash, "the same stored bytes, not re-signed");
+    assert!(submitted.replaced_hashes.is_empty());
+    assert_eq!(f.chain.pooled(), 1);
+    let broadcasts: Vec<_> = f
+        .audit_of(&tx)
+        .into_iter()
+        .filter(|(kind, _)| kind == "tx_broadcast")
+        .collect();
+    assert_eq!(broadcasts.len(), 1, "{broadcasts:?}");
+    assert_eq!(broadcasts[0].1["rebroadcast"], json!(true));
+
+    f.chain.mine();
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::Confirmed);
+}
+
+/// A SIGNED transfer that reaches the node only after `replace_after_seconds` is marked
+/// SUBMITTED and replaced in the same worker pass: being accepted late does not restart its
+/// wait.
+#[tokio::test]
+async fn a_late_rebroadcast_of_an_overdue_transfer_is_replaced_in_the_same_pass() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let tx = f.svc.send(&f.auth, &request("0.5", "late")).await.unwrap();
+    assert_eq!(f.reload(&tx).status, TxState::Signed);
+    crate::clock::shift_this_thread(121);
+    f.svc.tick().await;
+    let replaced = f.reload(&tx);
+    assert_eq!(replaced.status, TxState::Submitted, "{replaced:?}");
+    assert_eq!(
+        replaced.replaced_hashes,
+        vec![tx.hash.clone().unwrap()],
+        "replaced in this pass"
+    );
+    assert_ne!(replaced.hash, tx.hash);
+    assert_eq!(f.chain.pooled(), 1, "the replacement took the nonce's place");
+}
+
+/// Without a fee-market reason a pending transfer is replaced only once it has waited the
+/// configured `replace_after_seconds`: not a second before (the fee market is looked at, and
+/// the base fee has not risen), at the second itself.
+#[tokio::test]
+async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "replace_after_seconds = 60\n[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    start_of_a_second();
+    let tx = f.svc.send(&f.auth, &request("0.5", "patient")).await.unwrap();
+    assert_eq!(tx.status, TxState::Submitted);
+    crate::clock::shift_this_thread(59);
+    f.svc.tick().await;
+    let waiting = f.reload(&tx);
+    assert!(waiting.replaced_hashes.is_empty(), "not before 60 s: {waiting:?}");
+    assert_eq!(waiting.hash, tx.hash);
+    crate::clock::shift_this_thread(1);
+    f.svc.tick().await;
+    let replaced = f.reload(&tx);
+    assert_eq!(replaced.replaced_hashes, vec![tx.hash.clone().unwrap()], "at 60 s");
+}
+
+/// A transfer whose max fee fell below the next block's base fee cannot be mined now: it is
+/// replaced before `replace_after_seconds`, but only once it has waited 5 seconds (the fee
+/// market costs a call), and only when the base fee is above its max fee, not equal to it.
+#[tokio::test]
+async fn a_base_fee_above_the_max_fee_replaces_a_transfer_after_five_seconds() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    start_of_a_second();
+    let tx = f.svc.send(&f.auth, &request("0.5", "outbid")).await.unwrap();
+    let old = tx.fee.unwrap();
+    let tip = old.max_priority_fee_per_gas;
+    let rose = old.max_fee_per_gas + 1;
+    f.chain.set_fees(rose, tip);
+    crate::clock::shift_this_thread(4);
+    f.svc.tick().await;
+    let early = f.reload(&tx);
+    assert!(early.replaced_hashes.is_empty(), "not before 5 s: {early:?}");
+
+    crate::clock::shift_this_thread(1);
+    // Still mineable at a base fee equal to its max fee.
+    f.chain.set_fees(old.max_fee_per_gas, tip);
+    f.svc.tick().await;
+    let equal = f.reload(&tx);
+    assert!(
+        equal.replaced_hashes.is_empty(),
+        "a base fee equal to the max fee: {equal:?}"
+    );
+
+    f.chain.set_fees(rose, tip);
+    f.svc.tick().await;
+    let replaced = f.reload(&tx);
+    assert_eq!(
+        replaced.replaced_hashes,
+        vec![tx.hash.clone().unwrap()],
+        "at 5 s, outbid"
+    );
+    let new = replaced.fee.unwrap();
+    assert!(new.max_fee_per_gas >= rose + new.max_priority_fee_per_gas, "{new:?}");
+    assert_eq!(f.chain.pooled(), 1);
+    assert_eq!(f.chain.mine(), 1, "the replacement is mineable at the new base fee");
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::Confirmed);
+}
+
+/// The operator's on-chain cancel (a zero-value transfer to the wallet itself at the same
+/// nonce) is what gets mined: the transfer ends FAILED, nothing reached the recipient, and
+/// only the fee paid stays counted.
+#[tokio::test]
+async fn the_operators_on_chain_cancel_mined_fails_the_transfer_and_releases_its_budget() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    let tx = f.svc.send(&f.auth, &request("0.5", "cancel-me")).await.unwrap();
+    assert!(f.spent_today() > eth("0.5"));
+    let master = f.master().await;
+    let cancel = f.svc.cancel_onchain(&master, tx.id).await.unwrap();
+    let cancel_hash = cancel.cancel_hash.clone().expect("the cancel's hash is kept");
+    assert_eq!(cancel.hash.as_deref(), Some(cancel_hash.as_str()));
+    assert_eq!(cancel.replaced_hashes, vec![tx.hash.clone().unwrap()]);
+    assert_eq!(f.chain.pooled(), 1, "the cancel took the nonce's place");
+
+    let before = f.recipient();
+    assert_eq!(f.chain.mine(), 1);
+    f.svc.tick().await;
+    let done = f.reload(&tx);
+    assert_eq!(done.status, TxState::Failed, "{done:?}");
+    assert!(
+        done.error.as_deref().unwrap_or_default().contains("cancelled on chain"),
+        "{done:?}"
+    );
+    assert_eq!(f.recipient(), before, "nothing sent");
+    let paid = done.fee_paid.expect("the cancel's fee");
+    assert!(!paid.is_zero());
+    assert_eq!(f.spent_today(), paid, "only the fee paid stays counted");
+    assert!(f.audit_of(&tx).iter().any(|(kind, _)| kind == "tx_cancelled_onchain"));
+}
+
+/// The worker pass skips a wallet whose previous worker task is still running (a slow RPC);
+/// the flag lives in the wallet's one shared set of locks.
+#[tokio::test]
+async fn a_wallet_whose_worker_is_still_busy_is_skipped_by_the_next_pass() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 10 }),
+        )],
+        "",
+    )
+    .await;
+    let delayed = f.svc.send(&f.auth, &request("1", "busy")).await.unwrap();
+    assert_eq!(delayed.status, TxState::Delayed);
+    crate::clock::shift_this_thread(11);
+    let locks = f.svc.wallet_locks(f.wallet.id);
+    locks.worker_busy.store(true, std::sync::atomic::Ordering::Release);
+    f.svc.tick().await;
+    assert_eq!(
+        f.reload(&delayed).status,
+        TxState::Delayed,
+        "skipped: its worker is busy"
+    );
+    assert_eq!(f.chain.broadcasts(), 0);
+    assert!(
+        locks.worker_busy.load(std::sync::atomic::Ordering::Acquire),
+        "the skipping pass does not clear another task's flag"
+    );
+    locks.worker_busy.store(false, std::sync::atomic::Ordering::Release);
+    f.svc.tick().await;
+    f.svc.tick().await;
+    assert_eq!(f.reload(&delayed).status, TxState::Confirmed);
+    assert!(
+        !locks.worker_busy.load(std::sync::atomic::Ordering::Acquire),
+        "the task's end clears the flag"
+    );
+}
+
+/// With `confirmations = 3` a mined transfer stays SUBMITTED (its confirmations recorded) until
+/// its receipt is three blocks deep; a revert is final at once, however shallow.
+#[tokio::test]
+async fn a_transfer_confirms_only_as_deep_as_configured_and_a_revert_at_once() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "confirmations = 3\n[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    let tx = f.svc.send(&f.auth, &request("0.5", "deep")).await.unwrap();
+    assert_eq!(tx.status, TxState::Submitted, "mined, one block deep: {tx:?}");
+    f.chain.advance(1);
+    f.svc.tick().await;
+    let shallow = f.reload(&tx);
+    assert_eq!(shallow.status, TxState::Submitted, "{shallow:?}");
+    assert_eq!(shallow.confirmations, 2);
+    assert!(shallow.block.is_some());
+    f.chain.advance(1);
+    f.svc.tick().await;
+    let deep = f.reload(&tx);
+    assert_eq!(deep.status, TxState::Confirmed, "{deep:?}");
+    assert_eq!(deep.confirmations, 3);
+
+    f.chain.revert_next();
+    let reverted = f.svc.send(&f.auth, &request("0.5", "reverted")).await.unwrap();
+    assert_eq!(reverted.status, TxState::Failed, "a revert does not wait: {reverted:?}");
+    assert_eq!(reverted.confirmations, 1);
+}
+
+/// A DELAY transfer re-checked when due does not count its own reservation against itself
+/// (in the day and in the month it was reserved in): 0.6 under a limit of 1 still fits.
+#[tokio::test]
+async fn a_due_delay_is_rechecked_without_counting_its_own_reservation() {
+    for limit in ["daily_limit", "monthly_limit"] {
+        let f = fixture(
+            &[(
+                "SPENDING_LIMIT",
+                json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60, limit: "1" }),
+            )],
+            "",
+        )
+        .await;
+        let tx = f.svc.send(&f.auth, &request("0.6", limit)).await.unwrap();
+        assert_eq!(tx.status, TxState::Delayed, "{limit}: {tx:?}");
+        assert!(f.spent_today() > eth("0.6"), "its reservation is counted");
+        crate::clock::shift_this_thread(61);
+        f.svc.tick().await;
+        f.svc.tick().await;
+        let done = f.reload(&tx);
+        assert_eq!(
+            done.status,
+            TxState::Confirmed,
+            "{limit}: counted once, not twice: {done:?}"
+        );
+        assert_eq!(f.spent_today(), eth("0.6") + done.fee_paid.unwrap(), "{limit}");
+        crate::clock::shift_this_thread(-61);
+    }
+}
+
+/// The asset is decoded from `token`: absent, empty or "native" is the native asset, an
+/// address is that token; the amount is given in whole units or in base units, exactly one
+/// of them, and never zero.
+#[tokio::test]
+async fn a_request_is_decoded_into_the_transfer_it_stands_for() {
+    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    for token in [None, Some(""), Some("native")] {
+        let req = TransferRequest {
+            token: token.map(str::to_owned),
+            ..request("0.5", "native")
+        };
+        let check = f.svc.check_transfer(&f.auth, &req).await.unwrap();
+        assert_eq!(check.symbol, "ETH", "{token:?}");
+        assert_eq!(check.amount.base_units, eth("0.5"));
+    }
+    let token = "0x00000000000000000000000000000000000000aa";
+    let owner = f.wallet.address().unwrap();
+    let token_address = Address::parse(f.wallet.kind, token).unwrap();
+    f.chain
+        .set_balance(Some(token_address), owner, U256::from(10u64).pow(U256::from(30u64)));
+    let req = TransferRequest {
+        token: Some(token.into()),
+        ..request("2", "token")
+    };
+    let check = f.svc.check_transfer(&f.auth, &req).await.unwrap();
+    assert_eq!(check.symbol, "FAKE", "the token's own symbol");
+    assert_eq!(
+        check.amount.base_units,
+        Amount::parse_decimal("2", check.amount.decimals).unwrap().base_units
+    );
+
+    // The same transfer in base units is the same request (same idempotency key: same record).
+    let sent = f.svc.send(&f.auth, &request("0.5", "units")).await.unwrap();
+    let in_units = TransferRequest {
+        amount: None,
+        amount_base_units: Some(eth("0.5").to_string()),
+        ..request("0.5", "units")
+    };
+    let again = f.svc.send(&f.auth, &in_units).await.unwrap();
+    assert_eq!(again.id, sent.id);
+    let fresh = TransferRequest {
+        idempotency_key: "units-2".into(),
+        ..in_units.clone()
+    };
+    let other = f.svc.send(&f.auth, &fresh).await.unwrap();
+    assert_eq!((other.status, other.base_units), (TxState::Confirmed, eth("0.5")));
+
+    let both = TransferRequest {
+        amount_base_units: Some("1".into()),
+        ..request("0.5", "both")
+    };
+    let neither = TransferRequest {
+        amount: None,
+        ..request("0.5", "neither")
+    };
+    for (req, what) in [(both, "both"), (neither, "neither"), (request("0", "zero"), "zero")] {
+        match f.svc.check_transfer(&f.auth, &req).await.err() {
+            Some(ServiceError::InvalidField {
+                field: Field::Amount, ..
+            }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+/// The idempotency key is required, printable and at most 128 characters (at the bound it is
+/// accepted).
+#[tokio::test]
+async fn the_idempotency_key_is_checked_before_anything_is_decided() {
+    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
+    let tx = f.svc.send(&f.auth, &request("0.1", &longest)).await.unwrap();
+    assert_eq!(tx.status, TxState::Confirmed);
+    for key in ["", "   ", &"k".repeat(MAX_IDEMPOTENCY_KEY + 1), "new\nline"] {
+        match f.svc.send(&f.auth, &request("0.1", key)).await {
+            Err(ServiceError::InvalidField {
+                field: Field::IdempotencyKey,
+                ..
+            }) => {}
+            other => panic!("{key:?}: {:?}", other.map(|t| t.status)),
+        }
+    }
+    assert_eq!(f.chain.broadcasts(), 1, "nothing else was sent");
+}
+
+/// A transfer re-checked when due is judged, signed and counted as of then: with the fees
+/// quoted then, in the day it is signed (its reservation moves out of the day it was decided
+/// in).
+#[tokio::test]
+async fn a_due_delay_is_signed_at_fresh_fees_and_counted_in_the_day_it_is_signed() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    let decided_at = now();
+    let tx = f.svc.send(&f.auth, &request("0.6", "tomorrow")).await.unwrap();
+    assert_eq!(tx.status, TxState::Delayed);
+    let old_fee = tx.fee.unwrap();
+    f.chain.set_fees(2_000_000_000, 1_000_000_000);
+    crate::clock::shift_this_thread(2 * 86_400);
+    f.svc.tick().await;
+    f.svc.tick().await;
+    let done = f.reload(&tx);
+    assert_eq!(done.status, TxState::Confirmed, "{done:?}");
+    let fee = done.fee.unwrap();
+    assert_eq!(fee.max_fee_per_gas, 5_000_000_000, "quoted when due, not {old_fee:?}");
+    assert_eq!(done.reserved.day, period_keys(now()).0);
+    assert_eq!(f.spent_today(), eth("0.6") + done.fee_paid.unwrap());
+    let then = f.svc.spent(f.wallet.id, decided_at).unwrap();
+    assert_eq!(
+        then.today.native,
+        U256::ZERO,
+        "nothing left counted in the day it was decided"
+    );
+}
+
+/// With an owner registered, an APPROVAL transfer waits for the owner until its timeout and
+/// then EXPIRES (its budget released); approved in time, it executes. A DELAY transfer that
+/// needs approval when re-checked (a stricter policy since) escalates to PENDING_APPROVAL
+/// instead of executing.
+#[tokio::test]
+async fn approval_waits_for_the_owner_until_its_timeout_and_a_delay_can_escalate_to_it() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({
+                "instant_max": "0.1", "delay_max": "0.5", "delay_seconds": 60,
+                "approval_timeout_seconds": 300
+            }),
+        )],
+        "",
+    )
+    .await;
+    let mut wallet = f.svc.wallet(f.wallet.id).unwrap();
+    wallet.owner = Some(crate::store::records::OwnerRecord {
+        address: "0x1111111111111111111111111111111111111111".into(),
+        state: "GRACE".into(),
+        registered_at: now(),
+    });
+    let mut batch = Batch::new();
+    batch.put(keys::wallet(wallet.id), &wallet);
+    f.svc.store.commit(batch).unwrap();
+
+    let waits = f.svc.send(&f.auth, &request("1", "waits")).await.unwrap();
+    assert_eq!(waits.status, TxState::PendingApproval, "{waits:?}");
+    assert_eq!(waits.expires_at, Some(waits.created_at + 300));
+    assert_eq!(waits.executes_at, None);
+    let approved = f.svc.send(&f.auth, &request("1", "approved")).await.unwrap();
+    let approved = f.svc.execute_approved(f.wallet.id, approved.id).await.unwrap();
+    assert_eq!(approved.status, TxState::Confirmed, "{approved:?}");
+
+    let delayed = f.svc.send(&f.auth, &request("0.4", "escalates")).await.unwrap();
+    assert_eq!(delayed.status, TxState::Delayed);
+    assert_eq!(delayed.expires_at, None);
+    let master = f.master().await;
+    f.svc
+        .add_policy(
+            &master,
+            f.wallet.id,
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.2", "approval_timeout_seconds": 300 }),
+        )
+        .unwrap();
+    crate::clock::shift_this_thread(61);
+    f.svc.tick().await;
+    let escalated = f.reload(&delayed);
+    assert_eq!(escalated.status, TxState::PendingApproval, "{escalated:?}");
+    let expires = escalated.expires_at.expect("an approval window");
+    assert!((now() + 298..=now() + 300).contains(&expires), "{expires}");
+    assert_eq!(f.reload(&waits).status, TxState::PendingApproval, "inside its window");
+
+    crate::clock::shift_this_thread(240);
+    f.svc.tick().await;
+    let expired = f.reload(&waits);
+    assert_eq!(expired.status, TxState::Expired, "{expired:?}");
+    assert_eq!(f.chain.broadcasts(), 1, "only the approved transfer was sent");
+    assert_eq!(
+        f.spent_today(),
+        eth("1") + approved.fee_paid.unwrap() + f.reload(&delayed).reserved.native.unwrap_or_default(),
+        "the expired transfer's budget went back"
+    );
+}
+
+/// A memo is kept (sanitised), an empty one is none; a key reused for another transfer is a
+/// conflict, not the earlier record.
+#[tokio::test]
+async fn a_memo_is_kept_and_a_reused_key_for_another_transfer_is_refused() {
+    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let with_memo = TransferRequest {
+        memo: Some("rent".into()),
+        ..request("0.1", "memo")
+    };
+    let tx = f.svc.send(&f.auth, &with_memo).await.unwrap();
+    assert_eq!(tx.memo.as_deref(), Some("rent"));
+    let empty = TransferRequest {
+        memo: Some(String::new()),
+        ..request("0.1", "no-memo")
+    };
+    assert_eq!(f.svc.send(&f.auth, &empty).await.unwrap().memo, None);
+    match f.svc.send(&f.auth, &request("0.2", "memo")).await {
+        Err(ServiceError::Conflict(msg)) => assert!(msg.contains("idempotencyKey"), "{msg}"),
+        other => panic!("{:?}", other.map(|t| (t.id, t.status))),
+    }
+    let other_memo = TransferRequest {
+        memo: Some("not rent".into()),
+        ..request("0.1", "memo")
+    };
+    assert!(matches!(
+        f.svc.send(&f.auth, &other_memo).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    assert_eq!(f.chain.broadcasts(), 2);
 }
