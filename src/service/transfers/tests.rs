@@ -580,6 +580,13 @@ async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
     f.svc.tick().await;
     let replaced = f.reload(&tx);
     assert_eq!(replaced.replaced_hashes, vec![tx.hash.clone().unwrap()], "at 60 s");
+    // The fee market did not move: 10% more (plus one wei) on both, and the extra counts.
+    let (old, new) = (tx.fee.unwrap(), replaced.fee.unwrap());
+    let bump = |x: u128| x + x / 10 + 1;
+    assert_eq!(new.max_fee_per_gas, bump(old.max_fee_per_gas));
+    assert_eq!(new.max_priority_fee_per_gas, bump(old.max_priority_fee_per_gas));
+    let extra = fee_quote(new).max_fee() - fee_quote(old).max_fee();
+    assert_eq!(f.spent_today(), eth("0.5") + fee_quote(new).max_fee(), "+{extra}");
 }
 
 /// A transfer whose max fee fell below the next block's base fee cannot be mined now: it is
@@ -649,6 +656,10 @@ async fn the_operators_on_chain_cancel_mined_fails_the_transfer_and_releases_its
     assert_eq!(cancel.hash.as_deref(), Some(cancel_hash.as_str()));
     assert_eq!(cancel.replaced_hashes, vec![tx.hash.clone().unwrap()]);
     assert_eq!(f.chain.pooled(), 1, "the cancel took the nonce's place");
+    match f.svc.cancel_onchain(&master, tx.id).await {
+        Err(ServiceError::Conflict(msg)) => assert!(msg.contains("already signed"), "{msg}"),
+        other => panic!("a second cancel: {:?}", other.map(|t| t.hash)),
+    }
 
     let before = f.recipient();
     assert_eq!(f.chain.mine(), 1);
@@ -979,4 +990,174 @@ async fn a_memo_is_kept_and_a_reused_key_for_another_transfer_is_refused() {
         Err(ServiceError::Conflict(_))
     ));
     assert_eq!(f.chain.broadcasts(), 2);
+}
+
+/// The decision's audit entry names what was decided: `tx_requested` for a transfer that
+/// goes ahead (or waits), `tx_denied` for a policy denial, `tx_failed` for a transfer the
+/// chain refuses before anything is signed.
+#[tokio::test]
+async fn the_decision_is_audited_under_its_own_kind() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1", "daily_limit": "2" }))],
+        "",
+    )
+    .await;
+    let sent = f.svc.send(&f.auth, &request("0.5", "sent")).await.unwrap();
+    let denied = f.svc.send(&f.auth, &request("3", "denied")).await.unwrap();
+    assert_eq!(denied.status, TxState::Denied);
+    let owner = f.wallet.address().unwrap();
+    f.chain.set_balance(None, owner, eth("0.1"));
+    let failed = f.svc.send(&f.auth, &request("0.5", "unfunded")).await.unwrap();
+    assert_eq!(failed.status, TxState::Failed, "{failed:?}");
+    for (tx, kind, status) in [
+        (&sent, "tx_requested", "REQUESTED"),
+        (&denied, "tx_denied", "DENIED"),
+        (&failed, "tx_failed", "FAILED"),
+    ] {
+        let audit = f.audit_of(tx);
+        assert_eq!(audit.first().map(|(k, _)| k.as_str()), Some(kind), "{audit:?}");
+        assert_eq!(audit[0].1["status"], json!(status));
+    }
+}
+
+/// An executor that comes to a transfer the agent cancelled meanwhile leaves it CANCELLED,
+/// even when the chain would now refuse it (nothing is quoted, nothing failed).
+#[tokio::test]
+async fn an_executor_leaves_a_transfer_cancelled_meanwhile_as_it_is() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    let tx = f.svc.send(&f.auth, &request("1", "cancelled")).await.unwrap();
+    f.svc.cancel_transaction(&f.auth, tx.id).await.unwrap();
+    f.chain.set_balance(None, f.wallet.address().unwrap(), U256::ZERO);
+    crate::clock::shift_this_thread(61);
+    let after = f.svc.execute(tx.id, f.wallet.id, true).await.unwrap();
+    assert_eq!(after.status, TxState::Cancelled, "{after:?}");
+    assert_eq!(f.reload(&tx).status, TxState::Cancelled);
+    assert_eq!(f.reload(&tx).error, None);
+}
+
+/// With the sequence cache empty (after a definitive refusal, or at start) the next transfer
+/// is signed after every sequence already signed and still to be broadcast, even one the
+/// node has never seen.
+#[tokio::test]
+async fn the_next_sequence_is_never_below_a_signed_transfer_the_node_has_not_seen() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let unseen = f.svc.send(&f.auth, &request("0.1", "unseen")).await.unwrap();
+    assert_eq!((unseen.status, unseen.nonce), (TxState::Signed, Some(0)));
+    assert_eq!(f.chain.pooled(), 0, "the node never got it");
+    f.chain
+        .refuse_next(Refusal::Rejected("insufficient funds for gas * price + value".into()));
+    let refused = f.svc.send(&f.auth, &request("0.1", "refused")).await.unwrap();
+    assert_eq!((refused.status, refused.nonce), (TxState::Failed, Some(1)));
+    // The refusal emptied the cache: the floor comes from the records, not the node (which
+    // would say 0).
+    let next = f.svc.send(&f.auth, &request("0.1", "next")).await.unwrap();
+    assert_eq!(next.nonce, Some(1), "{next:?}");
+    f.svc.tick().await;
+    assert_eq!(f.chain.mine(), 2, "both signed transfers are mineable, in turn");
+    f.svc.tick().await;
+    assert_eq!(f.reload(&unseen).status, TxState::Confirmed);
+    assert_eq!(f.reload(&next).status, TxState::Confirmed);
+}
+
+/// A node's refusal of bytes it already mined ("nonce too low" for our own included
+/// transaction) is the success it is; a refusal of bytes it has not mined stays a refusal.
+#[tokio::test]
+async fn a_refused_broadcast_of_mined_bytes_counts_as_broadcast() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    let adapter = f.svc.adapter(&f.wallet).unwrap();
+    let mined = f.svc.send(&f.auth, &request("0.1", "mined")).await.unwrap();
+    assert_eq!(mined.status, TxState::Confirmed);
+    f.chain.refuse_next(Refusal::NotAccepted("nonce too low".into()));
+    broadcast_checked(adapter, &super::confirm::stored_signed(&mined).unwrap())
+        .await
+        .expect("mined: the refusal proves it was broadcast");
+
+    f.chain.set_automine(false);
+    let pending = f.svc.send(&f.auth, &request("0.1", "pending")).await.unwrap();
+    f.chain.refuse_next(Refusal::Rejected("nonce too low".into()));
+    let refused = broadcast_checked(adapter, &super::confirm::stored_signed(&pending).unwrap()).await;
+    assert!(matches!(refused, Err(ChainError::Rejected { .. })), "{refused:?}");
+}
+
+/// With USD limits and a static price, the budgets count in micro-USD exactly what they
+/// count in wei: the value plus the maximum fee while in flight, the value plus the fee paid
+/// (rounded up) once confirmed, only the fee paid after a revert, and a replacement's extra
+/// fee at its own USD value.
+#[tokio::test]
+async fn usd_budgets_count_the_value_and_the_fee_in_step_with_the_native_ones() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max_usd": "5000" }))],
+        "[transfers]\nconfirm_wait_seconds = 0\n[prices.native]\nETH = \"2000\"",
+    )
+    .await;
+    // $2000 an ETH: micro-USD = wei × 2000 / 10^12, exact for every amount below.
+    let usd = |wei: U256| wei * U256::from(2000u64) / U256::from(10u64).pow(U256::from(12u64));
+    let max_fee = |fee: FeeRecord| fee_quote(fee).max_fee();
+    let spent_usd = || f.svc.spent(f.wallet.id, now()).unwrap().today.micro_usd;
+
+    let tx = f.svc.send(&f.auth, &request("0.5", "usd")).await.unwrap();
+    assert_eq!(tx.status, TxState::Confirmed, "{tx:?}");
+    let (fee, paid) = (max_fee(tx.fee.unwrap()), tx.fee_paid.unwrap());
+    let paid_usd = (usd(fee) * paid).div_ceil(fee);
+    assert_eq!(spent_usd(), usd(eth("0.5")) + paid_usd, "value + the fee paid");
+    let mut expected = spent_usd();
+
+    f.chain.revert_next();
+    let reverted = f.svc.send(&f.auth, &request("0.5", "usd-revert")).await.unwrap();
+    assert_eq!(reverted.status, TxState::Failed);
+    let (fee, paid) = (max_fee(reverted.fee.unwrap()), reverted.fee_paid.unwrap());
+    expected += (usd(fee) * paid).div_ceil(fee);
+    assert_eq!(spent_usd(), expected, "only the fee paid");
+
+    f.chain.set_automine(false);
+    let stuck = f.svc.send(&f.auth, &request("0.5", "usd-stuck")).await.unwrap();
+    let old_fee = max_fee(stuck.fee.unwrap());
+    assert_eq!(
+        spent_usd(),
+        expected + usd(eth("0.5")) + usd(old_fee),
+        "value + max fee in flight"
+    );
+    let native_before = f.spent_today();
+    f.chain.set_fees(4_000_000_000, 1_000_000_000);
+    crate::clock::shift_this_thread(6);
+    f.svc.tick().await;
+    let replaced = f.reload(&stuck);
+    assert_eq!(replaced.replaced_hashes.len(), 1, "outbid: replaced");
+    let new_fee = max_fee(replaced.fee.unwrap());
+    assert_eq!(new_fee, U256::from(21_000u64 * 9_000_000_000), "the market's max fee");
+    assert_eq!(
+        f.spent_today(),
+        native_before + (new_fee - old_fee),
+        "the extra fee counts"
+    );
+    assert_eq!(
+        spent_usd(),
+        expected + usd(eth("0.5")) + usd(new_fee),
+        "the extra fee counts at its USD value, not the whole transfer again"
+    );
+
+    assert_eq!(f.chain.mine(), 1);
+    f.svc.tick().await;
+    let done = f.reload(&stuck);
+    assert_eq!(done.status, TxState::Confirmed);
+    let paid = done.fee_paid.unwrap();
+    expected += usd(eth("0.5")) + (usd(new_fee) * paid).div_ceil(new_fee);
+    assert_eq!(spent_usd(), expected);
 }
