@@ -1161,3 +1161,196 @@ async fn usd_budgets_count_the_value_and_the_fee_in_step_with_the_native_ones() 
     expected += usd(eth("0.5")) + (usd(new_fee) * paid).div_ceil(new_fee);
     assert_eq!(spent_usd(), expected);
 }
+
+impl Fixture {
+    /// Registers an owner (GRACE) on the wallet, as the store holds it.
+    fn register_owner(&self) {
+        let mut wallet = self.svc.wallet(self.wallet.id).unwrap();
+        wallet.owner = Some(crate::store::records::OwnerRecord {
+            address: "0x1111111111111111111111111111111111111111".into(),
+            state: "GRACE".into(),
+            registered_at: now(),
+        });
+        let mut batch = Batch::new();
+        batch.put(keys::wallet(wallet.id), &wallet);
+        self.svc.store.commit(batch).unwrap();
+    }
+
+    /// The audit sequence number of `tx`'s first entry of `kind`.
+    fn audit_seq(&self, tx: &TxRecord, kind: &str) -> u64 {
+        let filter = crate::store::AuditFilter {
+            wallet_id: Some(self.wallet.id.to_string()),
+            limit: Some(crate::store::AuditFilter::MAX_LIMIT),
+            ..Default::default()
+        };
+        self.svc
+            .store
+            .audit_list(&filter)
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.event.kind == kind && e.event.detail["tx"] == json!(tx.id.to_string()))
+            .unwrap_or_else(|| panic!("no {kind} for {}", tx.id))
+            .seq
+    }
+}
+
+/// The owner rejects only a transfer waiting for approval (a DELAY transfer it can cancel,
+/// not reject); the rejection is final, its budget released, and the owner LOCKED.
+#[tokio::test]
+async fn the_owner_rejects_only_a_transfer_waiting_for_approval() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    f.register_owner();
+    let delayed = f.svc.send(&f.auth, &request("0.4", "delayed")).await.unwrap();
+    let waiting = f.svc.send(&f.auth, &request("1", "waiting")).await.unwrap();
+    assert_eq!(
+        (delayed.status, waiting.status),
+        (TxState::Delayed, TxState::PendingApproval)
+    );
+    let owner = "owner:0x1111111111111111111111111111111111111111".to_owned();
+    match f
+        .svc
+        .stop_unsigned(f.wallet.id, delayed.id, &Stop::OwnerReject(owner.clone()))
+        .await
+    {
+        Err(ServiceError::Conflict(msg)) => assert!(msg.contains("can no longer be rejected"), "{msg}"),
+        other => panic!("{:?}", other.map(|t| t.status)),
+    }
+    assert_eq!(f.reload(&delayed).status, TxState::Delayed);
+    let rejected = f
+        .svc
+        .stop_unsigned(f.wallet.id, waiting.id, &Stop::OwnerReject(owner.clone()))
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, TxState::Rejected);
+    assert_eq!(rejected.error.as_deref(), Some("rejected by the owner"));
+    assert!(!rejected.reserved.held);
+    assert_eq!(f.svc.wallet(f.wallet.id).unwrap().owner.unwrap().state, "LOCKED");
+    let cancelled = f
+        .svc
+        .stop_unsigned(f.wallet.id, delayed.id, &Stop::OwnerCancel(owner))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, TxState::Cancelled);
+    assert_eq!(f.spent_today(), U256::ZERO, "both budgets released");
+}
+
+/// The kill switch cancels every transfer not signed yet (DELAYED, PENDING_APPROVAL) and
+/// says how many; a signed one is left to the chain.
+#[tokio::test]
+async fn the_kill_switch_cancels_what_is_not_signed_and_counts_it() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.5", "delay_seconds": 60 }),
+        )],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.register_owner();
+    f.chain.set_automine(false);
+    let signed = f.svc.send(&f.auth, &request("0.05", "signed")).await.unwrap();
+    assert_eq!(signed.status, TxState::Submitted);
+    let delayed = f.svc.send(&f.auth, &request("0.4", "delayed")).await.unwrap();
+    let waiting = f.svc.send(&f.auth, &request("1", "waiting")).await.unwrap();
+    let master = f.master().await;
+    let reports = f
+        .svc
+        .kill_switch_on_master(&master, Some(f.wallet.id), "unit")
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].transactions_cancelled, 2, "the delayed and the waiting one");
+    assert_eq!(f.reload(&delayed).status, TxState::Cancelled);
+    assert_eq!(f.reload(&waiting).status, TxState::Cancelled);
+    assert!(f.reload(&waiting).error.unwrap().contains("cancelled: "));
+    assert_eq!(
+        f.reload(&signed).status,
+        TxState::Submitted,
+        "signed: left to the chain"
+    );
+}
+
+/// A worker pass puts signed bytes on the chain before it signs anything new, whatever order
+/// the transfers were requested in.
+#[tokio::test]
+async fn a_worker_pass_rebroadcasts_signed_transfers_before_signing_new_ones() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    let older = f.svc.send(&f.auth, &request("1", "older-delay")).await.unwrap();
+    assert_eq!(older.status, TxState::Delayed);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let signed = f.svc.send(&f.auth, &request("0.05", "signed")).await.unwrap();
+    assert_eq!(signed.status, TxState::Signed);
+    crate::clock::shift_this_thread(61);
+    f.svc.tick().await;
+    let rebroadcast = f.audit_seq(&signed, "tx_broadcast");
+    let new_signature = f.audit_seq(&older, "tx_signed");
+    assert!(rebroadcast < new_signature, "{rebroadcast} < {new_signature}");
+}
+
+/// A REQUESTED transfer (decided, not signed: a crash came in between) is executed by the next
+/// worker pass: the decision stands.
+#[tokio::test]
+async fn a_requested_transfer_left_by_a_crash_is_executed_by_the_worker() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    let tx = f.svc.send(&f.auth, &request("1", "crash")).await.unwrap();
+    // As the re-check leaves it (committed to executing) when the process dies before signing.
+    let mut requested = f.reload(&tx);
+    requested.status = TxState::Requested;
+    let mut batch = Batch::new();
+    f.svc
+        .save_tx(&mut batch, &requested, AuditEvent::new("tx_executing", "system"));
+    f.svc.store.commit(batch).unwrap();
+    f.svc.tick().await;
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::Confirmed);
+    assert_eq!(f.chain.broadcasts(), 1);
+}
+
+/// An approval window closes at `expires_at` itself: pending a second before, EXPIRED at it.
+#[tokio::test]
+async fn an_approval_expires_at_its_timeout_not_a_second_before() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.5", "approval_timeout_seconds": 300 }),
+        )],
+        "",
+    )
+    .await;
+    f.register_owner();
+    start_of_a_second();
+    let tx = f.svc.send(&f.auth, &request("1", "window")).await.unwrap();
+    assert_eq!(tx.status, TxState::PendingApproval);
+    crate::clock::shift_this_thread(299);
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::PendingApproval, "a second before");
+    crate::clock::shift_this_thread(1);
+    f.svc.tick().await;
+    let expired = f.reload(&tx);
+    assert_eq!(expired.status, TxState::Expired, "{expired:?}");
+    assert_eq!(expired.error.as_deref(), Some("the owner did not approve in time"));
+    assert_eq!(f.spent_today(), U256::ZERO);
+}
