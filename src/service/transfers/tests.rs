@@ -147,6 +147,7 @@ async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
     miner.await.unwrap();
     assert_eq!(tx.status, TxState::Confirmed, "the send waited for the receipt: {tx:?}");
 
+    let broadcasts_before = f.chain.broadcasts();
     let started = std::time::Instant::now();
     let tx = f.svc.send(&f.auth, &request("0.5", "bounded")).await.unwrap();
     assert_eq!(tx.status, TxState::Submitted, "{tx:?}");
@@ -155,6 +156,10 @@ async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
         "waited {waited:?} for a receipt that never came"
     );
+    // It looks from 5 ms apart up to 250 ms apart, not in a busy loop (each look re-broadcasts
+    // the stored bytes: about 14 in 2 s).
+    let looks = f.chain.broadcasts() - broadcasts_before;
+    assert!(looks <= 25, "{looks} looks in {waited:?}");
 }
 
 #[tokio::test]
