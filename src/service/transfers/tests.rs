@@ -144,6 +144,7 @@ async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
     miner.await.unwrap();
     assert_eq!(tx.status, TxState::Confirmed, "the send waited for the receipt: {tx:?}");
 
+    let broadcasts_before = f.chain.broadcasts();
     let started = std::time::Instant::now();
     let tx = f.svc.send(&f.auth, &request("0.5", "bounded")).await.unwrap();
     assert_eq!(tx.status, TxState::Submitted, "{tx:?}");
@@ -152,6 +153,10 @@ async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
         waited >= Duration::from_secs(2) && waited < Duration::from_secs(5),
         "waited {waited:?} for a receipt that never came"
     );
+    // It looks from 5 ms apart up to 250 ms apart, not in a busy loop (each look re-broadcasts
+    // the stored bytes: about 14 in 2 s).
+    let looks = f.chain.broadcasts() - broadcasts_before;
+    assert!(looks <= 25, "{looks} looks in {waited:?}");
 }
 
 #[tokio::test]
@@ -227,6 +232,14 @@ async fn a_refusal_that_proves_nothing_keeps_the_transfer_and_counts_it_once() {
     let tx = f.reload(&tx);
     assert_eq!(tx.status, TxState::Confirmed);
     assert_eq!(f.spent_today(), eth("0.5") + tx.fee_paid.unwrap(), "counted once");
+    // Its broadcast was never recorded as accepted: the receipt is what audits it, once.
+    let broadcasts: Vec<_> = f
+        .audit_of(&tx)
+        .into_iter()
+        .filter(|(kind, _)| kind == "tx_broadcast")
+        .collect();
+    assert_eq!(broadcasts.len(), 1, "{broadcasts:?}");
+    assert_eq!(broadcasts[0].1["seenMined"], json!(true));
 }
 
 #[tokio::test]
@@ -241,13 +254,19 @@ async fn a_superseded_nonce_fails_only_after_the_grace_time() {
     assert_eq!(tx.status, TxState::Submitted);
     // Another signer of the same key uses the nonce: our bytes can never be mined.
     f.chain.supersede_next_nonce(f.wallet.address().unwrap());
+    start_of_a_second();
     f.svc.tick().await;
     let waiting = f.reload(&tx);
     assert_eq!(waiting.status, TxState::Submitted, "a refusal alone proves nothing");
     assert!(waiting.nonce_passed_at.is_some(), "the grace time started");
     assert!(f.spent_today() >= eth("0.5"), "it still holds its budget");
 
-    crate::clock::shift_this_thread(31);
+    // The grace time is `dropped_after_seconds` (30): not a second less.
+    crate::clock::shift_this_thread(29);
+    f.svc.tick().await;
+    let still = f.reload(&tx);
+    assert_eq!(still.status, TxState::Submitted, "29 s into the grace time: {still:?}");
+    crate::clock::shift_this_thread(1);
     f.svc.tick().await;
     let failed = f.reload(&tx);
     assert_eq!(failed.status, TxState::Failed, "{failed:?}");
@@ -439,4 +458,901 @@ async fn the_daily_summary_counts_what_the_store_holds() {
     let all_wallets = f.svc.daily_summaries(today + 1).unwrap();
     assert_eq!(all_wallets.len(), 1);
     assert_eq!(all_wallets[0].by_status, s.by_status);
+}
+
+/// Waits for the start of a wall-clock second, so that a test that shifts the clock by whole
+/// seconds and then looks at `now()` a few milliseconds later sees exactly the shift it made
+/// (not one second more because the real clock ticked over in between).
+fn start_of_a_second() {
+    let nanos = time::OffsetDateTime::now_utc().nanosecond();
+    if nanos > 50_000_000 {
+        std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - nanos) + 1_000_000));
+    }
+}
+
+impl Fixture {
+    /// The audit entries about `tx`, oldest first: (kind, detail).
+    fn audit_of(&self, tx: &TxRecord) -> Vec<(String, serde_json::Value)> {
+        let filter = crate::store::AuditFilter {
+            wallet_id: Some(self.wallet.id.to_string()),
+            limit: Some(crate::store::AuditFilter::MAX_LIMIT),
+            ..Default::default()
+        };
+        let page = self.svc.store.audit_list(&filter).unwrap();
+        page.items
+            .into_iter()
+            .filter(|e| e.event.detail["tx"] == json!(tx.id.to_string()))
+            .map(|e| (e.event.kind, e.event.detail))
+            .collect()
+    }
+
+    async fn master(&self) -> MasterAuth {
+        self.svc
+            .authenticate_master(Some(PASSWORD.as_bytes()), None)
+            .await
+            .expect("master")
+    }
+}
+
+/// A broadcast with no answer leaves the transfer SIGNED; the worker's re-broadcast of the
+/// stored bytes, once the node takes them, marks it SUBMITTED (audited as a re-broadcast).
+#[tokio::test]
+async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let tx = f.svc.send(&f.auth, &request("0.5", "unanswered")).await.unwrap();
+    assert_eq!(
+        f.reload(&tx).status,
+        TxState::Signed,
+        "outcome unknown: it stays SIGNED"
+    );
+    assert_eq!(f.chain.pooled(), 0);
+
+    f.svc.tick().await;
+    let submitted = f.reload(&tx);
+    assert_eq!(submitted.status, TxState::Submitted, "{submitted:?}");
+    assert_eq!(submitted.hash, tx.hash, "the same stored bytes, not re-signed");
+    assert!(submitted.replaced_hashes.is_empty());
+    assert_eq!(f.chain.pooled(), 1);
+    let broadcasts: Vec<_> = f
+        .audit_of(&tx)
+        .into_iter()
+        .filter(|(kind, _)| kind == "tx_broadcast")
+        .collect();
+    assert_eq!(broadcasts.len(), 1, "{broadcasts:?}");
+    assert_eq!(broadcasts[0].1["rebroadcast"], json!(true));
+
+    f.chain.mine();
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::Confirmed);
+}
+
+/// A SIGNED transfer that reaches the node only after `replace_after_seconds` is marked
+/// SUBMITTED and replaced in the same worker pass: being accepted late does not restart its
+/// wait.
+#[tokio::test]
+async fn a_late_rebroadcast_of_an_overdue_transfer_is_replaced_in_the_same_pass() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let tx = f.svc.send(&f.auth, &request("0.5", "late")).await.unwrap();
+    assert_eq!(f.reload(&tx).status, TxState::Signed);
+    crate::clock::shift_this_thread(121);
+    f.svc.tick().await;
+    let replaced = f.reload(&tx);
+    assert_eq!(replaced.status, TxState::Submitted, "{replaced:?}");
+    assert_eq!(
+        replaced.replaced_hashes,
+        vec![tx.hash.clone().unwrap()],
+        "replaced in this pass"
+    );
+    assert_ne!(replaced.hash, tx.hash);
+    assert_eq!(f.chain.pooled(), 1, "the replacement took the nonce's place");
+}
+
+/// Without a fee-market reason a pending transfer is replaced only once it has waited the
+/// configured `replace_after_seconds`: not a second before (the fee market is looked at, and
+/// the base fee has not risen), at the second itself.
+#[tokio::test]
+async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "replace_after_seconds = 60\n[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    start_of_a_second();
+    let tx = f.svc.send(&f.auth, &request("0.5", "patient")).await.unwrap();
+    assert_eq!(tx.status, TxState::Submitted);
+    crate::clock::shift_this_thread(59);
+    f.svc.tick().await;
+    let waiting = f.reload(&tx);
+    assert!(waiting.replaced_hashes.is_empty(), "not before 60 s: {waiting:?}");
+    assert_eq!(waiting.hash, tx.hash);
+    crate::clock::shift_this_thread(1);
+    f.svc.tick().await;
+    let replaced = f.reload(&tx);
+    assert_eq!(replaced.replaced_hashes, vec![tx.hash.clone().unwrap()], "at 60 s");
+    // The fee market did not move: 10% more (plus one wei) on both, and the extra counts.
+    let (old, new) = (tx.fee.unwrap(), replaced.fee.unwrap());
+    let bump = |x: u128| x + x / 10 + 1;
+    assert_eq!(new.max_fee_per_gas, bump(old.max_fee_per_gas));
+    assert_eq!(new.max_priority_fee_per_gas, bump(old.max_priority_fee_per_gas));
+    let extra = fee_quote(new).max_fee() - fee_quote(old).max_fee();
+    assert_eq!(f.spent_today(), eth("0.5") + fee_quote(new).max_fee(), "+{extra}");
+}
+
+/// A transfer whose max fee fell below the next block's base fee cannot be mined now: it is
+/// replaced before `replace_after_seconds`, but only once it has waited 5 seconds (the fee
+/// market costs a call), and only when the base fee is above its max fee, not equal to it.
+#[tokio::test]
+async fn a_base_fee_above_the_max_fee_replaces_a_transfer_after_five_seconds() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    start_of_a_second();
+    let tx = f.svc.send(&f.auth, &request("0.5", "outbid")).await.unwrap();
+    let old = tx.fee.unwrap();
+    let tip = old.max_priority_fee_per_gas;
+    let rose = old.max_fee_per_gas + 1;
+    f.chain.set_fees(rose, tip);
+    crate::clock::shift_this_thread(4);
+    f.svc.tick().await;
+    let early = f.reload(&tx);
+    assert!(early.replaced_hashes.is_empty(), "not before 5 s: {early:?}");
+
+    crate::clock::shift_this_thread(1);
+    // Still mineable at a base fee equal to its max fee.
+    f.chain.set_fees(old.max_fee_per_gas, tip);
+    f.svc.tick().await;
+    let equal = f.reload(&tx);
+    assert!(
+        equal.replaced_hashes.is_empty(),
+        "a base fee equal to the max fee: {equal:?}"
+    );
+
+    f.chain.set_fees(rose, tip);
+    f.svc.tick().await;
+    let replaced = f.reload(&tx);
+    assert_eq!(
+        replaced.replaced_hashes,
+        vec![tx.hash.clone().unwrap()],
+        "at 5 s, outbid"
+    );
+    let new = replaced.fee.unwrap();
+    assert!(new.max_fee_per_gas >= rose + new.max_priority_fee_per_gas, "{new:?}");
+    assert_eq!(f.chain.pooled(), 1);
+    assert_eq!(f.chain.mine(), 1, "the replacement is mineable at the new base fee");
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::Confirmed);
+}
+
+/// The operator's on-chain cancel (a zero-value transfer to the wallet itself at the same
+/// nonce) is what gets mined: the transfer ends FAILED, nothing reached the recipient, and
+/// only the fee paid stays counted.
+#[tokio::test]
+async fn the_operators_on_chain_cancel_mined_fails_the_transfer_and_releases_its_budget() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    let tx = f.svc.send(&f.auth, &request("0.5", "cancel-me")).await.unwrap();
+    assert!(f.spent_today() > eth("0.5"));
+    let master = f.master().await;
+    let cancel = f.svc.cancel_onchain(&master, tx.id).await.unwrap();
+    let cancel_hash = cancel.cancel_hash.clone().expect("the cancel's hash is kept");
+    assert_eq!(cancel.hash.as_deref(), Some(cancel_hash.as_str()));
+    assert_eq!(cancel.replaced_hashes, vec![tx.hash.clone().unwrap()]);
+    assert_eq!(f.chain.pooled(), 1, "the cancel took the nonce's place");
+    match f.svc.cancel_onchain(&master, tx.id).await {
+        Err(ServiceError::Conflict(msg)) => assert!(msg.contains("already signed"), "{msg}"),
+        other => panic!("a second cancel: {:?}", other.map(|t| t.hash)),
+    }
+
+    let before = f.recipient();
+    assert_eq!(f.chain.mine(), 1);
+    f.svc.tick().await;
+    let done = f.reload(&tx);
+    assert_eq!(done.status, TxState::Failed, "{done:?}");
+    assert!(
+        done.error.as_deref().unwrap_or_default().contains("cancelled on chain"),
+        "{done:?}"
+    );
+    assert_eq!(f.recipient(), before, "nothing sent");
+    let paid = done.fee_paid.expect("the cancel's fee");
+    assert!(!paid.is_zero());
+    assert_eq!(f.spent_today(), paid, "only the fee paid stays counted");
+    assert!(f.audit_of(&tx).iter().any(|(kind, _)| kind == "tx_cancelled_onchain"));
+}
+
+/// The worker pass skips a wallet whose previous worker task is still running (a slow RPC);
+/// the flag lives in the wallet's one shared set of locks.
+#[tokio::test]
+async fn a_wallet_whose_worker_is_still_busy_is_skipped_by_the_next_pass() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 10 }),
+        )],
+        "",
+    )
+    .await;
+    let delayed = f.svc.send(&f.auth, &request("1", "busy")).await.unwrap();
+    assert_eq!(delayed.status, TxState::Delayed);
+    crate::clock::shift_this_thread(11);
+    let locks = f.svc.wallet_locks(f.wallet.id);
+    locks.worker_busy.store(true, std::sync::atomic::Ordering::Release);
+    f.svc.tick().await;
+    assert_eq!(
+        f.reload(&delayed).status,
+        TxState::Delayed,
+        "skipped: its worker is busy"
+    );
+    assert_eq!(f.chain.broadcasts(), 0);
+    assert!(
+        locks.worker_busy.load(std::sync::atomic::Ordering::Acquire),
+        "the skipping pass does not clear another task's flag"
+    );
+    locks.worker_busy.store(false, std::sync::atomic::Ordering::Release);
+    f.svc.tick().await;
+    f.svc.tick().await;
+    assert_eq!(f.reload(&delayed).status, TxState::Confirmed);
+    assert!(
+        !locks.worker_busy.load(std::sync::atomic::Ordering::Acquire),
+        "the task's end clears the flag"
+    );
+}
+
+/// With `confirmations = 3` a mined transfer stays SUBMITTED (its confirmations recorded) until
+/// its receipt is three blocks deep; a revert is final at once, however shallow.
+#[tokio::test]
+async fn a_transfer_confirms_only_as_deep_as_configured_and_a_revert_at_once() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "confirmations = 3\n[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    let tx = f.svc.send(&f.auth, &request("0.5", "deep")).await.unwrap();
+    assert_eq!(tx.status, TxState::Submitted, "mined, one block deep: {tx:?}");
+    f.chain.advance(1);
+    f.svc.tick().await;
+    let shallow = f.reload(&tx);
+    assert_eq!(shallow.status, TxState::Submitted, "{shallow:?}");
+    assert_eq!(shallow.confirmations, 2);
+    assert!(shallow.block.is_some());
+    f.chain.advance(1);
+    f.svc.tick().await;
+    let deep = f.reload(&tx);
+    assert_eq!(deep.status, TxState::Confirmed, "{deep:?}");
+    assert_eq!(deep.confirmations, 3);
+
+    f.chain.revert_next();
+    let reverted = f.svc.send(&f.auth, &request("0.5", "reverted")).await.unwrap();
+    assert_eq!(reverted.status, TxState::Failed, "a revert does not wait: {reverted:?}");
+    assert_eq!(reverted.confirmations, 1);
+}
+
+/// A DELAY transfer re-checked when due does not count its own reservation against itself
+/// (in the day and in the month it was reserved in): 0.6 under a limit of 1 still fits.
+#[tokio::test]
+async fn a_due_delay_is_rechecked_without_counting_its_own_reservation() {
+    for limit in ["daily_limit", "monthly_limit"] {
+        let f = fixture(
+            &[(
+                "SPENDING_LIMIT",
+                json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60, limit: "1" }),
+            )],
+            "",
+        )
+        .await;
+        let tx = f.svc.send(&f.auth, &request("0.6", limit)).await.unwrap();
+        assert_eq!(tx.status, TxState::Delayed, "{limit}: {tx:?}");
+        assert!(f.spent_today() > eth("0.6"), "its reservation is counted");
+        crate::clock::shift_this_thread(61);
+        f.svc.tick().await;
+        f.svc.tick().await;
+        let done = f.reload(&tx);
+        assert_eq!(
+            done.status,
+            TxState::Confirmed,
+            "{limit}: counted once, not twice: {done:?}"
+        );
+        assert_eq!(f.spent_today(), eth("0.6") + done.fee_paid.unwrap(), "{limit}");
+        crate::clock::shift_this_thread(-61);
+    }
+}
+
+/// The asset is decoded from `token`: absent, empty or "native" is the native asset, an
+/// address is that token; the amount is given in whole units or in base units, exactly one
+/// of them, and never zero.
+#[tokio::test]
+async fn a_request_is_decoded_into_the_transfer_it_stands_for() {
+    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    for token in [None, Some(""), Some("native")] {
+        let req = TransferRequest {
+            token: token.map(str::to_owned),
+            ..request("0.5", "native")
+        };
+        let check = f.svc.check_transfer(&f.auth, &req).await.unwrap();
+        assert_eq!(check.symbol, "ETH", "{token:?}");
+        assert_eq!(check.amount.base_units, eth("0.5"));
+    }
+    let token = "0x00000000000000000000000000000000000000aa";
+    let owner = f.wallet.address().unwrap();
+    let token_address = Address::parse(f.wallet.kind, token).unwrap();
+    f.chain
+        .set_balance(Some(token_address), owner, U256::from(10u64).pow(U256::from(30u64)));
+    let req = TransferRequest {
+        token: Some(token.into()),
+        ..request("2", "token")
+    };
+    let check = f.svc.check_transfer(&f.auth, &req).await.unwrap();
+    assert_eq!(check.symbol, "FAKE", "the token's own symbol");
+    assert_eq!(
+        check.amount.base_units,
+        Amount::parse_decimal("2", check.amount.decimals).unwrap().base_units
+    );
+
+    // The same transfer in base units is the same request (same idempotency key: same record).
+    let sent = f.svc.send(&f.auth, &request("0.5", "units")).await.unwrap();
+    let in_units = TransferRequest {
+        amount: None,
+        amount_base_units: Some(eth("0.5").to_string()),
+        ..request("0.5", "units")
+    };
+    let again = f.svc.send(&f.auth, &in_units).await.unwrap();
+    assert_eq!(again.id, sent.id);
+    let fresh = TransferRequest {
+        idempotency_key: "units-2".into(),
+        ..in_units.clone()
+    };
+    let other = f.svc.send(&f.auth, &fresh).await.unwrap();
+    assert_eq!((other.status, other.base_units), (TxState::Confirmed, eth("0.5")));
+
+    let both = TransferRequest {
+        amount_base_units: Some("1".into()),
+        ..request("0.5", "both")
+    };
+    let neither = TransferRequest {
+        amount: None,
+        ..request("0.5", "neither")
+    };
+    for (req, what) in [(both, "both"), (neither, "neither"), (request("0", "zero"), "zero")] {
+        match f.svc.check_transfer(&f.auth, &req).await.err() {
+            Some(ServiceError::InvalidField {
+                field: Field::Amount, ..
+            }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+/// The idempotency key is required, printable and at most 128 characters (at the bound it is
+/// accepted).
+#[tokio::test]
+async fn the_idempotency_key_is_checked_before_anything_is_decided() {
+    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
+    let tx = f.svc.send(&f.auth, &request("0.1", &longest)).await.unwrap();
+    assert_eq!(tx.status, TxState::Confirmed);
+    for key in ["", "   ", &"k".repeat(MAX_IDEMPOTENCY_KEY + 1), "new\nline"] {
+        match f.svc.send(&f.auth, &request("0.1", key)).await {
+            Err(ServiceError::InvalidField {
+                field: Field::IdempotencyKey,
+                ..
+            }) => {}
+            other => panic!("{key:?}: {:?}", other.map(|t| t.status)),
+        }
+    }
+    assert_eq!(f.chain.broadcasts(), 1, "nothing else was sent");
+}
+
+/// A transfer re-checked when due is judged, signed and counted as of then: with the fees
+/// quoted then, in the day it is signed (its reservation moves out of the day it was decided
+/// in).
+#[tokio::test]
+async fn a_due_delay_is_signed_at_fresh_fees_and_counted_in_the_day_it_is_signed() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    let decided_at = now();
+    let tx = f.svc.send(&f.auth, &request("0.6", "tomorrow")).await.unwrap();
+    assert_eq!(tx.status, TxState::Delayed);
+    let old_fee = tx.fee.unwrap();
+    f.chain.set_fees(2_000_000_000, 1_000_000_000);
+    crate::clock::shift_this_thread(2 * 86_400);
+    f.svc.tick().await;
+    f.svc.tick().await;
+    let done = f.reload(&tx);
+    assert_eq!(done.status, TxState::Confirmed, "{done:?}");
+    let fee = done.fee.unwrap();
+    assert_eq!(fee.max_fee_per_gas, 5_000_000_000, "quoted when due, not {old_fee:?}");
+    assert_eq!(done.reserved.day, period_keys(now()).0);
+    assert_eq!(f.spent_today(), eth("0.6") + done.fee_paid.unwrap());
+    let then = f.svc.spent(f.wallet.id, decided_at).unwrap();
+    assert_eq!(
+        then.today.native,
+        U256::ZERO,
+        "nothing left counted in the day it was decided"
+    );
+}
+
+/// With an owner registered, an APPROVAL transfer waits for the owner until its timeout and
+/// then EXPIRES (its budget released); approved in time, it executes. A DELAY transfer that
+/// needs approval when re-checked (a stricter policy since) escalates to PENDING_APPROVAL
+/// instead of executing.
+#[tokio::test]
+async fn approval_waits_for_the_owner_until_its_timeout_and_a_delay_can_escalate_to_it() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({
+                "instant_max": "0.1", "delay_max": "0.5", "delay_seconds": 60,
+                "approval_timeout_seconds": 300
+            }),
+        )],
+        "",
+    )
+    .await;
+    let mut wallet = f.svc.wallet(f.wallet.id).unwrap();
+    wallet.owner = Some(crate::store::records::OwnerRecord {
+        address: "0x1111111111111111111111111111111111111111".into(),
+        state: "GRACE".into(),
+        registered_at: now(),
+    });
+    let mut batch = Batch::new();
+    batch.put(keys::wallet(wallet.id), &wallet);
+    f.svc.store.commit(batch).unwrap();
+
+    let waits = f.svc.send(&f.auth, &request("1", "waits")).await.unwrap();
+    assert_eq!(waits.status, TxState::PendingApproval, "{waits:?}");
+    assert_eq!(waits.expires_at, Some(waits.created_at + 300));
+    assert_eq!(waits.executes_at, None);
+    let approved = f.svc.send(&f.auth, &request("1", "approved")).await.unwrap();
+    let approved = f.svc.execute_approved(f.wallet.id, approved.id).await.unwrap();
+    assert_eq!(approved.status, TxState::Confirmed, "{approved:?}");
+
+    let delayed = f.svc.send(&f.auth, &request("0.4", "escalates")).await.unwrap();
+    assert_eq!(delayed.status, TxState::Delayed);
+    assert_eq!(delayed.expires_at, None);
+    let master = f.master().await;
+    f.svc
+        .add_policy(
+            &master,
+            f.wallet.id,
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.2", "approval_timeout_seconds": 300 }),
+        )
+        .unwrap();
+    crate::clock::shift_this_thread(61);
+    f.svc.tick().await;
+    let escalated = f.reload(&delayed);
+    assert_eq!(escalated.status, TxState::PendingApproval, "{escalated:?}");
+    let expires = escalated.expires_at.expect("an approval window");
+    assert!((now() + 298..=now() + 300).contains(&expires), "{expires}");
+    assert_eq!(f.reload(&waits).status, TxState::PendingApproval, "inside its window");
+
+    crate::clock::shift_this_thread(240);
+    f.svc.tick().await;
+    let expired = f.reload(&waits);
+    assert_eq!(expired.status, TxState::Expired, "{expired:?}");
+    assert_eq!(f.chain.broadcasts(), 1, "only the approved transfer was sent");
+    assert_eq!(
+        f.spent_today(),
+        eth("1") + approved.fee_paid.unwrap() + f.reload(&delayed).reserved.native.unwrap_or_default(),
+        "the expired transfer's budget went back"
+    );
+}
+
+/// A memo is kept (sanitised), an empty one is none; a key reused for another transfer is a
+/// conflict, not the earlier record.
+#[tokio::test]
+async fn a_memo_is_kept_and_a_reused_key_for_another_transfer_is_refused() {
+    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let with_memo = TransferRequest {
+        memo: Some("rent".into()),
+        ..request("0.1", "memo")
+    };
+    let tx = f.svc.send(&f.auth, &with_memo).await.unwrap();
+    assert_eq!(tx.memo.as_deref(), Some("rent"));
+    let empty = TransferRequest {
+        memo: Some(String::new()),
+        ..request("0.1", "no-memo")
+    };
+    assert_eq!(f.svc.send(&f.auth, &empty).await.unwrap().memo, None);
+    match f.svc.send(&f.auth, &request("0.2", "memo")).await {
+        Err(ServiceError::Conflict(msg)) => assert!(msg.contains("idempotencyKey"), "{msg}"),
+        other => panic!("{:?}", other.map(|t| (t.id, t.status))),
+    }
+    let other_memo = TransferRequest {
+        memo: Some("not rent".into()),
+        ..request("0.1", "memo")
+    };
+    assert!(matches!(
+        f.svc.send(&f.auth, &other_memo).await,
+        Err(ServiceError::Conflict(_))
+    ));
+    assert_eq!(f.chain.broadcasts(), 2);
+}
+
+/// The decision's audit entry names what was decided: `tx_requested` for a transfer that
+/// goes ahead (or waits), `tx_denied` for a policy denial, `tx_failed` for a transfer the
+/// chain refuses before anything is signed.
+#[tokio::test]
+async fn the_decision_is_audited_under_its_own_kind() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1", "daily_limit": "2" }))],
+        "",
+    )
+    .await;
+    let sent = f.svc.send(&f.auth, &request("0.5", "sent")).await.unwrap();
+    let denied = f.svc.send(&f.auth, &request("3", "denied")).await.unwrap();
+    assert_eq!(denied.status, TxState::Denied);
+    let owner = f.wallet.address().unwrap();
+    f.chain.set_balance(None, owner, eth("0.1"));
+    let failed = f.svc.send(&f.auth, &request("0.5", "unfunded")).await.unwrap();
+    assert_eq!(failed.status, TxState::Failed, "{failed:?}");
+    for (tx, kind, status) in [
+        (&sent, "tx_requested", "REQUESTED"),
+        (&denied, "tx_denied", "DENIED"),
+        (&failed, "tx_failed", "FAILED"),
+    ] {
+        let audit = f.audit_of(tx);
+        assert_eq!(audit.first().map(|(k, _)| k.as_str()), Some(kind), "{audit:?}");
+        assert_eq!(audit[0].1["status"], json!(status));
+    }
+}
+
+/// An executor that comes to a transfer the agent cancelled meanwhile leaves it CANCELLED,
+/// even when the chain would now refuse it (nothing is quoted, nothing failed).
+#[tokio::test]
+async fn an_executor_leaves_a_transfer_cancelled_meanwhile_as_it_is() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    let tx = f.svc.send(&f.auth, &request("1", "cancelled")).await.unwrap();
+    f.svc.cancel_transaction(&f.auth, tx.id).await.unwrap();
+    f.chain.set_balance(None, f.wallet.address().unwrap(), U256::ZERO);
+    crate::clock::shift_this_thread(61);
+    let after = f.svc.execute(tx.id, f.wallet.id, true).await.unwrap();
+    assert_eq!(after.status, TxState::Cancelled, "{after:?}");
+    assert_eq!(f.reload(&tx).status, TxState::Cancelled);
+    assert_eq!(f.reload(&tx).error, None);
+}
+
+/// With the sequence cache empty (after a definitive refusal, or at start) the next transfer
+/// is signed after every sequence already signed and still to be broadcast, even one the
+/// node has never seen.
+#[tokio::test]
+async fn the_next_sequence_is_never_below_a_signed_transfer_the_node_has_not_seen() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let unseen = f.svc.send(&f.auth, &request("0.1", "unseen")).await.unwrap();
+    assert_eq!((unseen.status, unseen.nonce), (TxState::Signed, Some(0)));
+    assert_eq!(f.chain.pooled(), 0, "the node never got it");
+    f.chain
+        .refuse_next(Refusal::Rejected("insufficient funds for gas * price + value".into()));
+    let refused = f.svc.send(&f.auth, &request("0.1", "refused")).await.unwrap();
+    assert_eq!((refused.status, refused.nonce), (TxState::Failed, Some(1)));
+    // The refusal emptied the cache: the floor comes from the records, not the node (which
+    // would say 0).
+    let next = f.svc.send(&f.auth, &request("0.1", "next")).await.unwrap();
+    assert_eq!(next.nonce, Some(1), "{next:?}");
+    f.svc.tick().await;
+    assert_eq!(f.chain.mine(), 2, "both signed transfers are mineable, in turn");
+    f.svc.tick().await;
+    assert_eq!(f.reload(&unseen).status, TxState::Confirmed);
+    assert_eq!(f.reload(&next).status, TxState::Confirmed);
+}
+
+/// A node's refusal of bytes it already mined ("nonce too low" for our own included
+/// transaction) is the success it is; a refusal of bytes it has not mined stays a refusal.
+#[tokio::test]
+async fn a_refused_broadcast_of_mined_bytes_counts_as_broadcast() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    let adapter = f.svc.adapter(&f.wallet).unwrap();
+    let mined = f.svc.send(&f.auth, &request("0.1", "mined")).await.unwrap();
+    assert_eq!(mined.status, TxState::Confirmed);
+    f.chain.refuse_next(Refusal::NotAccepted("nonce too low".into()));
+    broadcast_checked(adapter, &super::confirm::stored_signed(&mined).unwrap())
+        .await
+        .expect("mined: the refusal proves it was broadcast");
+
+    f.chain.set_automine(false);
+    let pending = f.svc.send(&f.auth, &request("0.1", "pending")).await.unwrap();
+    f.chain.refuse_next(Refusal::Rejected("nonce too low".into()));
+    let refused = broadcast_checked(adapter, &super::confirm::stored_signed(&pending).unwrap()).await;
+    assert!(matches!(refused, Err(ChainError::Rejected { .. })), "{refused:?}");
+}
+
+/// With USD limits and a static price, the budgets count in micro-USD exactly what they
+/// count in wei: the value plus the maximum fee while in flight, the value plus the fee paid
+/// (rounded up) once confirmed, only the fee paid after a revert, and a replacement's extra
+/// fee at its own USD value.
+#[tokio::test]
+async fn usd_budgets_count_the_value_and_the_fee_in_step_with_the_native_ones() {
+    let f = fixture(
+        &[("SPENDING_LIMIT", json!({ "instant_max_usd": "5000" }))],
+        "[transfers]\nconfirm_wait_seconds = 0\n[prices.native]\nETH = \"2000\"",
+    )
+    .await;
+    // $2000 an ETH: micro-USD = wei × 2000 / 10^12, exact for every amount below.
+    let usd = |wei: U256| wei * U256::from(2000u64) / U256::from(10u64).pow(U256::from(12u64));
+    let max_fee = |fee: FeeRecord| fee_quote(fee).max_fee();
+    let spent_usd = || f.svc.spent(f.wallet.id, now()).unwrap().today.micro_usd;
+
+    let tx = f.svc.send(&f.auth, &request("0.5", "usd")).await.unwrap();
+    assert_eq!(tx.status, TxState::Confirmed, "{tx:?}");
+    let (fee, paid) = (max_fee(tx.fee.unwrap()), tx.fee_paid.unwrap());
+    let paid_usd = (usd(fee) * paid).div_ceil(fee);
+    assert_eq!(spent_usd(), usd(eth("0.5")) + paid_usd, "value + the fee paid");
+    let mut expected = spent_usd();
+
+    f.chain.revert_next();
+    let reverted = f.svc.send(&f.auth, &request("0.5", "usd-revert")).await.unwrap();
+    assert_eq!(reverted.status, TxState::Failed);
+    let (fee, paid) = (max_fee(reverted.fee.unwrap()), reverted.fee_paid.unwrap());
+    expected += (usd(fee) * paid).div_ceil(fee);
+    assert_eq!(spent_usd(), expected, "only the fee paid");
+
+    f.chain.set_automine(false);
+    let stuck = f.svc.send(&f.auth, &request("0.5", "usd-stuck")).await.unwrap();
+    let old_fee = max_fee(stuck.fee.unwrap());
+    assert_eq!(
+        spent_usd(),
+        expected + usd(eth("0.5")) + usd(old_fee),
+        "value + max fee in flight"
+    );
+    let native_before = f.spent_today();
+    f.chain.set_fees(4_000_000_000, 1_000_000_000);
+    crate::clock::shift_this_thread(6);
+    f.svc.tick().await;
+    let replaced = f.reload(&stuck);
+    assert_eq!(replaced.replaced_hashes.len(), 1, "outbid: replaced");
+    let new_fee = max_fee(replaced.fee.unwrap());
+    assert_eq!(new_fee, U256::from(21_000u64 * 9_000_000_000), "the market's max fee");
+    assert_eq!(
+        f.spent_today(),
+        native_before + (new_fee - old_fee),
+        "the extra fee counts"
+    );
+    assert_eq!(
+        spent_usd(),
+        expected + usd(eth("0.5")) + usd(new_fee),
+        "the extra fee counts at its USD value, not the whole transfer again"
+    );
+
+    assert_eq!(f.chain.mine(), 1);
+    f.svc.tick().await;
+    let done = f.reload(&stuck);
+    assert_eq!(done.status, TxState::Confirmed);
+    let paid = done.fee_paid.unwrap();
+    expected += usd(eth("0.5")) + (usd(new_fee) * paid).div_ceil(new_fee);
+    assert_eq!(spent_usd(), expected);
+}
+
+impl Fixture {
+    /// Registers an owner (GRACE) on the wallet, as the store holds it.
+    fn register_owner(&self) {
+        let mut wallet = self.svc.wallet(self.wallet.id).unwrap();
+        wallet.owner = Some(crate::store::records::OwnerRecord {
+            address: "0x1111111111111111111111111111111111111111".into(),
+            state: "GRACE".into(),
+            registered_at: now(),
+        });
+        let mut batch = Batch::new();
+        batch.put(keys::wallet(wallet.id), &wallet);
+        self.svc.store.commit(batch).unwrap();
+    }
+
+    /// The audit sequence number of `tx`'s first entry of `kind`.
+    fn audit_seq(&self, tx: &TxRecord, kind: &str) -> u64 {
+        let filter = crate::store::AuditFilter {
+            wallet_id: Some(self.wallet.id.to_string()),
+            limit: Some(crate::store::AuditFilter::MAX_LIMIT),
+            ..Default::default()
+        };
+        self.svc
+            .store
+            .audit_list(&filter)
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.event.kind == kind && e.event.detail["tx"] == json!(tx.id.to_string()))
+            .unwrap_or_else(|| panic!("no {kind} for {}", tx.id))
+            .seq
+    }
+}
+
+/// The owner rejects only a transfer waiting for approval (a DELAY transfer it can cancel,
+/// not reject); the rejection is final, its budget released, and the owner LOCKED.
+#[tokio::test]
+async fn the_owner_rejects_only_a_transfer_waiting_for_approval() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    f.register_owner();
+    let delayed = f.svc.send(&f.auth, &request("0.4", "delayed")).await.unwrap();
+    let waiting = f.svc.send(&f.auth, &request("1", "waiting")).await.unwrap();
+    assert_eq!(
+        (delayed.status, waiting.status),
+        (TxState::Delayed, TxState::PendingApproval)
+    );
+    let owner = "owner:0x1111111111111111111111111111111111111111".to_owned();
+    match f
+        .svc
+        .stop_unsigned(f.wallet.id, delayed.id, &Stop::OwnerReject(owner.clone()))
+        .await
+    {
+        Err(ServiceError::Conflict(msg)) => assert!(msg.contains("can no longer be rejected"), "{msg}"),
+        other => panic!("{:?}", other.map(|t| t.status)),
+    }
+    assert_eq!(f.reload(&delayed).status, TxState::Delayed);
+    let rejected = f
+        .svc
+        .stop_unsigned(f.wallet.id, waiting.id, &Stop::OwnerReject(owner.clone()))
+        .await
+        .unwrap();
+    assert_eq!(rejected.status, TxState::Rejected);
+    assert_eq!(rejected.error.as_deref(), Some("rejected by the owner"));
+    assert!(!rejected.reserved.held);
+    assert_eq!(f.svc.wallet(f.wallet.id).unwrap().owner.unwrap().state, "LOCKED");
+    let cancelled = f
+        .svc
+        .stop_unsigned(f.wallet.id, delayed.id, &Stop::OwnerCancel(owner))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, TxState::Cancelled);
+    assert_eq!(f.spent_today(), U256::ZERO, "both budgets released");
+}
+
+/// The kill switch cancels every transfer not signed yet (DELAYED, PENDING_APPROVAL) and
+/// says how many; a signed one is left to the chain.
+#[tokio::test]
+async fn the_kill_switch_cancels_what_is_not_signed_and_counts_it() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.5", "delay_seconds": 60 }),
+        )],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.register_owner();
+    f.chain.set_automine(false);
+    let signed = f.svc.send(&f.auth, &request("0.05", "signed")).await.unwrap();
+    assert_eq!(signed.status, TxState::Submitted);
+    let delayed = f.svc.send(&f.auth, &request("0.4", "delayed")).await.unwrap();
+    let waiting = f.svc.send(&f.auth, &request("1", "waiting")).await.unwrap();
+    let master = f.master().await;
+    let reports = f
+        .svc
+        .kill_switch_on_master(&master, Some(f.wallet.id), "unit")
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].transactions_cancelled, 2, "the delayed and the waiting one");
+    assert_eq!(f.reload(&delayed).status, TxState::Cancelled);
+    assert_eq!(f.reload(&waiting).status, TxState::Cancelled);
+    assert!(f.reload(&waiting).error.unwrap().contains("cancelled: "));
+    assert_eq!(
+        f.reload(&signed).status,
+        TxState::Submitted,
+        "signed: left to the chain"
+    );
+}
+
+/// A worker pass puts signed bytes on the chain before it signs anything new, whatever order
+/// the transfers were requested in.
+#[tokio::test]
+async fn a_worker_pass_rebroadcasts_signed_transfers_before_signing_new_ones() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "[transfers]\nconfirm_wait_seconds = 0",
+    )
+    .await;
+    f.chain.set_automine(false);
+    let older = f.svc.send(&f.auth, &request("1", "older-delay")).await.unwrap();
+    assert_eq!(older.status, TxState::Delayed);
+    f.chain.refuse_next(Refusal::Unreachable);
+    let signed = f.svc.send(&f.auth, &request("0.05", "signed")).await.unwrap();
+    assert_eq!(signed.status, TxState::Signed);
+    crate::clock::shift_this_thread(61);
+    f.svc.tick().await;
+    let rebroadcast = f.audit_seq(&signed, "tx_broadcast");
+    let new_signature = f.audit_seq(&older, "tx_signed");
+    assert!(rebroadcast < new_signature, "{rebroadcast} < {new_signature}");
+}
+
+/// A REQUESTED transfer (decided, not signed: a crash came in between) is executed by the next
+/// worker pass: the decision stands.
+#[tokio::test]
+async fn a_requested_transfer_left_by_a_crash_is_executed_by_the_worker() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "5", "delay_seconds": 60 }),
+        )],
+        "",
+    )
+    .await;
+    let tx = f.svc.send(&f.auth, &request("1", "crash")).await.unwrap();
+    // As the re-check leaves it (committed to executing) when the process dies before signing.
+    let mut requested = f.reload(&tx);
+    requested.status = TxState::Requested;
+    let mut batch = Batch::new();
+    f.svc
+        .save_tx(&mut batch, &requested, AuditEvent::new("tx_executing", "system"));
+    f.svc.store.commit(batch).unwrap();
+    f.svc.tick().await;
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::Confirmed);
+    assert_eq!(f.chain.broadcasts(), 1);
+}
+
+/// An approval window closes at `expires_at` itself: pending a second before, EXPIRED at it.
+#[tokio::test]
+async fn an_approval_expires_at_its_timeout_not_a_second_before() {
+    let f = fixture(
+        &[(
+            "SPENDING_LIMIT",
+            json!({ "instant_max": "0.1", "delay_max": "0.5", "approval_timeout_seconds": 300 }),
+        )],
+        "",
+    )
+    .await;
+    f.register_owner();
+    start_of_a_second();
+    let tx = f.svc.send(&f.auth, &request("1", "window")).await.unwrap();
+    assert_eq!(tx.status, TxState::PendingApproval);
+    crate::clock::shift_this_thread(299);
+    f.svc.tick().await;
+    assert_eq!(f.reload(&tx).status, TxState::PendingApproval, "a second before");
+    crate::clock::shift_this_thread(1);
+    f.svc.tick().await;
+    let expired = f.reload(&tx);
+    assert_eq!(expired.status, TxState::Expired, "{expired:?}");
+    assert_eq!(expired.error.as_deref(), Some("the owner did not approve in time"));
+    assert_eq!(f.spent_today(), U256::ZERO);
 }
