@@ -101,6 +101,38 @@ impl Fixture {
     }
 }
 
+/// Every pipeline test ends with the (wallet, status) index in step with the records: each
+/// transfer listed once, under its own state (a save that missed its stale key would list it
+/// twice).
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let (store, wallet) = (&self.svc.store, self.wallet.id);
+        let records = store
+            .tx_page(wallet, None, None, crate::domain::MAX_PAGE)
+            .unwrap()
+            .items;
+        let entries = store.count_txs_in(wallet, &TxState::ALL, usize::MAX).unwrap();
+        assert_eq!(
+            entries,
+            records.len(),
+            "status index entries for {} transfers",
+            records.len()
+        );
+        for state in TxState::ALL {
+            for tx in store
+                .tx_page(wallet, Some(state), None, crate::domain::MAX_PAGE)
+                .unwrap()
+                .items
+            {
+                assert_eq!(tx.status, state, "{} is indexed under {state}", tx.id);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn instant_confirms_and_counts_value_plus_the_fee_paid() {
     let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
@@ -234,7 +266,7 @@ async fn a_refusal_that_proves_nothing_keeps_the_transfer_and_counts_it_once() {
     assert_eq!(f.spent_today(), eth("0.5") + tx.fee_paid.unwrap(), "counted once");
     // Its broadcast was never recorded as accepted: the receipt is what audits it, once.
     let broadcasts: Vec<_> = f
-        .audit_of(&tx)
+        .audit_of(tx.id)
         .into_iter()
         .filter(|(kind, _)| kind == "tx_broadcast")
         .collect();
@@ -471,8 +503,16 @@ fn start_of_a_second() {
 }
 
 impl Fixture {
-    /// The audit entries about `tx`, oldest first: (kind, detail).
-    fn audit_of(&self, tx: &TxRecord) -> Vec<(String, serde_json::Value)> {
+    /// The audit entries about `id`, oldest first: (kind, detail).
+    fn audit_of(&self, id: TxId) -> Vec<(String, serde_json::Value)> {
+        self.audit_entries(id)
+            .into_iter()
+            .map(|e| (e.event.kind, e.event.detail))
+            .collect()
+    }
+
+    /// The audit entries about `id`, oldest first.
+    fn audit_entries(&self, id: TxId) -> Vec<crate::store::AuditEntry> {
         let filter = crate::store::AuditFilter {
             wallet_id: Some(self.wallet.id.to_string()),
             limit: Some(crate::store::AuditFilter::MAX_LIMIT),
@@ -481,8 +521,7 @@ impl Fixture {
         let page = self.svc.store.audit_list(&filter).unwrap();
         page.items
             .into_iter()
-            .filter(|e| e.event.detail["tx"] == json!(tx.id.to_string()))
-            .map(|e| (e.event.kind, e.event.detail))
+            .filter(|e| e.event.detail["tx"] == json!(id.to_string()))
             .collect()
     }
 
@@ -520,7 +559,7 @@ async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted(
     assert!(submitted.replaced_hashes.is_empty());
     assert_eq!(f.chain.pooled(), 1);
     let broadcasts: Vec<_> = f
-        .audit_of(&tx)
+        .audit_of(tx.id)
         .into_iter()
         .filter(|(kind, _)| kind == "tx_broadcast")
         .collect();
@@ -587,8 +626,8 @@ async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
     let bump = |x: u128| x + x / 10 + 1;
     assert_eq!(new.max_fee_per_gas, bump(old.max_fee_per_gas));
     assert_eq!(new.max_priority_fee_per_gas, bump(old.max_priority_fee_per_gas));
-    let extra = fee_quote(new).max_fee() - fee_quote(old).max_fee();
-    assert_eq!(f.spent_today(), eth("0.5") + fee_quote(new).max_fee(), "+{extra}");
+    let extra = FeeQuote::from(new).max_fee() - FeeQuote::from(old).max_fee();
+    assert_eq!(f.spent_today(), eth("0.5") + FeeQuote::from(new).max_fee(), "+{extra}");
 }
 
 /// A transfer whose max fee fell below the next block's base fee cannot be mined now: it is
@@ -676,7 +715,7 @@ async fn the_operators_on_chain_cancel_mined_fails_the_transfer_and_releases_its
     let paid = done.fee_paid.expect("the cancel's fee");
     assert!(!paid.is_zero());
     assert_eq!(f.spent_today(), paid, "only the fee paid stays counted");
-    assert!(f.audit_of(&tx).iter().any(|(kind, _)| kind == "tx_cancelled_onchain"));
+    assert!(f.audit_of(tx.id).iter().any(|(kind, _)| kind == "tx_cancelled_onchain"));
 }
 
 /// The worker pass skips a wallet whose previous worker task is still running (a slow RPC);
@@ -821,7 +860,10 @@ async fn a_request_is_decoded_into_the_transfer_it_stands_for() {
         ..in_units.clone()
     };
     let other = f.svc.send(&f.auth, &fresh).await.unwrap();
-    assert_eq!((other.status, other.base_units), (TxState::Confirmed, eth("0.5")));
+    assert_eq!(
+        (other.status, other.amount.base_units),
+        (TxState::Confirmed, eth("0.5"))
+    );
 
     let both = TransferRequest {
         amount_base_units: Some("1".into()),
@@ -1016,7 +1058,7 @@ async fn the_decision_is_audited_under_its_own_kind() {
         (&denied, "tx_denied", "DENIED"),
         (&failed, "tx_failed", "FAILED"),
     ] {
-        let audit = f.audit_of(tx);
+        let audit = f.audit_of(tx.id);
         assert_eq!(audit.first().map(|(k, _)| k.as_str()), Some(kind), "{audit:?}");
         assert_eq!(audit[0].1["status"], json!(status));
     }
@@ -1057,16 +1099,16 @@ async fn the_next_sequence_is_never_below_a_signed_transfer_the_node_has_not_see
     f.chain.set_automine(false);
     f.chain.refuse_next(Refusal::Unreachable);
     let unseen = f.svc.send(&f.auth, &request("0.1", "unseen")).await.unwrap();
-    assert_eq!((unseen.status, unseen.nonce), (TxState::Signed, Some(0)));
+    assert_eq!((unseen.status, unseen.nonce()), (TxState::Signed, Some(0)));
     assert_eq!(f.chain.pooled(), 0, "the node never got it");
     f.chain
         .refuse_next(Refusal::Rejected("insufficient funds for gas * price + value".into()));
     let refused = f.svc.send(&f.auth, &request("0.1", "refused")).await.unwrap();
-    assert_eq!((refused.status, refused.nonce), (TxState::Failed, Some(1)));
+    assert_eq!((refused.status, refused.nonce()), (TxState::Failed, Some(1)));
     // The refusal emptied the cache: the floor comes from the records, not the node (which
     // would say 0).
     let next = f.svc.send(&f.auth, &request("0.1", "next")).await.unwrap();
-    assert_eq!(next.nonce, Some(1), "{next:?}");
+    assert_eq!(next.nonce(), Some(1), "{next:?}");
     f.svc.tick().await;
     assert_eq!(f.chain.mine(), 2, "both signed transfers are mineable, in turn");
     f.svc.tick().await;
@@ -1087,14 +1129,14 @@ async fn a_refused_broadcast_of_mined_bytes_counts_as_broadcast() {
     let mined = f.svc.send(&f.auth, &request("0.1", "mined")).await.unwrap();
     assert_eq!(mined.status, TxState::Confirmed);
     f.chain.refuse_next(Refusal::NotAccepted("nonce too low".into()));
-    broadcast_checked(adapter, &super::confirm::stored_signed(&mined).unwrap())
+    broadcast_checked(adapter, &super::confirm::stored_signed(&f.reload(&mined)).unwrap())
         .await
         .expect("mined: the refusal proves it was broadcast");
 
     f.chain.set_automine(false);
     let pending = f.svc.send(&f.auth, &request("0.1", "pending")).await.unwrap();
     f.chain.refuse_next(Refusal::Rejected("nonce too low".into()));
-    let refused = broadcast_checked(adapter, &super::confirm::stored_signed(&pending).unwrap()).await;
+    let refused = broadcast_checked(adapter, &super::confirm::stored_signed(&f.reload(&pending)).unwrap()).await;
     assert!(matches!(refused, Err(ChainError::Rejected { .. })), "{refused:?}");
 }
 
@@ -1111,7 +1153,7 @@ async fn usd_budgets_count_the_value_and_the_fee_in_step_with_the_native_ones() 
     .await;
     // $2000 an ETH: micro-USD = wei × 2000 / 10^12, exact for every amount below.
     let usd = |wei: U256| wei * U256::from(2000u64) / U256::from(10u64).pow(U256::from(12u64));
-    let max_fee = |fee: FeeRecord| fee_quote(fee).max_fee();
+    let max_fee = |fee: FeeQuote| fee.max_fee();
     let spent_usd = || f.svc.spent(f.wallet.id, now()).unwrap().today.micro_usd;
 
     let tx = f.svc.send(&f.auth, &request("0.5", "usd")).await.unwrap();
@@ -1142,7 +1184,7 @@ async fn usd_budgets_count_the_value_and_the_fee_in_step_with_the_native_ones() 
     f.svc.tick().await;
     let replaced = f.reload(&stuck);
     assert_eq!(replaced.replaced_hashes.len(), 1, "outbid: replaced");
-    let new_fee = max_fee(replaced.fee.unwrap());
+    let new_fee = max_fee(FeeQuote::from(replaced.fee.unwrap()));
     assert_eq!(new_fee, U256::from(21_000u64 * 9_000_000_000), "the market's max fee");
     assert_eq!(
         f.spent_today(),
@@ -1178,21 +1220,12 @@ impl Fixture {
         self.svc.store.commit(batch).unwrap();
     }
 
-    /// The audit sequence number of `tx`'s first entry of `kind`.
-    fn audit_seq(&self, tx: &TxRecord, kind: &str) -> u64 {
-        let filter = crate::store::AuditFilter {
-            wallet_id: Some(self.wallet.id.to_string()),
-            limit: Some(crate::store::AuditFilter::MAX_LIMIT),
-            ..Default::default()
-        };
-        self.svc
-            .store
-            .audit_list(&filter)
-            .unwrap()
-            .items
+    /// The audit sequence number of `id`'s first entry of `kind`.
+    fn audit_seq(&self, id: TxId, kind: &str) -> u64 {
+        self.audit_entries(id)
             .into_iter()
-            .find(|e| e.event.kind == kind && e.event.detail["tx"] == json!(tx.id.to_string()))
-            .unwrap_or_else(|| panic!("no {kind} for {}", tx.id))
+            .find(|e| e.event.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} for {id}"))
             .seq
     }
 }
@@ -1300,8 +1333,8 @@ async fn a_worker_pass_rebroadcasts_signed_transfers_before_signing_new_ones() {
     assert_eq!(signed.status, TxState::Signed);
     crate::clock::shift_this_thread(61);
     f.svc.tick().await;
-    let rebroadcast = f.audit_seq(&signed, "tx_broadcast");
-    let new_signature = f.audit_seq(&older, "tx_signed");
+    let rebroadcast = f.audit_seq(signed.id, "tx_broadcast");
+    let new_signature = f.audit_seq(older.id, "tx_signed");
     assert!(rebroadcast < new_signature, "{rebroadcast} < {new_signature}");
 }
 
@@ -1323,7 +1356,7 @@ async fn a_requested_transfer_left_by_a_crash_is_executed_by_the_worker() {
     requested.status = TxState::Requested;
     let mut batch = Batch::new();
     f.svc
-        .save_tx(&mut batch, &requested, AuditEvent::new("tx_executing", "system"));
+        .save_tx(&mut batch, &mut requested, AuditEvent::new("tx_executing", "system"));
     f.svc.store.commit(batch).unwrap();
     f.svc.tick().await;
     f.svc.tick().await;
