@@ -626,7 +626,7 @@ async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
     let bump = |x: u128| x + x / 10 + 1;
     assert_eq!(new.max_fee_per_gas, bump(old.max_fee_per_gas));
     assert_eq!(new.max_priority_fee_per_gas, bump(old.max_priority_fee_per_gas));
-    let extra = FeeQuote::from(new).max_fee() - FeeQuote::from(old).max_fee();
+    let extra = FeeQuote::from(new).max_fee() - old.max_fee();
     assert_eq!(f.spent_today(), eth("0.5") + FeeQuote::from(new).max_fee(), "+{extra}");
 }
 
