@@ -73,6 +73,11 @@ async fn fixture(policies: &[(&str, serde_json::Value)], config: &str) -> Fixtur
     }
 }
 
+/// A wallet whose transfers up to 1 ETH are INSTANT, with `config` added.
+async fn instant(config: &str) -> Fixture {
+    fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], config).await
+}
+
 fn request(amount: &str, key: &str) -> TransferRequest {
     TransferRequest {
         to: RECIPIENT.into(),
@@ -135,7 +140,7 @@ impl Drop for Fixture {
 
 #[tokio::test]
 async fn instant_confirms_and_counts_value_plus_the_fee_paid() {
-    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let f = instant("").await;
     let before = f.recipient();
     let tx = f.svc.send(&f.auth, &request("0.5", "a")).await.unwrap();
     assert_eq!(tx.status, TxState::Confirmed, "{tx:?}");
@@ -161,11 +166,7 @@ async fn instant_confirms_and_counts_value_plus_the_fee_paid() {
 /// SUBMITTED and the worker carries on.
 #[tokio::test]
 async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 2",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 2").await;
     f.chain.set_automine(false);
     let chain = f.chain.clone();
     let miner = tokio::spawn(async move {
@@ -234,7 +235,7 @@ async fn delay_waits_until_due_then_executes_and_a_cancel_stays_cancelled() {
 
 #[tokio::test]
 async fn a_definitive_refusal_fails_and_frees_the_nonce_for_the_next_send() {
-    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let f = instant("").await;
     f.chain
         .refuse_next(Refusal::Rejected("insufficient funds for gas * price + value".into()));
     let failed = f.svc.send(&f.auth, &request("0.5", "refused")).await.unwrap();
@@ -247,11 +248,7 @@ async fn a_definitive_refusal_fails_and_frees_the_nonce_for_the_next_send() {
 
 #[tokio::test]
 async fn a_refusal_that_proves_nothing_keeps_the_transfer_and_counts_it_once() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     // A provider that forwards the transaction but answers "internal error".
     f.chain.forward_refused(true);
     f.chain.refuse_next(Refusal::NotAccepted("internal error".into()));
@@ -276,11 +273,7 @@ async fn a_refusal_that_proves_nothing_keeps_the_transfer_and_counts_it_once() {
 
 #[tokio::test]
 async fn a_superseded_nonce_fails_only_after_the_grace_time() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     let tx = f.svc.send(&f.auth, &request("0.5", "lost")).await.unwrap();
     assert_eq!(tx.status, TxState::Submitted);
@@ -313,7 +306,7 @@ async fn a_superseded_nonce_fails_only_after_the_grace_time() {
 
 #[tokio::test]
 async fn a_revert_keeps_only_the_fee_counted() {
-    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let f = instant("").await;
     f.chain.revert_next();
     let tx = f.svc.send(&f.auth, &request("0.5", "revert")).await.unwrap();
     assert_eq!(tx.status, TxState::Failed);
@@ -326,11 +319,7 @@ async fn a_revert_keeps_only_the_fee_counted() {
 
 #[tokio::test]
 async fn a_stuck_transfer_is_replaced_and_only_one_version_is_mined() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     let tx = f.svc.send(&f.auth, &request("0.5", "stuck")).await.unwrap();
     let first_hash = tx.hash.clone().unwrap();
@@ -537,11 +526,7 @@ impl Fixture {
 /// stored bytes, once the node takes them, marks it SUBMITTED (audited as a re-broadcast).
 #[tokio::test]
 async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     f.chain.refuse_next(Refusal::Unreachable);
     let tx = f.svc.send(&f.auth, &request("0.5", "unanswered")).await.unwrap();
@@ -576,11 +561,7 @@ async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted(
 /// wait.
 #[tokio::test]
 async fn a_late_rebroadcast_of_an_overdue_transfer_is_replaced_in_the_same_pass() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     f.chain.refuse_next(Refusal::Unreachable);
     let tx = f.svc.send(&f.auth, &request("0.5", "late")).await.unwrap();
@@ -603,11 +584,7 @@ async fn a_late_rebroadcast_of_an_overdue_transfer_is_replaced_in_the_same_pass(
 /// the base fee has not risen), at the second itself.
 #[tokio::test]
 async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "replace_after_seconds = 60\n[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("replace_after_seconds = 60\n[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     start_of_a_second();
     let tx = f.svc.send(&f.auth, &request("0.5", "patient")).await.unwrap();
@@ -635,11 +612,7 @@ async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
 /// market costs a call), and only when the base fee is above its max fee, not equal to it.
 #[tokio::test]
 async fn a_base_fee_above_the_max_fee_replaces_a_transfer_after_five_seconds() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     start_of_a_second();
     let tx = f.svc.send(&f.auth, &request("0.5", "outbid")).await.unwrap();
@@ -683,11 +656,7 @@ async fn a_base_fee_above_the_max_fee_replaces_a_transfer_after_five_seconds() {
 /// only the fee paid stays counted.
 #[tokio::test]
 async fn the_operators_on_chain_cancel_mined_fails_the_transfer_and_releases_its_budget() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     let tx = f.svc.send(&f.auth, &request("0.5", "cancel-me")).await.unwrap();
     assert!(f.spent_today() > eth("0.5"));
@@ -760,11 +729,7 @@ async fn a_wallet_whose_worker_is_still_busy_is_skipped_by_the_next_pass() {
 /// its receipt is three blocks deep; a revert is final at once, however shallow.
 #[tokio::test]
 async fn a_transfer_confirms_only_as_deep_as_configured_and_a_revert_at_once() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "confirmations = 3\n[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("confirmations = 3\n[transfers]\nconfirm_wait_seconds = 0").await;
     let tx = f.svc.send(&f.auth, &request("0.5", "deep")).await.unwrap();
     assert_eq!(tx.status, TxState::Submitted, "mined, one block deep: {tx:?}");
     f.chain.advance(1);
@@ -820,7 +785,7 @@ async fn a_due_delay_is_rechecked_without_counting_its_own_reservation() {
 /// of them, and never zero.
 #[tokio::test]
 async fn a_request_is_decoded_into_the_transfer_it_stands_for() {
-    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let f = instant("").await;
     for token in [None, Some(""), Some("native")] {
         let req = TransferRequest {
             token: token.map(str::to_owned),
@@ -887,7 +852,7 @@ async fn a_request_is_decoded_into_the_transfer_it_stands_for() {
 /// accepted).
 #[tokio::test]
 async fn the_idempotency_key_is_checked_before_anything_is_decided() {
-    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let f = instant("").await;
     let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
     let tx = f.svc.send(&f.auth, &request("0.1", &longest)).await.unwrap();
     assert_eq!(tx.status, TxState::Confirmed);
@@ -1009,7 +974,7 @@ async fn approval_waits_for_the_owner_until_its_timeout_and_a_delay_can_escalate
 /// conflict, not the earlier record.
 #[tokio::test]
 async fn a_memo_is_kept_and_a_reused_key_for_another_transfer_is_refused() {
-    let f = fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], "").await;
+    let f = instant("").await;
     let with_memo = TransferRequest {
         memo: Some("rent".into()),
         ..request("0.1", "memo")
@@ -1091,11 +1056,7 @@ async fn an_executor_leaves_a_transfer_cancelled_meanwhile_as_it_is() {
 /// node has never seen.
 #[tokio::test]
 async fn the_next_sequence_is_never_below_a_signed_transfer_the_node_has_not_seen() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     f.chain.set_automine(false);
     f.chain.refuse_next(Refusal::Unreachable);
     let unseen = f.svc.send(&f.auth, &request("0.1", "unseen")).await.unwrap();
@@ -1120,11 +1081,7 @@ async fn the_next_sequence_is_never_below_a_signed_transfer_the_node_has_not_see
 /// transaction) is the success it is; a refusal of bytes it has not mined stays a refusal.
 #[tokio::test]
 async fn a_refused_broadcast_of_mined_bytes_counts_as_broadcast() {
-    let f = fixture(
-        &[("SPENDING_LIMIT", json!({ "instant_max": "1" }))],
-        "[transfers]\nconfirm_wait_seconds = 0",
-    )
-    .await;
+    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
     let adapter = f.svc.adapter(&f.wallet).unwrap();
     let mined = f.svc.send(&f.auth, &request("0.1", "mined")).await.unwrap();
     assert_eq!(mined.status, TxState::Confirmed);
