@@ -169,6 +169,7 @@ struct State {
     forward_refused: bool,
     revert_next: bool,
     broadcasts: u64,
+    status_checks: u64,
 }
 
 /// The fake chain: one per configured `fake:` chain, shared by its [`Control`].
@@ -198,6 +199,7 @@ impl FakeChain {
                 forward_refused: false,
                 revert_next: false,
                 broadcasts: 0,
+                status_checks: 0,
             })),
         }
     }
@@ -360,6 +362,11 @@ impl Control {
     /// Broadcast calls answered so far (accepted or not).
     pub fn broadcasts(&self) -> u64 {
         self.state().broadcasts
+    }
+
+    /// Status (receipt) lookups answered so far.
+    pub fn status_checks(&self) -> u64 {
+        self.state().status_checks
     }
 }
 
@@ -559,7 +566,8 @@ impl Chain for FakeChain {
     }
 
     async fn status(&self, hash: &str) -> Result<TxStatus, ChainError> {
-        let state = self.state();
+        let mut state = self.state();
+        state.status_checks += 1;
         Ok(match state.receipts.get(hash) {
             None => TxStatus::Pending,
             Some(r) => TxStatus::Mined {
