@@ -155,26 +155,29 @@ impl Client {
         if status.is_success() {
             return Ok((bytes.to_vec(), response_headers));
         }
-        // The code read as text: a daemon of another version may answer one this CLI does
-        // not know, and its message still reaches the operator.
-        #[derive(serde::Deserialize)]
-        struct Body {
-            error: Detail,
-        }
-        #[derive(serde::Deserialize)]
-        struct Detail {
-            code: String,
-            message: String,
-        }
-        let message = serde_json::from_slice::<Body>(&bytes)
-            .map(|b| format!("{} ({})", b.error.message, b.error.code))
-            .unwrap_or_else(|_| format!("daemon answered {status}"));
-        let err = anyhow!(message);
+        let err = anyhow!(error_text(status, &bytes));
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS => denied(err),
             _ => CliError::from(err),
         })
     }
+}
+
+/// What an error answer says: its message and code, the code read as text (a daemon of another
+/// version may answer one this CLI does not know, and its message still reaches the operator).
+fn error_text(status: StatusCode, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Detail,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        code: String,
+        message: String,
+    }
+    serde_json::from_slice::<Body>(body)
+        .map(|b| format!("{} ({})", b.error.message, b.error.code))
+        .unwrap_or_else(|_| format!("daemon answered {status}"))
 }
 
 /// Refuses, with the reason, a master password no `X-Master-Password` header can carry
@@ -221,6 +224,24 @@ pub(super) fn path_segment(s: &str) -> CliResult<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_answer_shows_its_message_whatever_its_code() {
+        let known = br#"{"error":{"code":"INVALID_INPUT","message":"amount: must be greater than zero"}}"#;
+        assert_eq!(
+            error_text(StatusCode::BAD_REQUEST, known),
+            "amount: must be greater than zero (INVALID_INPUT)"
+        );
+        let newer = br#"{"error":{"code":"SOMETHING_NEW","message":"a newer daemon says no"}}"#;
+        assert_eq!(
+            error_text(StatusCode::CONFLICT, newer),
+            "a newer daemon says no (SOMETHING_NEW)"
+        );
+        assert_eq!(
+            error_text(StatusCode::BAD_GATEWAY, b"<html>proxy</html>"),
+            "daemon answered 502 Bad Gateway"
+        );
+    }
 
     #[test]
     fn plain_http_to_a_remote_host_is_flagged() {

@@ -33,6 +33,15 @@ impl Batch {
         self.put(keys::tx_status(wallet, status.as_str(), id), &())
     }
 
+    /// Puts `tx` with its (wallet, status) index entry, and notes on the copy where it is now
+    /// indexed (so a later save of the same copy deletes exactly that key).
+    pub fn put_tx(&mut self, tx: &mut TxRecord) -> &mut Self {
+        self.put(keys::tx(tx.wallet_id, tx.id), &*tx)
+            .index_tx_status(tx.wallet_id, tx.id, tx.indexed, tx.status);
+        tx.indexed = Indexed::Under(tx.status);
+        self
+    }
+
     /// Records that the (wallet, status) index is complete (a new store has nothing to index).
     pub fn mark_tx_index_built(&mut self) -> &mut Self {
         self.put(keys::TX_INDEX, &serde_json::json!({ "v": TX_INDEX_VERSION }))

@@ -185,10 +185,7 @@ impl Service {
         tx.updated_at = now();
         if !done {
             tx.status = TxState::Submitted;
-            batch
-                .put(keys::tx(wallet_id, id), &tx)
-                .index_tx_status(wallet_id, id, tx.indexed, tx.status);
-            tx.indexed = Indexed::Under(tx.status);
+            batch.put_tx(&mut tx);
         } else {
             let sent = mined.success && !cancelled;
             let (state, kind, error) = match (mined.success, cancelled) {

@@ -130,10 +130,7 @@ impl Service {
 
     /// Puts the record, keeps the active index (what the workers scan) in step, and audits.
     pub(in crate::service) fn save_tx(&self, batch: &mut Batch, tx: &mut TxRecord, event: AuditEvent) {
-        batch
-            .put(keys::tx(tx.wallet_id, tx.id), &*tx)
-            .index_tx_status(tx.wallet_id, tx.id, tx.indexed, tx.status);
-        tx.indexed = Indexed::Under(tx.status);
+        batch.put_tx(tx);
         let active = keys::active_tx(tx.id);
         if tx.status.is_final() {
             batch.delete(active);
