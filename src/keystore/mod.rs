@@ -92,6 +92,11 @@ pub struct Unlocked {
     meta: KeystoreMeta,
     /// The verifier says this store's audit chain is keyed (see [`VERIFIER_KEYED_AUDIT`]).
     audit_keyed: bool,
+    /// Sealed wallet keys already opened and found to derive their recorded address, by a
+    /// digest of (AAD, nonce, ciphertext): the check (a scalar multiplication, more than the
+    /// signature itself) runs once per sealed key and process, and every open still decrypts
+    /// and authenticates first.
+    checked: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
 }
 
 /// The audit chain's MAC key: 32 random bytes sealed in the store like the JWT secret (so
@@ -154,6 +159,7 @@ impl Unlocked {
                 master_tag,
                 meta: meta.clone(),
                 audit_keyed: true,
+                checked: Default::default(),
             },
             meta,
         ))
@@ -179,6 +185,7 @@ impl Unlocked {
             master_tag,
             meta: meta.clone(),
             audit_keyed,
+            checked: Default::default(),
         })
     }
 
@@ -258,12 +265,12 @@ impl Unlocked {
 
     /// Opens a wallet key and checks that it still derives the recorded address.
     pub fn verify_wallet_key(&self, key: WalletKeyRef<'_>) -> Result<(), KeystoreError> {
-        self.with_key(key, |_| Ok(()))
+        self.open_checked(key).map(drop)
     }
 
     /// Re-seals a wallet key under another unlocked keystore (set-master).
     pub fn reseal_wallet_key(&self, key: WalletKeyRef<'_>, to: &Unlocked) -> Result<Sealed, KeystoreError> {
-        let (secret, _) = self.open_checked(key)?;
+        let secret = self.open_checked(key)?;
         let aad = to.wallet_aad(key.wallet_id, key.chain, &key.address);
         Ok(seal(&to.kek, &aad, &secret))
     }
@@ -275,14 +282,23 @@ impl Unlocked {
     }
 
     /// Signs what a chain adapter asked for, with the wallet's key: the only signing entry
-    /// point. Decrypt → re-derive and check the address → sign → zeroize, in one synchronous
-    /// call. A payload of the other key kind is refused.
+    /// point. Decrypt → (the first time: re-derive and check the address) → sign → zeroize, in
+    /// one synchronous call. A payload of the other key kind is refused.
     pub fn sign(&self, key: WalletKeyRef<'_>, payload: &SigningPayload) -> Result<Signature, KeystoreError> {
-        self.with_key(key, |secret| match (secret, payload) {
-            (OpenKey::Evm(k), SigningPayload::Secp256k1Prehash(prehash)) => {
-                let (sig, recid) = k
-                    .sign_prehash_recoverable(prehash)
+        let secret = self.open_checked(key)?;
+        match (key.address.kind(), payload) {
+            (ChainKind::Evm, SigningPayload::Secp256k1Prehash(prehash)) => {
+                // The scalar alone: `SigningKey` would compute the public key again.
+                use k256::ecdsa::hazmat::{DigestPrimitive, SignPrimitive, bits2field};
+                let scalar = Zeroizing::new(
+                    k256::NonZeroScalar::try_from(secret.as_slice()).map_err(|_| KeystoreError::Corrupt)?,
+                );
+                let z = bits2field::<k256::Secp256k1>(prehash).map_err(|_| KeystoreError::Corrupt)?;
+                let (sig, recid) = scalar
+                    .as_ref()
+                    .try_sign_prehashed_rfc6979::<<k256::Secp256k1 as DigestPrimitive>::Digest>(&z, &[])
                     .map_err(|_| KeystoreError::Corrupt)?;
+                let recid = recid.ok_or(KeystoreError::Corrupt)?;
                 let (r, s) = sig.split_bytes();
                 Ok(Signature::Secp256k1(EvmSignature {
                     r: r.into(),
@@ -290,35 +306,39 @@ impl Unlocked {
                     y_parity: recid.is_y_odd(),
                 }))
             }
-            (OpenKey::Solana(k), SigningPayload::Ed25519Message(message)) => {
+            (ChainKind::Solana, SigningPayload::Ed25519Message(message)) => {
                 use ed25519_dalek::Signer;
-                Ok(Signature::Ed25519(k.sign(message).to_bytes()))
+                let seed: &[u8; 32] = secret.as_slice().try_into().map_err(|_| KeystoreError::Corrupt)?;
+                Ok(Signature::Ed25519(
+                    ed25519_dalek::SigningKey::from_bytes(seed).sign(message).to_bytes(),
+                ))
             }
-            (OpenKey::Evm(_), _) => Err(KeystoreError::KindMismatch(ChainKind::Evm)),
-            (OpenKey::Solana(_), _) => Err(KeystoreError::KindMismatch(ChainKind::Solana)),
-        })
+            (kind, _) => Err(KeystoreError::KindMismatch(kind)),
+        }
     }
 
-    fn with_key<T>(
-        &self,
-        key: WalletKeyRef<'_>,
-        f: impl FnOnce(&OpenKey) -> Result<T, KeystoreError>,
-    ) -> Result<T, KeystoreError> {
-        let (_, open) = self.open_checked(key)?;
-        f(&open)
-    }
-
-    /// Decrypts and re-derives the address; a mismatch is corruption, not a wallet.
-    /// Returns the bytes and the key built from them (built once: it costs a scalar
-    /// multiplication).
-    fn open_checked(&self, key: WalletKeyRef<'_>) -> Result<(KeyBytes, OpenKey), KeystoreError> {
+    /// Decrypts a wallet key; the first time this sealed key is opened, also re-derives its
+    /// address (a mismatch is corruption, not a wallet).
+    fn open_checked(&self, key: WalletKeyRef<'_>) -> Result<KeyBytes, KeystoreError> {
         let aad = self.wallet_aad(key.wallet_id, key.chain, &key.address);
         let secret = open(&self.kek, &aad, key.sealed)?;
-        let open_key = OpenKey::from_bytes(key.address.kind(), &secret)?;
-        if open_key.address() != key.address {
-            return Err(KeystoreError::Corrupt);
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            let mut h = Sha256::new();
+            for part in [&aad[..], &key.sealed.nonce[..], &key.sealed.ciphertext[..]] {
+                h.update((part.len() as u64).to_be_bytes());
+                h.update(part);
+            }
+            h.finalize().into()
+        };
+        let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !checked.contains(&digest) {
+            if derived_address(key.address.kind(), &secret)? != key.address {
+                return Err(KeystoreError::Corrupt);
+            }
+            checked.insert(digest);
         }
-        Ok((secret, open_key))
+        Ok(secret)
     }
 
     fn wallet_aad(&self, wallet_id: WalletId, chain: &ChainName, address: &Address) -> Vec<u8> {
@@ -394,31 +414,17 @@ fn archive_key(passphrase: &Passphrase, key: &ArchiveKey) -> Result<Key32, Keyst
     Ok(prf(&root, b"bursar/v1/backup-archive"))
 }
 
-/// A decrypted key, typed by chain family. Both inner types zeroize on drop.
-enum OpenKey {
-    Evm(k256::ecdsa::SigningKey),
-    Solana(ed25519_dalek::SigningKey),
-}
-
-impl OpenKey {
-    fn from_bytes(kind: ChainKind, secret: &[u8]) -> Result<Self, KeystoreError> {
-        match kind {
-            ChainKind::Evm => k256::ecdsa::SigningKey::from_slice(secret)
-                .map(OpenKey::Evm)
-                .map_err(|_| KeystoreError::Corrupt),
-            ChainKind::Solana => {
-                let seed: &[u8; 32] = secret.try_into().map_err(|_| KeystoreError::Corrupt)?;
-                Ok(OpenKey::Solana(ed25519_dalek::SigningKey::from_bytes(seed)))
-            }
+/// The address a decrypted key derives (the keys built here zeroize on drop).
+fn derived_address(kind: ChainKind, secret: &[u8]) -> Result<Address, KeystoreError> {
+    Ok(match kind {
+        ChainKind::Evm => {
+            evm_address(&k256::ecdsa::SigningKey::from_slice(secret).map_err(|_| KeystoreError::Corrupt)?)
         }
-    }
-
-    fn address(&self) -> Address {
-        match self {
-            OpenKey::Evm(k) => evm_address(k),
-            OpenKey::Solana(k) => Address::Solana(k.verifying_key().to_bytes()),
+        ChainKind::Solana => {
+            let seed: &[u8; 32] = secret.try_into().map_err(|_| KeystoreError::Corrupt)?;
+            Address::Solana(ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes())
         }
-    }
+    })
 }
 
 fn evm_address(key: &k256::ecdsa::SigningKey) -> Address {

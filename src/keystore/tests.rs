@@ -89,6 +89,62 @@ fn round_trip_unlock_and_sign_both_kinds() {
         .unwrap();
 }
 
+/// The scalar-only signing path gives exactly what k256's `SigningKey` gives (low S, the same
+/// recovery bit), the first time a key is opened and every time after.
+#[test]
+fn evm_signatures_match_k256_signing_keys_byte_for_byte() {
+    use sha2::Digest;
+    let f = fixture(ChainKind::Evm);
+    let aad = f.keys.wallet_aad(f.wallet_id, &f.chain, &f.address);
+    let reference = k256::ecdsa::SigningKey::from_slice(&open(&f.keys.kek, &aad, &f.sealed).unwrap()).unwrap();
+    let mut odd = 0;
+    for i in 0u8..64 {
+        let prehash: [u8; 32] = Sha256::digest([i]).into();
+        let Signature::Secp256k1(sig) = f
+            .keys
+            .sign(f.key_ref(), &SigningPayload::Secp256k1Prehash(prehash))
+            .unwrap()
+        else {
+            panic!("secp256k1 signature expected")
+        };
+        let (want, recid) = reference.sign_prehash_recoverable(&prehash).unwrap();
+        let (r, s) = want.split_bytes();
+        assert_eq!(
+            (sig.r, sig.s, sig.y_parity),
+            (r.into(), s.into(), recid.is_y_odd()),
+            "prehash {i}"
+        );
+        odd += usize::from(sig.y_parity);
+    }
+    assert!((10..54).contains(&odd), "both parities seen: {odd} odd of 64");
+}
+
+/// A key that authenticates under a wallet's header but does not derive its address (a
+/// keystore bug, or a forgery by someone holding the KEK) is refused at every open: only a key
+/// that passed the check is remembered as checked.
+#[test]
+fn a_sealed_key_of_another_address_is_refused_every_time() {
+    let f = fixture(ChainKind::Evm);
+    let aad = f.keys.wallet_aad(f.wallet_id, &f.chain, &f.address);
+    let foreign = seal(&f.keys.kek, &aad, &random_bytes::<32>());
+    let key = WalletKeyRef {
+        sealed: &foreign,
+        ..f.key_ref()
+    };
+    for _ in 0..3 {
+        assert!(matches!(f.keys.verify_wallet_key(key), Err(KeystoreError::Corrupt)));
+        assert!(matches!(
+            f.keys.sign(key, &SigningPayload::Secp256k1Prehash([1; 32])),
+            Err(KeystoreError::Corrupt)
+        ));
+    }
+    f.keys.verify_wallet_key(f.key_ref()).unwrap();
+    f.keys
+        .sign(f.key_ref(), &SigningPayload::Secp256k1Prehash([1; 32]))
+        .unwrap();
+    assert!(matches!(f.keys.verify_wallet_key(key), Err(KeystoreError::Corrupt)));
+}
+
 #[test]
 fn wrong_password_is_refused() {
     let f = fixture(ChainKind::Evm);
@@ -419,6 +475,7 @@ fn sealed_values_are_bound_to_the_keystore_header_not_only_to_the_key() {
             master_tag: f.keys.master_tag,
             meta,
             audit_keyed: f.keys.audit_keyed,
+            checked: Default::default(),
         }
     };
     let same = copy(|_| {});
