@@ -1,6 +1,10 @@
 //! Chain adapters: RPC reads, building unsigned transactions, assembling signed ones from a
 //! signature, broadcast and status. They never see keys, policy, the store or wire types.
 
+// A build with no chain family (`--no-default-features`) has nothing to dispatch to: the
+// seam's arguments and the unsigned transaction's body go unread there, by design.
+#![cfg_attr(not(any(feature = "evm", feature = "solana", feature = "fake-chain")), allow(unused))]
+
 #[cfg(feature = "evm")]
 pub mod evm;
 #[cfg(feature = "solana")]

@@ -199,10 +199,22 @@ pub async fn run(data_dir: &Path, fix: bool, compose: &[PathBuf], url: Option<St
 
     // The store: read it directly when no daemon holds it, otherwise ask the daemon.
     let recovery = data_dir.join(RECOVERY_KEY_FILE);
-    let opened = Store::open(&data_dir.join(STORE_DIR));
+    let store_dir = data_dir.join(STORE_DIR);
+    // Never create one: doctor only reads (a missing store is a finding).
+    let opened = if store_dir.exists() {
+        Store::open(&store_dir).map(Some)
+    } else {
+        Ok(None)
+    };
     let daemon_holds_store = matches!(opened, Err(StoreError::Locked));
     match opened {
-        Ok(store) => {
+        Ok(None) => add(
+            "store",
+            Level::Fail,
+            format!("no store in {}: run `bursar init` first", data_dir.display()),
+            false,
+        ),
+        Ok(Some(store)) => {
             let meta: Option<KeystoreMeta> = store.get(keys::KEYSTORE)?;
             let meta_for_recovery = meta.clone();
             let daemon: Option<DaemonRecord> = store.get(keys::DAEMON)?;

@@ -30,6 +30,21 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 #[test]
+fn a_data_dir_without_a_store_is_a_finding_and_doctor_creates_none() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(crate::harness::bursar_bin());
+    cmd.env("BURSAR_DATA_DIR", data.path())
+        .env_remove("BURSAR_MASTER_PASSWORD")
+        .env_remove("BURSAR_MASTER_PASSWORD_FILE")
+        .args(["doctor", "--json"]);
+    let (code, checks) = doctor(cmd);
+    assert_eq!(code, 1, "{checks:?}");
+    let missing = findings(&checks, "store", "fail");
+    assert!(missing.len() == 1 && missing[0].contains("bursar init"), "{checks:?}");
+    assert!(!data.path().join("store").exists(), "doctor created a store");
+}
+
+#[test]
 fn copies_of_secrets_and_backups_in_the_data_dir_are_found_and_fixed() {
     let daemon = Daemon::init(Opts::default());
     let data = daemon.data_dir();
