@@ -680,6 +680,44 @@ async fn the_cluster_is_checked_against_the_configured_genesis_hash() {
     assert_eq!((status, body["amount"].as_str()), (200, Some("1")), "{body}");
 }
 
+/// While a transfer waits for its commitment, bursar looks at its status from 5 ms apart and
+/// sends the same bytes again (it asks the node for no retries of its own) — but at most every
+/// 500 ms, about a slot: a re-send per look was 10–15 RPC calls per transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_transfer_is_re_sent_about_once_a_slot_not_at_every_look() {
+    let v = Validator::shared().await;
+    let proxy = crate::rpc_proxy::RpcProxy::start(&v.url).await;
+    let daemon = daemon_with(&proxy.url, &[]).await;
+    let rules = json!({ "instant_max": "1" });
+    let (_, token) = funded_wallet(&daemon, &v.url, 2, &[("SPENDING_LIMIT", rules)]).await;
+    let to = pubkey_of(&keypair()).to_string();
+    airdrop(&v.url, &to, LAMPORTS).await;
+    let (mut sends, mut looks, mut waited) = (0, 0, Duration::ZERO);
+    for n in 0..3 {
+        let (sent_before, looked_before) = (proxy.seen("sendTransaction"), proxy.seen("getSignatureStatuses"));
+        let started = Instant::now();
+        let (status, tx) = send(
+            &daemon,
+            &token,
+            json!({ "to": to, "amount": "0.01", "idempotencyKey": format!("slot-{n}") }),
+        )
+        .await;
+        assert_eq!(status, 200, "{tx}");
+        wait_status(&daemon, &token, tx["id"].as_str().unwrap(), "CONFIRMED", 60).await;
+        waited += started.elapsed();
+        sends += proxy.seen("sendTransaction") - sent_before;
+        looks += proxy.seen("getSignatureStatuses") - looked_before;
+    }
+    // Three transfers: each sent once, then again at most every 500 ms of its wait (and a
+    // last look's send may race the answer).
+    let bound = 3 * 2 + usize::try_from(waited.as_millis() / 500).unwrap();
+    assert!(
+        (3..=bound).contains(&sends),
+        "{sends} sends, {looks} status looks in {waited:?} for three transfers (bound {bound})"
+    );
+    assert!(looks > sends, "{sends} sends, {looks} status looks in {waited:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_unlanded_transfer_is_re_signed_and_lands_once() {
     let v = Validator::shared().await;

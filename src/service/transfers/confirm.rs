@@ -51,6 +51,12 @@ impl Service {
         if !matches!(tx.status, TxState::Signed | TxState::Submitted) {
             return Ok(tx);
         }
+        // The node accepted it, and it is bound to a blockhash: it is re-sent to stay alive,
+        // at most every RESEND_EVERY. (A SIGNED transfer is always sent; an account-nonce one
+        // too: the node's refusal of the same bytes is how a superseded nonce shows.)
+        if tx.status == TxState::Submitted && tx.sequence().is_some_and(|s| !s.replaceable()) && !locks.resend_due(id) {
+            return Ok(tx);
+        }
         let signed = stored_signed(&tx)?;
         match broadcast_checked(adapter, &signed).await {
             Ok(()) if tx.status == TxState::Signed => {

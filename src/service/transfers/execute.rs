@@ -115,6 +115,9 @@ impl Service {
         }
         match broadcast {
             Ok(()) => {
+                if !sequence.replaceable() {
+                    locks.note_sent(id);
+                }
                 *next_nonce = sequence.next();
                 // The wallet's next transfer may take its sequence now: what follows is this
                 // transfer's own bookkeeping (under the `decide` lock), not the sequence's.

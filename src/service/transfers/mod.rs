@@ -73,6 +73,44 @@ pub(in crate::service) struct WalletLocks {
     /// A worker task is on this wallet: the next pass skips it, so one wallet's slow RPC
     /// never stalls the others.
     pub(super) worker_busy: std::sync::atomic::AtomicBool,
+    /// When each of the wallet's blockhash-bound transfers was last sent (see
+    /// [`WalletLocks::resend_due`]).
+    sent: std::sync::Mutex<std::collections::HashMap<TxId, tokio::time::Instant>>,
+}
+
+/// How often a transfer bound to a recent blockhash is sent again while it waits: about one
+/// Solana slot (400 ms). It cannot be superseded, only dropped until its blockhash expires,
+/// so re-sending is what keeps it in front of the leaders, and once a slot does that; a
+/// re-send at every status look (from 5 ms apart) only costs RPC calls.
+const RESEND_EVERY: Duration = Duration::from_millis(500);
+
+impl WalletLocks {
+    /// Notes that transfer `id` was just sent.
+    pub(super) fn note_sent(&self, id: TxId) {
+        let now = tokio::time::Instant::now();
+        let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sent.len() >= 1024 {
+            // Transfers long finished (or re-signed under another id's look): forgotten.
+            sent.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
+        }
+        sent.insert(id, now);
+    }
+
+    /// Whether a blockhash-bound transfer is due to be sent again ([`RESEND_EVERY`] since its
+    /// last send); if so, notes it sent now.
+    pub(super) fn resend_due(&self, id: TxId) -> bool {
+        let last = self
+            .sent
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .copied();
+        if last.is_some_and(|at| at.elapsed() < RESEND_EVERY) {
+            return false;
+        }
+        self.note_sent(id);
+        true
+    }
 }
 
 /// Whether a reservation is added to its budgets or taken off them.
