@@ -5,7 +5,9 @@
 //! (p50/p95), next to the validator's own slot time (slots produced over five seconds), and the
 //! daemon's CPU time per transfer (from /proc: what bursar itself spends, the chain aside).
 //!
-//! Run: `cargo bench --bench solana`. Env knobs: `SOL_TRANSFERS` (default 40 of each kind).
+//! Run: `cargo bench --bench solana`. Env knobs: `SOL_TRANSFERS` (default 40 of each kind),
+//! `SOL_BURSAR` (the binary to measure, e.g. another commit's release build, for an A/B;
+//! default this build's).
 
 use ed25519_dalek::Signer;
 use serde_json::{Value, json};
@@ -189,7 +191,8 @@ async fn main() {
         ),
     );
     let bursar = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bursar"));
+        let bin = std::env::var_os("SOL_BURSAR").unwrap_or_else(|| env!("CARGO_BIN_EXE_bursar").into());
+        let mut c = Command::new(bin);
         c.args(args)
             .env("BURSAR_DATA_DIR", &data)
             .env("BURSAR_URL", format!("http://127.0.0.1:{port}"));
