@@ -90,7 +90,7 @@ impl WalletLocks {
         let now = tokio::time::Instant::now();
         let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if sent.len() >= 1024 {
-            // Transfers long finished (or re-signed under another id's look): forgotten.
+            // Transfers that finished long ago are forgotten.
             sent.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
         }
         sent.insert(id, now);
