@@ -76,6 +76,22 @@ pub(in crate::service) struct WalletLocks {
     /// When each of the wallet's blockhash-bound transfers was last sent (see
     /// [`WalletLocks::resend_due`]).
     sent: std::sync::Mutex<std::collections::HashMap<TxId, tokio::time::Instant>>,
+    /// Transfers a request is waiting on ([`Service::wait_confirmed`] looks at them itself):
+    /// the worker leaves them alone meanwhile instead of looking twice.
+    waited_on: std::sync::Mutex<std::collections::HashSet<TxId>>,
+}
+
+/// Marks a transfer waited on by a request, until dropped.
+pub(super) struct WaitedOn(Arc<WalletLocks>, TxId);
+
+impl Drop for WaitedOn {
+    fn drop(&mut self) {
+        self.0
+            .waited_on
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&self.1);
+    }
 }
 
 /// How often a transfer bound to a recent blockhash is sent again while it waits: about one
@@ -94,6 +110,22 @@ impl WalletLocks {
             sent.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
         }
         sent.insert(id, now);
+    }
+
+    /// Marks transfer `id` waited on by a request until the guard drops.
+    pub(super) fn wait_on(self: &Arc<Self>, id: TxId) -> WaitedOn {
+        self.waited_on
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(id);
+        WaitedOn(self.clone(), id)
+    }
+
+    pub(super) fn is_waited_on(&self, id: TxId) -> bool {
+        self.waited_on
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&id)
     }
 
     /// Whether a blockhash-bound transfer is due to be sent again ([`RESEND_EVERY`] since its

@@ -141,6 +141,8 @@ impl Service {
         for tx in txs {
             let (id, wallet) = (tx.id, tx.wallet_id);
             let result = match tx.status {
+                // A request is waiting on it and looks itself.
+                TxState::Signed | TxState::Submitted if self.wallet_locks(wallet).is_waited_on(id) => Ok(()),
                 TxState::Delayed if tx.executes_at.is_some_and(|t| t <= now) => {
                     self.execute(id, wallet, true).await.map(|_| ())
                 }

@@ -193,6 +193,60 @@ async fn a_send_waits_for_its_receipt_but_only_as_long_as_configured() {
     assert!(f.chain.broadcasts() - broadcasts_before >= looks, "each look re-sends");
 }
 
+/// The wait's look cadence: as before for its first second (5 ms doubling up to 250 ms), then
+/// a quarter of the wait so far, at most 2 s — a 12 s block costs about 20 looks, not 50.
+#[test]
+fn a_long_wait_looks_less_often_as_it_goes() {
+    use super::confirm::next_pause;
+    // (looks, the pause after the last one) for a receipt that comes after `total`.
+    let looks = |total: Duration| {
+        let (mut waited, mut pause, mut n) = (Duration::ZERO, Duration::from_millis(5), 1);
+        while waited < total {
+            waited += pause;
+            n += 1;
+            let next = next_pause(pause, waited);
+            assert!(
+                next <= (waited / 4).max(Duration::from_millis(250)),
+                "{next:?} after {waited:?}: a receipt would be seen more than a quarter late"
+            );
+            pause = next;
+        }
+        (n, pause)
+    };
+    // The first second as before: looks at 0, 5, 15, 35, 75, 155, 315, 565, 815, 1065 ms.
+    assert_eq!(looks(Duration::from_secs(1)).0, 10);
+    let (n, pause) = looks(Duration::from_secs(12));
+    assert!((15..=25).contains(&n), "{n} looks in 12 s");
+    assert_eq!(pause, Duration::from_secs(2));
+    let (n, _) = looks(Duration::from_secs(60));
+    assert!(n <= 50, "{n} looks in a minute (every 250 ms: 240)");
+}
+
+/// While a request waits on its transfer, the worker does not look at it too: one look at a
+/// time per transfer, not the request's and the worker's (each a status call and a re-send).
+#[tokio::test]
+async fn the_worker_leaves_a_transfer_alone_while_a_request_waits_on_it() {
+    let f = instant("[transfers]\nconfirm_wait_seconds = 2").await;
+    f.chain.set_automine(false);
+    let (svc, auth) = (f.svc.clone(), f.auth.clone());
+    let send = tokio::spawn(async move { svc.send(&auth, &request("0.5", "waited")).await });
+    // Late in the wait, where its own looks are 250 ms apart.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = f.chain.status_checks();
+    for _ in 0..5 {
+        f.svc.tick().await;
+    }
+    let during = f.chain.status_checks() - before;
+    assert!(during <= 1, "{during} looks in five worker passes during the wait");
+    let tx = send.await.unwrap().unwrap();
+    assert_eq!(tx.status, TxState::Submitted, "{tx:?}");
+    // The wait is over: the worker looks again, at every pass.
+    let before = f.chain.status_checks();
+    f.svc.tick().await;
+    f.svc.tick().await;
+    assert_eq!(f.chain.status_checks() - before, 2);
+}
+
 #[tokio::test]
 async fn delay_waits_until_due_then_executes_and_a_cancel_stays_cancelled() {
     let f = fixture(
