@@ -331,12 +331,13 @@ impl Unlocked {
             }
             h.finalize().into()
         };
-        let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !checked.contains(&digest) {
+        let checked = || self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !checked().contains(&digest) {
+            // Outside the lock: a scalar multiplication.
             if derived_address(key.address.kind(), &secret)? != key.address {
                 return Err(KeystoreError::Corrupt);
             }
-            checked.insert(digest);
+            checked().insert(digest);
         }
         Ok(secret)
     }

@@ -103,13 +103,28 @@ const RESEND_EVERY: Duration = Duration::from_millis(500);
 impl WalletLocks {
     /// Notes that transfer `id` was just sent.
     pub(super) fn note_sent(&self, id: TxId) {
+        self.mark_sent(id, Duration::ZERO);
+    }
+
+    /// Whether a blockhash-bound transfer is due to be sent again ([`RESEND_EVERY`] since its
+    /// last send); if so, notes it sent now.
+    pub(super) fn resend_due(&self, id: TxId) -> bool {
+        self.mark_sent(id, RESEND_EVERY)
+    }
+
+    /// Notes `id` sent now unless it was sent less than `every` ago; whether it did.
+    fn mark_sent(&self, id: TxId, every: Duration) -> bool {
         let now = tokio::time::Instant::now();
         let mut sent = self.sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sent.get(&id).is_some_and(|at| now.duration_since(*at) < every) {
+            return false;
+        }
         if sent.len() >= 1024 {
             // Transfers that finished long ago are forgotten.
             sent.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
         }
         sent.insert(id, now);
+        true
     }
 
     /// Marks transfer `id` waited on by a request until the guard drops.
@@ -126,22 +141,6 @@ impl WalletLocks {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains(&id)
-    }
-
-    /// Whether a blockhash-bound transfer is due to be sent again ([`RESEND_EVERY`] since its
-    /// last send); if so, notes it sent now.
-    pub(super) fn resend_due(&self, id: TxId) -> bool {
-        let last = self
-            .sent
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&id)
-            .copied();
-        if last.is_some_and(|at| at.elapsed() < RESEND_EVERY) {
-            return false;
-        }
-        self.note_sent(id);
-        true
     }
 }
 

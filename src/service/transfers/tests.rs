@@ -78,6 +78,15 @@ async fn instant(config: &str) -> Fixture {
     fixture(&[("SPENDING_LIMIT", json!({ "instant_max": "1" }))], config).await
 }
 
+/// [`instant`], with a send that answers at once (`confirm_wait_seconds = 0`) on a chain that
+/// mines only when told: transfers stay SUBMITTED until a test mines them. `chain` is extra
+/// `[chains.*]` configuration.
+async fn unmined(chain: &str) -> Fixture {
+    let f = instant(&format!("{chain}[transfers]\nconfirm_wait_seconds = 0")).await;
+    f.chain.set_automine(false);
+    f
+}
+
 fn request(amount: &str, key: &str) -> TransferRequest {
     TransferRequest {
         to: RECIPIENT.into(),
@@ -222,6 +231,23 @@ fn a_long_wait_looks_less_often_as_it_goes() {
     assert!(n <= 50, "{n} looks in a minute (every 250 ms: 240)");
 }
 
+/// However often a blockhash-bound transfer is looked at (a wait, the worker, both at once),
+/// it is sent again at most every 500 ms; another transfer's sends do not hold it back.
+#[tokio::test]
+async fn a_blockhash_bound_transfer_is_re_sent_at_most_every_500_ms_however_often_it_is_looked_at() {
+    let locks = WalletLocks::default();
+    let (id, other) = (TxId::new(), TxId::new());
+    locks.note_sent(id);
+    assert!(
+        (0..100).all(|_| !locks.resend_due(id)),
+        "a flood of looks right after the send"
+    );
+    assert!(locks.resend_due(other));
+    tokio::time::sleep(Duration::from_millis(520)).await;
+    assert!(locks.resend_due(id));
+    assert!(!locks.resend_due(id), "due once, then noted sent");
+}
+
 /// While a request waits on its transfer, the worker does not look at it too: one look at a
 /// time per transfer, not the request's and the worker's (each a status call and a re-send).
 #[tokio::test]
@@ -328,8 +354,7 @@ async fn a_refusal_that_proves_nothing_keeps_the_transfer_and_counts_it_once() {
 
 #[tokio::test]
 async fn a_superseded_nonce_fails_only_after_the_grace_time() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     let tx = f.svc.send(&f.auth, &request("0.5", "lost")).await.unwrap();
     assert_eq!(tx.status, TxState::Submitted);
     // Another signer of the same key uses the nonce: our bytes can never be mined.
@@ -374,8 +399,7 @@ async fn a_revert_keeps_only_the_fee_counted() {
 
 #[tokio::test]
 async fn a_stuck_transfer_is_replaced_and_only_one_version_is_mined() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     let tx = f.svc.send(&f.auth, &request("0.5", "stuck")).await.unwrap();
     let first_hash = tx.hash.clone().unwrap();
     crate::clock::shift_this_thread(121); // past the default replace_after_seconds (120)
@@ -581,8 +605,7 @@ impl Fixture {
 /// stored bytes, once the node takes them, marks it SUBMITTED (audited as a re-broadcast).
 #[tokio::test]
 async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     f.chain.refuse_next(Refusal::Unreachable);
     let tx = f.svc.send(&f.auth, &request("0.5", "unanswered")).await.unwrap();
     assert_eq!(
@@ -616,8 +639,7 @@ async fn a_signed_transfer_is_marked_submitted_when_its_rebroadcast_is_accepted(
 /// wait.
 #[tokio::test]
 async fn a_late_rebroadcast_of_an_overdue_transfer_is_replaced_in_the_same_pass() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     f.chain.refuse_next(Refusal::Unreachable);
     let tx = f.svc.send(&f.auth, &request("0.5", "late")).await.unwrap();
     assert_eq!(f.reload(&tx).status, TxState::Signed);
@@ -639,8 +661,7 @@ async fn a_late_rebroadcast_of_an_overdue_transfer_is_replaced_in_the_same_pass(
 /// the base fee has not risen), at the second itself.
 #[tokio::test]
 async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
-    let f = instant("replace_after_seconds = 60\n[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("replace_after_seconds = 60\n").await;
     start_of_a_second();
     let tx = f.svc.send(&f.auth, &request("0.5", "patient")).await.unwrap();
     assert_eq!(tx.status, TxState::Submitted);
@@ -667,8 +688,7 @@ async fn a_pending_transfer_is_replaced_only_after_the_configured_wait() {
 /// market costs a call), and only when the base fee is above its max fee, not equal to it.
 #[tokio::test]
 async fn a_base_fee_above_the_max_fee_replaces_a_transfer_after_five_seconds() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     start_of_a_second();
     let tx = f.svc.send(&f.auth, &request("0.5", "outbid")).await.unwrap();
     let old = tx.fee.unwrap();
@@ -711,8 +731,7 @@ async fn a_base_fee_above_the_max_fee_replaces_a_transfer_after_five_seconds() {
 /// only the fee paid stays counted.
 #[tokio::test]
 async fn the_operators_on_chain_cancel_mined_fails_the_transfer_and_releases_its_budget() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     let tx = f.svc.send(&f.auth, &request("0.5", "cancel-me")).await.unwrap();
     assert!(f.spent_today() > eth("0.5"));
     let master = f.master().await;
@@ -1111,8 +1130,7 @@ async fn an_executor_leaves_a_transfer_cancelled_meanwhile_as_it_is() {
 /// node has never seen.
 #[tokio::test]
 async fn the_next_sequence_is_never_below_a_signed_transfer_the_node_has_not_seen() {
-    let f = instant("[transfers]\nconfirm_wait_seconds = 0").await;
-    f.chain.set_automine(false);
+    let f = unmined("").await;
     f.chain.refuse_next(Refusal::Unreachable);
     let unseen = f.svc.send(&f.auth, &request("0.1", "unseen")).await.unwrap();
     assert_eq!((unseen.status, unseen.nonce()), (TxState::Signed, Some(0)));
